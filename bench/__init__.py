@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory targets as ratios against plain Synapse in the same run."""

@@ -1,0 +1,1 @@
+"""The commerce service mock and the application-service bridge to it."""

@@ -1,0 +1,35 @@
+"""Laiwang: an acquaintance-first social network as a Synapse module.
+
+Enable it in homeserver.yaml:
+
+    modules:
+      - module: laiwang_module.LaiwangModule
+        config: {}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.module_api import ModuleApi
+
+from laiwang_module.config import LaiwangConfig, parse_config
+from laiwang_module.rest import build_resource
+from laiwang_module.rest.base import PREFIX
+from laiwang_module.server import LaiwangServer
+
+__all__ = ["LaiwangModule"]
+__version__ = "0.1.0"
+
+
+class LaiwangModule:
+    def __init__(self, config: LaiwangConfig, api: ModuleApi):
+        self.server = LaiwangServer(config, api)
+        api.register_web_resource(PREFIX, build_resource(self.server))
+        # Bring the schema up to date now, so that a broken database shows in the log at start
+        # rather than on the first request. Every process may do this: migrations are locked.
+        api.run_as_background_process("laiwang_schema", self.server.store.ensure_schema)
+
+    @staticmethod
+    def parse_config(config: Any) -> LaiwangConfig:
+        return parse_config(config)

@@ -1,0 +1,1 @@
+"""Handlers decide: they hold the rules of each feature and call storage."""

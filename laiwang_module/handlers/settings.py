@@ -1,0 +1,45 @@
+"""Per-user settings, with defaults from the module config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attr
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class UserSettings:
+    discoverable: bool
+    accept_requests_from: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "discoverable": self.discoverable,
+            "accept_requests_from": self.accept_requests_from,
+        }
+
+
+class SettingsHandler:
+    def __init__(self, server: LaiwangServer):
+        self._store = server.store
+        self._api = server.api
+        self._defaults = server.config.defaults
+
+    async def get(self, user_id: str) -> UserSettings:
+        stored = await self._store.get_user_settings(user_id)
+        return UserSettings(
+            discoverable=stored.get("discoverable", self._defaults.discoverable),
+            accept_requests_from=stored.get(
+                "accept_requests_from", self._defaults.accept_requests_from
+            ),
+        )
+
+    async def update(self, user_id: str, update: dict[str, Any]) -> UserSettings:
+        if update:
+            await self._store.update_user_settings(
+                user_id, update, self._api.get_current_time_msec()
+            )
+        return await self.get(user_id)

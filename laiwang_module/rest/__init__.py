@@ -1,0 +1,17 @@
+"""HTTP endpoints under /_synapse/client/laiwang/v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from laiwang_module.rest.base import LaiwangResource, Router
+from laiwang_module.rest.settings import SettingsServlet
+
+SERVLETS = (SettingsServlet,)
+
+
+def build_resource(server: Any) -> LaiwangResource:
+    router = Router()
+    for servlet_class in SERVLETS:
+        servlet_class(server).register(router)
+    return LaiwangResource(router)

@@ -1,0 +1,26 @@
+"""The container of one process's Laiwang objects, in the manner of Synapse's `HomeServer`.
+
+It builds each handler once, on first use, so that handlers can depend on one another without
+import-order puzzles. It holds no authoritative state: everything lasting is in the database.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from synapse.module_api import ModuleApi
+
+from laiwang_module.config import LaiwangConfig
+from laiwang_module.handlers.settings import SettingsHandler
+from laiwang_module.storage import LaiwangStore
+
+
+class LaiwangServer:
+    def __init__(self, config: LaiwangConfig, api: ModuleApi):
+        self.config = config
+        self.api = api
+        self.store = LaiwangStore(api)
+
+    @cached_property
+    def settings_handler(self) -> SettingsHandler:
+        return SettingsHandler(self)

@@ -1,0 +1,59 @@
+"""The module's storage: every SQL statement lives in this package.
+
+`LaiwangStore` is composed of one mixin per feature, each owning its `Schema`. The schema is
+brought up to date once per process before the first query (`ensure_schema`), so nothing needs
+awaiting in the module's synchronous `__init__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from synapse.logging.context import make_deferred_yieldable, run_in_background
+from synapse.module_api import ModuleApi
+from synapse.storage.database import LoggingTransaction
+from synapse.util.async_helpers import ObservableDeferred
+
+from laiwang_module.storage import settings
+from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
+
+T = TypeVar("T")
+
+SCHEMAS: tuple[Schema, ...] = (settings.SCHEMA,)
+
+
+class LaiwangStore(settings.SettingsStore):
+    def __init__(self, api: ModuleApi):
+        self._api = api
+        self._schema_ready: ObservableDeferred[None] | None = None
+        self._schema_done = False
+
+    async def ensure_schema(self) -> None:
+        if self._schema_done:
+            return
+        if self._schema_ready is None:
+            self._schema_ready = ObservableDeferred(
+                run_in_background(self._migrate), consumeErrors=True
+            )
+        await make_deferred_yieldable(self._schema_ready.observe())
+
+    async def _migrate(self) -> None:
+        try:
+            await self._api.run_db_interaction("laiwang_schema_table", create_version_table)
+            for schema in SCHEMAS:
+                await self._api.run_db_interaction(
+                    f"laiwang_schema_{schema.feature}", apply_schema, schema
+                )
+        except Exception:
+            self._schema_ready = None  # let the next query try again
+            raise
+        self._schema_done = True
+
+    async def run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
+        await self.ensure_schema()
+        return await self._api.run_db_interaction(f"laiwang_{desc}", func)
+
+    async def run_with(self, desc: str, func: Callable[..., T], *args: Any) -> T:
+        await self.ensure_schema()
+        return await self._api.run_db_interaction(f"laiwang_{desc}", func, *args)

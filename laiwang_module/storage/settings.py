@@ -1,0 +1,68 @@
+"""SQL for per-user settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from synapse.storage.database import LoggingTransaction
+
+from laiwang_module.storage.schema import Schema
+
+SCHEMA = Schema(
+    "settings",
+    [
+        (
+            1,
+            [
+                "CREATE TABLE IF NOT EXISTS laiwang_user_settings ("
+                " user_id TEXT NOT NULL PRIMARY KEY,"
+                " discoverable BOOLEAN,"  # NULL: the configured default
+                " accept_requests_from TEXT,"  # NULL: the configured default
+                " updated_ts BIGINT NOT NULL)",
+            ],
+        )
+    ],
+)
+
+
+class SettingsStore:
+    """Mixin of LaiwangStore."""
+
+    async def get_user_settings(self, user_id: str) -> dict[str, Any]:
+        """The values the user has set (keys absent where they kept the default)."""
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, Any]:
+            txn.execute(
+                "SELECT discoverable, accept_requests_from FROM laiwang_user_settings"
+                " WHERE user_id = ?",
+                (user_id,),
+            )
+            row = txn.fetchone()
+            if row is None:
+                return {}
+            out: dict[str, Any] = {}
+            if row[0] is not None:
+                out["discoverable"] = bool(row[0])
+            if row[1] is not None:
+                out["accept_requests_from"] = row[1]
+            return out
+
+        return await self.run("get_user_settings", txn_fn)  # type: ignore[attr-defined]
+
+    async def update_user_settings(self, user_id: str, update: dict[str, Any], now: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "INSERT INTO laiwang_user_settings (user_id, updated_ts) VALUES (?, ?)"
+                " ON CONFLICT (user_id) DO NOTHING",
+                (user_id, now),
+            )
+            for column in ("discoverable", "accept_requests_from"):
+                if column in update:
+                    # Column names come from this fixed tuple, never from input.
+                    txn.execute(
+                        f"UPDATE laiwang_user_settings SET {column} = ?, updated_ts = ?"
+                        " WHERE user_id = ?",
+                        (update[column], now, user_id),
+                    )
+
+        await self.run("update_user_settings", txn_fn)  # type: ignore[attr-defined]

@@ -1,0 +1,116 @@
+"""Validation errors of pure code, mapped to Matrix errors by the module's HTTP layer.
+
+Pure code raises these; `laiwang_module.rest.base` turns them into `M_INVALID_PARAM`,
+`M_MISSING_PARAM` or `M_BAD_JSON` responses. The event checks turn them into refusals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class ValidationError(Exception):
+    """Input that breaks a rule. `errcode` is the Matrix error code to answer with."""
+
+    errcode = "M_INVALID_PARAM"
+
+    def __init__(self, param: str | None, message: str):
+        self.param = param
+        self.message = message
+        super().__init__(f"{param}: {message}" if param else message)
+
+    @property
+    def sentence(self) -> str:
+        return f"'{self.param}' {self.message}" if self.param else self.message
+
+
+class InvalidParam(ValidationError):
+    errcode = "M_INVALID_PARAM"
+
+
+class MissingParam(ValidationError):
+    errcode = "M_MISSING_PARAM"
+
+    def __init__(self, param: str):
+        super().__init__(param, "is required")
+
+
+class BadJson(ValidationError):
+    errcode = "M_BAD_JSON"
+
+
+def reject_unknown_keys(body: Mapping[str, Any], known: Iterable[str]) -> None:
+    allowed = set(known)
+    for key in body:
+        if key not in allowed:
+            raise InvalidParam(key, "is not a known field")
+
+
+# The grammar of a Matrix user id: "@localpart:server_name". The localpart rules are the
+# historical (permissive) ones so ids of older servers still pass.
+_USER_ID_RE = re.compile(r"^@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+$")
+_ROOM_ID_RE = re.compile(r"^![\x21-\x7e]+(:[A-Za-z0-9.\-\[\]:]+)?$")
+_EVENT_ID_RE = re.compile(r"^\$[\x21-\x7e]+$")
+
+
+def is_user_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 255 and bool(_USER_ID_RE.match(value))
+
+
+def is_room_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 255 and bool(_ROOM_ID_RE.match(value))
+
+
+def is_event_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 255 and bool(_EVENT_ID_RE.match(value))
+
+
+def require(body: Mapping[str, Any], key: str) -> Any:
+    if key not in body or body[key] is None:
+        raise MissingParam(key)
+    return body[key]
+
+
+def require_str(body: Mapping[str, Any], key: str, *, max_len: int = 1000) -> str:
+    value = require(body, key)
+    if not isinstance(value, str):
+        raise InvalidParam(key, "must be a string")
+    if len(value) > max_len:
+        raise InvalidParam(key, f"must be at most {max_len} characters")
+    return value
+
+
+def optional_str(body: Mapping[str, Any], key: str, *, max_len: int = 1000) -> str | None:
+    if body.get(key) is None:
+        return None
+    return require_str(body, key, max_len=max_len)
+
+
+def require_user_id(body: Mapping[str, Any], key: str) -> str:
+    value = require(body, key)
+    if not is_user_id(value):
+        raise InvalidParam(key, "must be a Matrix user id like @alice:example.org")
+    return str(value)
+
+
+def require_room_id(body: Mapping[str, Any], key: str) -> str:
+    value = require(body, key)
+    if not is_room_id(value):
+        raise InvalidParam(key, "must be a Matrix room id like !abc:example.org")
+    return str(value)
+
+
+def require_int(
+    body: Mapping[str, Any], key: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """An integer, never a float (1.0 too is refused) nor a boolean."""
+    value = require(body, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidParam(key, "must be an integer")
+    if minimum is not None and value < minimum:
+        raise InvalidParam(key, f"must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise InvalidParam(key, f"must be at most {maximum}")
+    return value

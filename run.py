@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Bootstrap and run Laiwang with nothing but Python 3.10+ and pip.
+
+    python3 run.py demo     # a homeserver with the module on http://localhost:8008
+    python3 run.py test     # the whole test suite
+    python3 run.py lint     # ruff and mypy
+
+The first run creates ./.venv and installs the project (with its test and lint extras) into it;
+later runs reuse it and reinstall only when setup.cfg has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("LAIWANG_VENV", ROOT / ".venv"))
+PY = VENV / "bin" / "python"
+
+
+def ensure_venv() -> None:
+    stamp = VENV / ".laiwang-installed"
+    want = hashlib.sha256((ROOT / "setup.cfg").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print(f"Creating virtual environment in {VENV} …", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    print("Installing laiwang and its dependencies (first run takes a few minutes) …", flush=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test,lint]"], check=True)
+    stamp.write_text(want)
+
+
+def _run_forwarding_signals(cmd: list[str]) -> int:
+    """Run the demo so that Ctrl-C reaches it once and its own clean shutdown decides the exit."""
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum: int, frame: object) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "lint"):
+        print(__doc__)
+        return 2
+    ensure_venv()
+    command, rest = argv[0], argv[1:]
+    os.chdir(ROOT)
+    if command == "demo":
+        return _run_forwarding_signals([str(PY), "-m", "laiwang_module.demo", *rest])
+    if command == "test":
+        return subprocess.call([str(PY), "-m", "pytest", *rest])
+    status = subprocess.call([str(PY), "-m", "ruff", "check", "."])
+    status |= subprocess.call([str(PY), "-m", "ruff", "format", "--check", "."])
+    return status | subprocess.call([str(PY), "-m", "mypy"])
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

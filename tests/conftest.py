@@ -1,0 +1,69 @@
+"""Shared homeservers for the end-to-end tests.
+
+Two federating Synapse processes (`hs1`, `hs2`) are started together the first time any test
+needs one, and shared by the whole session; each test registers fresh users. Unit tests start
+nothing. Set LAIWANG_KEEP_TEST_DATA=1 to keep the servers' folders (logs) after the run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.servers import (
+    TestHomeserver,
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_available,
+    remove_tree,
+    start_all,
+)
+
+
+@pytest.fixture(scope="session")
+def test_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="laiwang-tests-"))
+    yield root
+    if not os.environ.get("LAIWANG_KEEP_TEST_DATA"):
+        remove_tree(root)
+    else:
+        print(f"\ntest homeservers kept in {root}")
+
+
+@pytest.fixture(scope="session")
+def federation_pair(test_root: Path) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+    servers = start_all(
+        [
+            TestHomeserver(test_root / "hs1", federation=True),
+            TestHomeserver(test_root / "hs2", federation=True),
+        ]
+    )
+    yield servers[0], servers[1]
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def hs1(federation_pair: tuple[TestHomeserver, TestHomeserver]) -> TestHomeserver:
+    return federation_pair[0]
+
+
+@pytest.fixture(scope="session")
+def hs2(federation_pair: tuple[TestHomeserver, TestHomeserver]) -> TestHomeserver:
+    return federation_pair[1]
+
+
+@pytest.fixture(scope="session")
+def pg_homeserver(test_root: Path) -> Iterator[TestHomeserver]:
+    if not postgres_available():
+        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+    db = create_postgres_database()
+    server = TestHomeserver(test_root / "hs-pg", database=db)
+    start_all([server])
+    yield server
+    server.stop()
+    drop_postgres_database(db)

@@ -1,0 +1,1 @@
+"""Real homeservers for the tests: processes, users and a small Matrix client."""

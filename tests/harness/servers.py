@@ -1,0 +1,150 @@
+"""Homeserver processes shared by the tests, and fresh users on them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+from laiwang_module.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
+from tests.harness.client import MatrixClient
+
+_user_counter = itertools.count()
+
+
+class TestHomeserver:
+    """A running Synapse with the module, and a factory of fresh users on it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        federation: bool = False,
+        module_config: dict[str, Any] | None = None,
+        database: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        client_port = free_port()
+        fed_port = free_port() if federation else None
+        self.spec = HomeserverSpec(
+            directory=directory,
+            client_port=client_port,
+            # A federating server's name carries its federation port: peers connect there.
+            server_name=f"localhost:{fed_port}" if fed_port else f"localhost:{client_port}",
+            federation_port=fed_port,
+            module_config=module_config or {},
+            database=database,
+            relaxed_ratelimits=True,
+            extra=extra or {},
+        )
+        self.process = SynapseProcess(self.spec)
+
+    @property
+    def server_name(self) -> str:
+        return self.spec.server_name
+
+    @property
+    def base_url(self) -> str:
+        return self.spec.base_url
+
+    def start(self) -> TestHomeserver:
+        self.process.start()
+        return self
+
+    def wait_ready(self) -> TestHomeserver:
+        self.process.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.process.restart()
+
+    def user_id(self, localpart: str) -> str:
+        return f"@{localpart}:{self.server_name}"
+
+    def new_user(self, name: str = "u", *, admin: bool = False) -> MatrixClient:
+        """A freshly registered user, so that tests sharing a server do not see each other."""
+        localpart = f"{name}{next(_user_counter)}_{secrets.token_hex(3)}".lower()
+        password = secrets.token_urlsafe(12)
+        reply = register_user(
+            self.base_url, self.spec.registration_shared_secret, localpart, password, admin
+        )
+        client = MatrixClient(self.base_url, reply["user_id"], reply["access_token"])
+        client.password = password  # type: ignore[attr-defined]
+        return client
+
+    def anonymous(self) -> MatrixClient:
+        return MatrixClient(self.base_url, "", None)
+
+
+def start_all(servers: list[TestHomeserver]) -> list[TestHomeserver]:
+    """Start several homeservers at once and wait for all: Synapse's start-up dominates."""
+    for s in servers:
+        s.start()
+    try:
+        for s in servers:
+            s.wait_ready()
+    except Exception:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
+
+
+def postgres_available(host: str = "127.0.0.1", port: int = 5432) -> bool:
+    if os.environ.get("LAIWANG_SKIP_POSTGRES"):
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            pass
+    except OSError:
+        return False
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def create_postgres_database() -> dict[str, Any]:
+    """A fresh database with the collation Synapse requires; returns psycopg2 args."""
+    import psycopg2
+
+    name = "laiwang_test_" + secrets.token_hex(4)
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        )
+    conn.close()
+    return {
+        "user": "postgres",
+        "host": "127.0.0.1",
+        "port": 5432,
+        "database": name,
+        "cp_min": 1,
+        "cp_max": 5,
+    }
+
+
+def drop_postgres_database(args: dict[str, Any]) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {args['database']} WITH (FORCE)")
+    conn.close()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

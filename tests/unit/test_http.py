@@ -1,0 +1,88 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from synapse.api.errors import SynapseError
+
+from laiwang_module.rest.base import Router, parse_json_object
+from rooms.settings import validate_settings_update
+from rooms.validation import InvalidParam, ValidationError
+
+
+@pytest.mark.parametrize(
+    "raw, status, errcode",
+    [
+        (b"{bad", 400, "M_NOT_JSON"),
+        (b"", 400, "M_NOT_JSON"),
+        (b"\xff\xfe", 400, "M_NOT_JSON"),
+        (b'{"a": NaN}', 400, "M_NOT_JSON"),
+        (b'{"a": Infinity}', 400, "M_NOT_JSON"),
+        (b"[1, 2]", 400, "M_BAD_JSON"),
+        (b'"text"', 400, "M_BAD_JSON"),
+        (b"[" * 100000, 413, "M_TOO_LARGE"),
+    ],
+)
+def test_bad_bodies_get_matrix_errors(raw, status, errcode):
+    with pytest.raises(SynapseError) as e:
+        parse_json_object(raw, max_bytes=1000)
+    assert (e.value.code, e.value.errcode) == (status, errcode)
+
+
+def test_deeply_nested_json_is_not_json_not_a_crash():
+    with pytest.raises(SynapseError) as e:
+        parse_json_object(b"[" * 5000 + b"]" * 5000, max_bytes=100000)
+    assert e.value.errcode in ("M_NOT_JSON", "M_BAD_JSON")
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=5))
+def test_any_json_object_round_trips(obj):
+    assert parse_json_object(json.dumps(obj).encode(), max_bytes=10**6) == obj
+
+
+async def _cb(request, **params):
+    return 200, params
+
+
+def test_router_decodes_params_and_rejects_other_methods():
+    router = Router()
+    router.add("GET", "/aa/requests/{room_id}/{event_id}", _cb)
+    found = router.match("GET", "/aa/requests/%21r%3Ahs/%24e")
+    assert found is not None
+    assert found[1] == {"room_id": "!r:hs", "event_id": "$e"}
+    assert router.match("GET", "/aa/requests/x") is None
+    with pytest.raises(SynapseError) as e:
+        router.match("DELETE", "/aa/requests/a/b")
+    assert e.value.code == 405
+
+
+def test_settings_update_validation():
+    assert validate_settings_update({}) == {}
+    assert validate_settings_update({"discoverable": False}) == {"discoverable": False}
+    assert validate_settings_update({"accept_requests_from": "nobody"}) == {
+        "accept_requests_from": "nobody"
+    }
+    for bad in (
+        {"discoverable": "false"},
+        {"discoverable": 0},
+        {"accept_requests_from": "everyone"},
+        {"accept_requests_from": None},
+        {"other": True},
+    ):
+        with pytest.raises(InvalidParam):
+            validate_settings_update(bad)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["discoverable", "accept_requests_from", "x"]),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    )
+)
+def test_settings_validation_accepts_only_valid_values(body):
+    try:
+        update = validate_settings_update(body)
+    except ValidationError:
+        return
+    assert set(update) == set(body)
+    assert all(isinstance(v, bool) for k, v in update.items() if k == "discoverable")
