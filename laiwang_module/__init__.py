@@ -13,6 +13,7 @@ from typing import Any
 
 from synapse.module_api import ModuleApi
 
+from laiwang_module.callbacks import register_all
 from laiwang_module.config import LaiwangConfig, parse_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
@@ -26,6 +27,7 @@ class LaiwangModule:
     def __init__(self, config: LaiwangConfig, api: ModuleApi):
         self.server = LaiwangServer(config, api)
         api.register_web_resource(PREFIX, build_resource(self.server))
+        register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.
         api.run_as_background_process("laiwang_schema", self.server.store.ensure_schema)
