@@ -17,6 +17,7 @@ from laiwang_module.callbacks import register_all
 from laiwang_module.config import LaiwangConfig, parse_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
+from laiwang_module.rest.identity import IDENTITY_PREFIX, build_identity_resource
 from laiwang_module.server import LaiwangServer
 
 __all__ = ["LaiwangModule"]
@@ -27,6 +28,8 @@ class LaiwangModule:
     def __init__(self, config: LaiwangConfig, api: ModuleApi):
         self.server = LaiwangServer(config, api)
         api.register_web_resource(PREFIX, build_resource(self.server))
+        # The msisdn validation endpoints Synapse calls (account_threepid_delegates.msisdn).
+        api.register_web_resource(IDENTITY_PREFIX, build_identity_resource(self.server))
         register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import attr
 from signedjson.key import decode_verify_key_base64
-from synapse.config._base import ConfigError
+from synapse.config._base import Config, ConfigError
 
 from rooms.settings import ACCEPT_REQUESTS_FROM_VALUES
 
@@ -116,6 +116,120 @@ class CommerceConfig:
         return cls(base_url=base_url)
 
 
+def _duration(raw: Mapping[str, Any], key: str, default: str, path: Path) -> int:
+    """A positive duration in ms: an integer of ms, or a string like "30d", "12h", "10m"."""
+    value = raw.get(key, default)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        ms = Config.parse_duration(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            'expected a duration (milliseconds, or a string like "30d", "12h", "10m")',
+            path + (key,),
+        ) from None
+    if ms <= 0:
+        raise ConfigError("expected a positive duration", path + (key,))
+    return ms
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class DiscoveryConfig:
+    """Phone-number discovery (`/discovery/…`) and its enumeration limits."""
+
+    pepper_rotation_period_ms: int = 7 * 24 * 3600 * 1000
+    max_addresses_per_request: int = 1000
+    max_addresses_per_day: int = 10000
+    address_book_ttl_ms: int = 90 * 24 * 3600 * 1000
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> DiscoveryConfig:
+        raw = _mapping(raw, path)
+        _reject_unknown(
+            raw,
+            {
+                "pepper_rotation_period",
+                "max_addresses_per_request",
+                "max_addresses_per_day",
+                "address_book_ttl",
+            },
+            path,
+        )
+        return cls(
+            pepper_rotation_period_ms=_duration(raw, "pepper_rotation_period", "7d", path),
+            max_addresses_per_request=_positive_int(raw, "max_addresses_per_request", 1000, path),
+            max_addresses_per_day=_positive_int(raw, "max_addresses_per_day", 10000, path),
+            address_book_ttl_ms=_duration(raw, "address_book_ttl", "90d", path),
+        )
+
+
+SMS_SENDERS = ("log", "http")
+DEFAULT_SMS_MESSAGE = "Your Laiwang code is {code}"
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class SmsHttpConfig:
+    """An HTTP SMS gateway: the module POSTs `{"to": "+<E.164>", "text": "…"}` to `url`."""
+
+    url: str
+    bearer_token: str | None = None
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> SmsHttpConfig:
+        raw = _mapping(raw, path)
+        _reject_unknown(raw, {"url", "bearer_token"}, path)
+        url = _expect(raw.get("url"), str, path + ("url",), "a string")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError("expected an http:// or https:// URL", path + ("url",))
+        token = raw.get("bearer_token")
+        if token is not None:
+            _expect(token, str, path + ("bearer_token",), "a string")
+        return cls(url=url, bearer_token=token)
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class SmsConfig:
+    """How validation codes for phone numbers reach the phone (the msisdn identity endpoints)."""
+
+    sender: str = "log"
+    file: str | None = None  # the log sender also appends JSON lines here
+    http: SmsHttpConfig | None = None
+    code_ttl_ms: int = 10 * 60 * 1000
+    max_attempts: int = 5
+    message: str = DEFAULT_SMS_MESSAGE
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> SmsConfig:
+        raw = _mapping(raw, path)
+        _reject_unknown(
+            raw, {"sender", "file", "http", "code_ttl", "max_attempts", "message"}, path
+        )
+        sender = raw.get("sender", "log")
+        if sender not in SMS_SENDERS:
+            raise ConfigError(f"expected one of {', '.join(SMS_SENDERS)}", path + ("sender",))
+        file = raw.get("file")
+        if file is not None:
+            _expect(file, str, path + ("file",), "a file path")
+        http = None
+        if raw.get("http") is not None:
+            http = SmsHttpConfig.parse(raw["http"], path + ("http",))
+        if sender == "http" and http is None:
+            raise ConfigError("the http sender needs http.url", path + ("http",))
+        message = _expect(
+            raw.get("message", DEFAULT_SMS_MESSAGE), str, path + ("message",), "a string"
+        )
+        if "{code}" not in message:
+            raise ConfigError("must contain {code}", path + ("message",))
+        return cls(
+            sender=sender,
+            file=file,
+            http=http,
+            code_ttl_ms=_duration(raw, "code_ttl", "10m", path),
+            max_attempts=_positive_int(raw, "max_attempts", 5, path),
+            message=message,
+        )
+
+
 @attr.s(frozen=True, auto_attribs=True, slots=True)
 class LaiwangConfig:
     acquaintances_only: bool = True
@@ -124,9 +238,12 @@ class LaiwangConfig:
     commerce: CommerceConfig = CommerceConfig()
     # Largest request body any endpoint accepts; larger bodies get 413 M_TOO_LARGE.
     max_body_bytes: int = 65536
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    sms: SmsConfig = SmsConfig()
 
 
 KNOWN_KEYS = {"acquaintances_only", "defaults", "payment_providers", "commerce", "max_body_bytes"}
+KNOWN_KEYS |= {"discovery", "sms"}
 
 
 def parse_config(raw: Any) -> LaiwangConfig:
@@ -149,4 +266,6 @@ def parse_config(raw: Any) -> LaiwangConfig:
         payment_providers=providers,
         commerce=CommerceConfig.parse(raw.get("commerce"), ("commerce",)),
         max_body_bytes=_positive_int(raw, "max_body_bytes", 65536, root),
+        discovery=DiscoveryConfig.parse(raw.get("discovery"), ("discovery",)),
+        sms=SmsConfig.parse(raw.get("sms"), ("sms",)),
     )

@@ -27,6 +27,8 @@ import attr
 import yaml
 
 LOOPBACK_WHITELIST = ["127.0.0.0/8", "::1/128"]
+# Where the module serves the msisdn validation endpoints (laiwang_module.rest.identity).
+MSISDN_DELEGATE_PATH = "/_synapse/client/laiwang/identity"
 
 
 def free_port() -> int:
@@ -190,6 +192,10 @@ class HomeserverSpec:
             )
         else:
             config["federation_domain_whitelist"] = []
+            # Synapse calls the msisdn delegate below over loopback.
+            config["ip_range_whitelist"] = LOOPBACK_WHITELIST
+        # Phone numbers are validated by the module itself, on this same server.
+        config["account_threepid_delegates"] = {"msisdn": self.base_url + MSISDN_DELEGATE_PATH}
         if self.relaxed_ratelimits:
             config.update(_TEST_RATELIMITS)
         config.update(self.extra)

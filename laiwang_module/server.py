@@ -11,6 +11,8 @@ from functools import cached_property
 from synapse.module_api import ModuleApi
 
 from laiwang_module.config import LaiwangConfig
+from laiwang_module.handlers.discovery import DiscoveryHandler
+from laiwang_module.handlers.msisdn import MsisdnValidationHandler
 from laiwang_module.handlers.settings import SettingsHandler
 from laiwang_module.storage import LaiwangStore
 
@@ -24,3 +26,11 @@ class LaiwangServer:
     @cached_property
     def settings_handler(self) -> SettingsHandler:
         return SettingsHandler(self)
+
+    @cached_property
+    def discovery_handler(self) -> DiscoveryHandler:
+        return DiscoveryHandler(self)
+
+    @cached_property
+    def msisdn_handler(self) -> MsisdnValidationHandler:
+        return MsisdnValidationHandler(self)

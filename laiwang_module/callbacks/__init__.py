@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from laiwang_module.callbacks import discovery
+
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
-REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = ()
+REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (discovery.register,)
 
 
 def register_all(server: LaiwangServer) -> None:

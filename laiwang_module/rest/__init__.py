@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from laiwang_module.rest.base import LaiwangResource, Router
+from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
 
-SERVLETS = (SettingsServlet,)
+SERVLETS = (SettingsServlet, DiscoveryServlet)
 
 
 def build_resource(server: Any) -> LaiwangResource:

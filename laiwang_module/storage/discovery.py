@@ -8,8 +8,11 @@ is stored and for how long). Synapse's own `user_threepids` table is the one sou
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 import attr
-from synapse.storage.database import LoggingTransaction
+from synapse.storage.database import LoggingTransaction, make_in_list_sql_clause
+from synapse.storage.engines import PostgresEngine
 
 from laiwang_module.storage.schema import Schema
 
@@ -62,7 +65,7 @@ SCHEMA = Schema(
                 " sealed_address TEXT NOT NULL,"
                 " code_hash TEXT NOT NULL,"
                 " send_attempt BIGINT NOT NULL,"
-                " failed_attempts INTEGER NOT NULL,"
+                " attempts INTEGER NOT NULL,"
                 " created_ts BIGINT NOT NULL,"
                 " expires_ts BIGINT NOT NULL,"
                 " validated_ts BIGINT)",
@@ -103,14 +106,14 @@ class MsisdnSession:
     sealed_address: str
     code_hash: str
     send_attempt: int
-    failed_attempts: int
+    attempts: int  # codes submitted so far
     created_ts: int
     expires_ts: int
     validated_ts: int | None
 
 
 _SESSION_COLUMNS = (
-    "sid, lookup_key, sealed_address, code_hash, send_attempt, failed_attempts,"
+    "sid, lookup_key, sealed_address, code_hash, send_attempt, attempts,"
     " created_ts, expires_ts, validated_ts"
 )
 
@@ -182,3 +185,326 @@ class DiscoveryStore:
             return int(txn.rowcount)
 
         return await self.run("purge_expired_address_book", txn_fn)  # type: ignore[attr-defined]
+
+    # --- the pepper and the hash index ---
+
+    async def get_pepper_state(self) -> PepperState | None:
+        return await self.run("get_pepper_state", _select_state)  # type: ignore[attr-defined]
+
+    async def create_pepper_state(self, pepper: str) -> PepperState:
+        """The state, created with `pepper` (generation 1, index not yet built) if absent."""
+        now = self._now()
+
+        def txn_fn(txn: LoggingTransaction) -> PepperState:
+            txn.execute(
+                "INSERT INTO laiwang_discovery_state"
+                " (singleton, gen, pepper, rotated_ts, built) VALUES (1, 1, ?, ?, ?)"
+                " ON CONFLICT (singleton) DO NOTHING",
+                (pepper, now, False),
+            )
+            state = _select_state(txn)
+            assert state is not None
+            return state
+
+        return await self.run("create_pepper_state", txn_fn)  # type: ignore[attr-defined]
+
+    async def begin_pepper_rotation(self, next_pepper: str) -> PepperState:
+        """Announce the next pepper, so index updates cover it while it is being built."""
+
+        def txn_fn(txn: LoggingTransaction) -> PepperState:
+            txn.execute(
+                "UPDATE laiwang_discovery_state SET next_gen = gen + 1, next_pepper = ?"
+                " WHERE singleton = 1 AND next_gen IS NULL",
+                (next_pepper,),
+            )
+            state = _select_state(txn)
+            assert state is not None
+            return state
+
+        return await self.run("begin_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
+
+    async def finish_pepper_rotation(self, next_gen: int) -> None:
+        """Make the next pepper current, then drop the old generation's index."""
+        now = self._now()
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_discovery_state SET gen = next_gen, pepper = next_pepper,"
+                " rotated_ts = ?, built = ?, next_gen = NULL, next_pepper = NULL"
+                " WHERE singleton = 1 AND next_gen = ?",
+                (now, True, next_gen),
+            )
+            txn.execute("DELETE FROM laiwang_discovery_hashes WHERE gen < ?", (next_gen,))
+
+        await self.run("finish_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
+
+    async def mark_pepper_index_built(self, gen: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_discovery_state SET built = ? WHERE singleton = 1 AND gen = ?",
+                (True, gen),
+            )
+
+        await self.run("mark_pepper_index_built", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_msisdn_threepids_page(
+        self, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(user_id, address) of Synapse's msisdn 3pids, in key order, after `after`."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[tuple[str, str]]:
+            if after is None:
+                txn.execute(
+                    "SELECT user_id, address FROM user_threepids WHERE medium = 'msisdn'"
+                    " ORDER BY user_id, address LIMIT ?",
+                    (limit,),
+                )
+            else:
+                txn.execute(
+                    "SELECT user_id, address FROM user_threepids WHERE medium = 'msisdn'"
+                    " AND (user_id > ? OR (user_id = ? AND address > ?))"
+                    " ORDER BY user_id, address LIMIT ?",
+                    (after[0], after[0], after[1], limit),
+                )
+            return [(row[0], row[1]) for row in txn.fetchall()]
+
+        return await self.run("get_msisdn_threepids_page", txn_fn)  # type: ignore[attr-defined]
+
+    async def add_discovery_hashes(self, rows: Collection[tuple[int, str, str]]) -> None:
+        """Insert (gen, hash, user_id) rows; a number that moved to another user moves too."""
+        if not rows:
+            return
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            _upsert_many(
+                txn,
+                "laiwang_discovery_hashes",
+                ("gen", "hash", "user_id"),
+                ("gen", "hash"),
+                "user_id",
+                rows,
+            )
+
+        await self.run("add_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+
+    async def remove_discovery_hashes(self, user_id: str, keys: Iterable[tuple[int, str]]) -> None:
+        args = [(gen, h, user_id) for gen, h in keys]
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute_batch(
+                "DELETE FROM laiwang_discovery_hashes WHERE gen = ? AND hash = ? AND user_id = ?",
+                args,
+            )
+
+        await self.run("remove_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+
+    # --- a lookup ---
+
+    async def find_discovery_candidates(
+        self, gen: int, hashes: Collection[str]
+    ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, bool]]:
+        """For the hashes of one lookup: hash -> user from the index, each such user's msisdn
+        3pids as Synapse stores them now (the index is checked against them), and the
+        `discoverable` settings those users chose (absent: the default)."""
+
+        def txn_fn(
+            txn: LoggingTransaction,
+        ) -> tuple[dict[str, str], dict[str, list[str]], dict[str, bool]]:
+            engine = txn.database_engine
+            clause, args = make_in_list_sql_clause(engine, "hash", hashes)
+            txn.execute(
+                f"SELECT hash, user_id FROM laiwang_discovery_hashes WHERE gen = ? AND {clause}",
+                [gen, *args],
+            )
+            found = {row[0]: row[1] for row in txn.fetchall()}
+            users = set(found.values())
+            numbers: dict[str, list[str]] = {}
+            chosen: dict[str, bool] = {}
+            if users:
+                clause, args = make_in_list_sql_clause(engine, "user_id", users)
+                txn.execute(
+                    "SELECT user_id, address FROM user_threepids"
+                    f" WHERE medium = 'msisdn' AND {clause}",
+                    args,
+                )
+                for user_id, address in txn.fetchall():
+                    numbers.setdefault(user_id, []).append(address)
+                txn.execute(
+                    "SELECT user_id, discoverable FROM laiwang_user_settings"
+                    f" WHERE discoverable IS NOT NULL AND {clause}",
+                    args,
+                )
+                chosen = {row[0]: bool(row[1]) for row in txn.fetchall()}
+            return found, numbers, chosen
+
+        return await self.run("find_discovery_candidates", txn_fn)  # type: ignore[attr-defined]
+
+    async def charge_lookup_and_remember(
+        self,
+        owner_id: str,
+        day: int,
+        addresses: int,
+        max_per_day: int,
+        contacts: Collection[str],
+    ) -> bool:
+        """Charge `addresses` to the owner's budget for `day` and merge `contacts` into their
+        address book, atomically; False (and nothing changed) when over the budget."""
+        now = self._now()
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
+                (owner_id, day),
+            )
+            row = txn.fetchone()
+            used = int(row[0]) if row else 0
+            if used + addresses > max_per_day:
+                return False
+            txn.execute(
+                "INSERT INTO laiwang_discovery_usage (user_id, day, addresses) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, day) DO UPDATE SET addresses = excluded.addresses",
+                (owner_id, day, used + addresses),
+            )
+            _upsert_many(
+                txn,
+                "laiwang_address_book",
+                ("owner_id", "contact_id", "updated_ts"),
+                ("owner_id", "contact_id"),
+                "updated_ts",
+                [(owner_id, c, now) for c in contacts],
+            )
+            return True
+
+        return await self.run("charge_lookup_and_remember", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_lookup_usage(self, owner_id: str, day: int) -> int:
+        def txn_fn(txn: LoggingTransaction) -> int:
+            txn.execute(
+                "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
+                (owner_id, day),
+            )
+            row = txn.fetchone()
+            return int(row[0]) if row else 0
+
+        return await self.run("get_lookup_usage", txn_fn)  # type: ignore[attr-defined]
+
+    async def purge_old_lookup_usage(self, before_day: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_discovery_usage WHERE day < ?", (before_day,))
+
+        await self.run("purge_old_lookup_usage", txn_fn)  # type: ignore[attr-defined]
+
+    # --- msisdn validation sessions (the identity endpoints) ---
+
+    async def get_msisdn_session(
+        self, *, sid: str | None = None, lookup_key: str | None = None
+    ) -> MsisdnSession | None:
+        column, value = ("sid", sid) if sid is not None else ("lookup_key", lookup_key)
+
+        def txn_fn(txn: LoggingTransaction) -> MsisdnSession | None:
+            txn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM laiwang_msisdn_sessions WHERE {column} = ?",
+                (value,),
+            )
+            row = txn.fetchone()
+            return MsisdnSession(*row) if row else None
+
+        return await self.run("get_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+
+    async def insert_msisdn_session(self, session: MsisdnSession) -> None:
+        """Store a new session, replacing an expired one of the same client and number."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_msisdn_sessions WHERE lookup_key = ?", (session.lookup_key,)
+            )
+            txn.execute(
+                f"INSERT INTO laiwang_msisdn_sessions ({_SESSION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                attr.astuple(session),
+            )
+
+        await self.run("insert_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+
+    async def resend_msisdn_session(
+        self, sid: str, send_attempt: int, code_hash: str, expires_ts: int
+    ) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_msisdn_sessions SET send_attempt = ?, code_hash = ?,"
+                " expires_ts = ? WHERE sid = ? AND validated_ts IS NULL",
+                (send_attempt, code_hash, expires_ts, sid),
+            )
+
+        await self.run("resend_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+
+    async def claim_code_attempt(self, sid: str, max_attempts: int) -> bool:
+        """Count one code submission; False when the session has no attempts left. Counting
+        before checking the code means concurrent guesses cannot exceed the limit."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "UPDATE laiwang_msisdn_sessions SET attempts = attempts + 1"
+                " WHERE sid = ? AND attempts < ?",
+                (sid, max_attempts),
+            )
+            return bool(txn.rowcount == 1)
+
+        return await self.run("claim_code_attempt", txn_fn)  # type: ignore[attr-defined]
+
+    async def mark_msisdn_session_validated(self, sid: str, expires_ts: int) -> None:
+        now = self._now()
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_msisdn_sessions SET validated_ts = ?, expires_ts = ?"
+                " WHERE sid = ? AND validated_ts IS NULL",
+                (now, expires_ts, sid),
+            )
+
+        await self.run("mark_msisdn_session_validated", txn_fn)  # type: ignore[attr-defined]
+
+    async def purge_expired_msisdn_sessions(self) -> None:
+        now = self._now()
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_msisdn_sessions WHERE expires_ts < ?", (now,))
+
+        await self.run("purge_expired_msisdn_sessions", txn_fn)  # type: ignore[attr-defined]
+
+
+def _select_state(txn: LoggingTransaction) -> PepperState | None:
+    txn.execute(
+        "SELECT gen, pepper, rotated_ts, built, next_gen, next_pepper"
+        " FROM laiwang_discovery_state WHERE singleton = 1"
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    return PepperState(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+
+def _upsert_many(
+    txn: LoggingTransaction,
+    table: str,
+    columns: tuple[str, ...],
+    key: tuple[str, ...],
+    update: str,
+    rows: Collection[tuple[object, ...]],
+) -> None:
+    """`INSERT … ON CONFLICT (key) DO UPDATE SET update = excluded.update` for many rows: one
+    statement per page on PostgreSQL (execute_values), a prepared batch on SQLite."""
+    if not rows:
+        return
+    conflict = f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update} = excluded.{update}"
+    if isinstance(txn.database_engine, PostgresEngine):
+        txn.execute_values(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ?" + conflict,
+            list(rows),
+            fetch=False,
+        )
+    else:
+        marks = ", ".join("?" for _ in columns)
+        txn.execute_batch(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})" + conflict, rows
+        )

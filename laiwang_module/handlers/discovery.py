@@ -1,0 +1,161 @@
+"""Phone-number discovery (MSC2134): the pepper, lookups, limits, and the hash index upkeep.
+
+`laiwang_discovery_hashes` maps hash(msisdn, pepper) to a user for every local user with an
+msisdn 3pid, discoverable or not (the address book needs both); a lookup filters on the
+`discoverable` setting at read time, so a settings change needs no index update. Each hit is
+checked against the user's numbers in Synapse's `user_threepids` before it is believed, so the
+index may lag a removal (it is rebuilt at every rotation) but never returns a wrong user.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from synapse.api.errors import Codes, SynapseError
+
+from laiwang_module.rest.base import bad_request
+from laiwang_module.storage.discovery import DAY_MS, PepperState
+from rooms.discovery import ALGORITHM, ALGORITHMS, LookupRequest, lookup_hash, new_pepper
+from rooms.msisdn import MEDIUM, normalise_stored_msisdn
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+INVALID_PEPPER = "M_INVALID_PEPPER"
+INDEX_PAGE = 5000
+
+
+class DiscoveryHandler:
+    def __init__(self, server: LaiwangServer):
+        self._store = server.store
+        self._api = server.api
+        self._config = server.config.discovery
+        self._default_discoverable = server.config.defaults.discoverable
+        self._maintaining = False
+
+    async def state(self) -> PepperState:
+        state = await self._store.get_pepper_state()
+        if state is None:
+            state = await self._store.create_pepper_state(new_pepper())
+        return state
+
+    async def hash_details(self) -> dict[str, object]:
+        state = await self.state()
+        return {"algorithms": list(ALGORITHMS), "lookup_pepper": state.pepper}
+
+    async def lookup(self, owner_id: str, request: LookupRequest) -> dict[str, str]:
+        """hash -> user id for the discoverable users among `request.addresses`; remembers the
+        users found (discoverable or not) in the owner's address book."""
+        state = await self.state()
+        if request.pepper != state.pepper:
+            raise bad_request(
+                INVALID_PEPPER,
+                "The pepper is not the current one: hash again with lookup_pepper",
+                algorithm=ALGORITHM,
+                lookup_pepper=state.pepper,
+            )
+        count = len(request.addresses)
+        cap = self._config.max_addresses_per_request
+        if count > cap:
+            raise SynapseError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"At most {cap} addresses per lookup: split the address book",
+                Codes.LIMIT_EXCEEDED,
+                additional_fields={"retry_after_ms": 0, "max_addresses_per_request": cap},
+            )
+
+        found, numbers, chosen = await self._store.find_discovery_candidates(
+            state.gen, request.addresses
+        )
+        confirmed: dict[str, str] = {}
+        for user_id in set(found.values()):
+            for address in numbers.get(user_id, []):
+                msisdn = normalise_stored_msisdn(address)
+                if msisdn is not None:
+                    h = lookup_hash(msisdn, state.pepper)
+                    if found.get(h) == user_id:
+                        confirmed[h] = user_id
+
+        now = self._api.get_current_time_msec()
+        day = now // DAY_MS
+        contacts = {u for u in confirmed.values() if u != owner_id}
+        charged = await self._store.charge_lookup_and_remember(
+            owner_id, day, count, self._config.max_addresses_per_day, contacts
+        )
+        if not charged:
+            raise SynapseError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"Daily lookup budget of {self._config.max_addresses_per_day} addresses spent",
+                Codes.LIMIT_EXCEEDED,
+                additional_fields={"retry_after_ms": (day + 1) * DAY_MS - now},
+            )
+        return {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
+
+    # --- keeping the index current ---
+
+    async def on_threepid_added(self, user_id: str, medium: str, address: str) -> None:
+        msisdn = normalise_stored_msisdn(address) if medium == MEDIUM else None
+        if msisdn is None:
+            return
+        state = await self.state()
+        rows = [(gen, lookup_hash(msisdn, pepper), user_id) for gen, pepper in state.generations()]
+        await self._store.add_discovery_hashes(rows)
+
+    async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
+        msisdn = normalise_stored_msisdn(address) if medium == MEDIUM else None
+        if msisdn is None:
+            return
+        state = await self.state()
+        keys = [(gen, lookup_hash(msisdn, pepper)) for gen, pepper in state.generations()]
+        await self._store.remove_discovery_hashes(user_id, keys)
+
+    async def maintain(self) -> None:
+        """The periodic job (one process): first build, pepper rotation, expiry."""
+        if self._maintaining:
+            return
+        self._maintaining = True
+        try:
+            await self._maintain()
+        finally:
+            self._maintaining = False
+
+    async def _maintain(self) -> None:
+        state = await self.state()
+        now = self._api.get_current_time_msec()
+        if not state.built:
+            count = await self.build_index(state.gen, state.pepper)
+            await self._store.mark_pepper_index_built(state.gen)
+            logger.info("laiwang discovery: indexed %d phone numbers", count)
+        elif state.next_gen is not None or now - state.rotated_ts >= (
+            self._config.pepper_rotation_period_ms
+        ):
+            # A rotation, or the rest of one a restart interrupted.
+            state = await self._store.begin_pepper_rotation(new_pepper())
+            assert state.next_gen is not None and state.next_pepper is not None
+            count = await self.build_index(state.next_gen, state.next_pepper)
+            await self._store.finish_pepper_rotation(state.next_gen)
+            logger.info("laiwang discovery: pepper rotated, %d phone numbers indexed", count)
+        await self._store.purge_expired_address_book()
+        await self._store.purge_old_lookup_usage(now // DAY_MS)
+        await self._store.purge_expired_msisdn_sessions()
+
+    async def build_index(self, gen: int, pepper: str) -> int:
+        """Index every msisdn 3pid of Synapse's table under `pepper`, a page at a time."""
+        after: tuple[str, str] | None = None
+        count = 0
+        while True:
+            page = await self._store.get_msisdn_threepids_page(after, INDEX_PAGE)
+            if not page:
+                return count
+            rows = []
+            for user_id, address in page:
+                msisdn = normalise_stored_msisdn(address)
+                if msisdn is not None:
+                    rows.append((gen, lookup_hash(msisdn, pepper), user_id))
+            await self._store.add_discovery_hashes(rows)
+            count += len(rows)
+            after = page[-1]

@@ -1,0 +1,146 @@
+"""Validation of phone numbers for Synapse's `account_threepid_delegates.msisdn`.
+
+Synapse proxies a client's `/account/3pid/msisdn/requestToken` and `submit_token` here and asks
+`getValidated3pid` before it adds the number to the account. A session's code expires after
+`sms.code_ttl`; after `sms.max_attempts` wrong codes the session is dead (a new requestToken
+starts a new one, with a new SMS). A wrong code changes nothing but the attempt count.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import SynapseError
+
+from laiwang_module.sms import SmsSender, build_sender
+from laiwang_module.storage.discovery import MsisdnSession
+from rooms.msisdn import (
+    MEDIUM,
+    SubmitToken,
+    TokenRequest,
+    code_hash,
+    code_matches,
+    international_format,
+    new_code,
+    new_sid,
+    seal_address,
+    session_lookup_key,
+    unseal_address,
+)
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+NO_VALID_SESSION = "M_NO_VALID_SESSION"
+SESSION_EXPIRED = "M_SESSION_EXPIRED"
+SESSION_NOT_VALIDATED = "M_SESSION_NOT_VALIDATED"
+
+
+def _no_session() -> SynapseError:
+    # Unknown sid and wrong client secret look the same: no oracle for either.
+    return SynapseError(HTTPStatus.NOT_FOUND, "No such validation session", NO_VALID_SESSION)
+
+
+class MsisdnValidationHandler:
+    def __init__(self, server: LaiwangServer):
+        self._store = server.store
+        self._api = server.api
+        self._config = server.config.sms
+        self.sender: SmsSender = build_sender(self._config, server.api)
+
+    def _now(self) -> int:
+        return int(self._api.get_current_time_msec())
+
+    def _usable(self, session: MsisdnSession, now: int) -> bool:
+        return session.expires_ts > now and session.attempts < self._config.max_attempts
+
+    async def request_token(self, request: TokenRequest) -> dict[str, Any]:
+        now = self._now()
+        key = session_lookup_key(request.client_secret, request.msisdn)
+        session = await self._store.get_msisdn_session(lookup_key=key)
+        if session is not None and self._usable(session, now):
+            if session.validated_ts is None and request.send_attempt > session.send_attempt:
+                # The client asks for another SMS: a new code, the attempt count kept.
+                code = new_code()
+                await self._store.resend_msisdn_session(
+                    session.sid,
+                    request.send_attempt,
+                    code_hash(session.sid, code),
+                    now + self._config.code_ttl_ms,
+                )
+                await self.sender.send(session.sid, request.msisdn, code)
+            return self._token_reply(session.sid, request.msisdn)
+
+        sid = new_sid()
+        code = new_code()
+        await self._store.insert_msisdn_session(
+            MsisdnSession(
+                sid=sid,
+                lookup_key=key,
+                sealed_address=seal_address(request.msisdn, request.client_secret, sid),
+                code_hash=code_hash(sid, code),
+                send_attempt=request.send_attempt,
+                attempts=0,
+                created_ts=now,
+                expires_ts=now + self._config.code_ttl_ms,
+                validated_ts=None,
+            )
+        )
+        await self.sender.send(sid, request.msisdn, code)
+        return self._token_reply(sid, request.msisdn)
+
+    @staticmethod
+    def _token_reply(sid: str, msisdn: str) -> dict[str, Any]:
+        # The shape Sydent answers with; Synapse adds `submit_url` for the client.
+        return {
+            "success": True,
+            "sid": sid,
+            "msisdn": msisdn,
+            "intl_fmt": international_format(msisdn),
+        }
+
+    async def _open(self, sid: str, client_secret: str) -> tuple[MsisdnSession, str]:
+        session = await self._store.get_msisdn_session(sid=sid)
+        if session is None:
+            raise _no_session()
+        msisdn = unseal_address(session.sealed_address, client_secret, sid)
+        if msisdn is None:
+            raise _no_session()
+        return session, msisdn
+
+    async def submit_token(self, submit: SubmitToken) -> dict[str, Any]:
+        session, _ = await self._open(submit.sid, submit.client_secret)
+        now = self._now()
+        if session.validated_ts is not None and session.expires_ts > now:
+            return {"success": True}
+        if session.expires_ts <= now:
+            raise SynapseError(
+                HTTPStatus.BAD_REQUEST, "The code has expired: ask for a new one", SESSION_EXPIRED
+            )
+        if not await self._store.claim_code_attempt(submit.sid, self._config.max_attempts):
+            raise SynapseError(
+                HTTPStatus.BAD_REQUEST, "Too many wrong codes: ask for a new one", SESSION_EXPIRED
+            )
+        if not code_matches(submit.sid, submit.token, session.code_hash):
+            left = max(self._config.max_attempts - session.attempts - 1, 0)
+            return {"success": False, "error": f"Wrong code ({left} attempts left)"}
+        await self._store.mark_msisdn_session_validated(submit.sid, now + self._config.code_ttl_ms)
+        return {"success": True}
+
+    async def get_validated(self, sid: str, client_secret: str) -> dict[str, Any]:
+        session, msisdn = await self._open(sid, client_secret)
+        if session.expires_ts <= self._now():
+            raise SynapseError(
+                HTTPStatus.BAD_REQUEST, "The validation session has expired", SESSION_EXPIRED
+            )
+        if session.validated_ts is None:
+            raise SynapseError(
+                HTTPStatus.BAD_REQUEST,
+                "The phone number has not been validated yet",
+                SESSION_NOT_VALIDATED,
+            )
+        return {"medium": MEDIUM, "address": msisdn, "validated_at": session.validated_ts}

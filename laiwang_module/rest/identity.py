@@ -1,0 +1,84 @@
+"""The identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
+
+Served at IDENTITY_PREFIX, so the delegate is this same homeserver:
+
+    account_threepid_delegates:
+      msisdn: https://<public base URL>/_synapse/client/laiwang/identity
+
+Synapse appends `/_matrix/identity/api/v1/validate/msisdn/requestToken`, `…/submitToken` and
+`/_matrix/identity/api/v1/3pid/getValidated3pid`. Synapse itself calls them (no user token);
+they are reachable by anyone, which is why codes expire and attempts are limited.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import Codes, SynapseError
+from synapse.module_api import DirectServeJsonResource
+
+from laiwang_module.rest.base import JsonDict, Router, Servlet, bad_request
+from rooms.msisdn import require_client_secret, validate_request_token, validate_submit_token
+from rooms.validation import ValidationError, require_str
+
+if TYPE_CHECKING:
+    from synapse.http.site import SynapseRequest
+
+IDENTITY_PREFIX = "/_synapse/client/laiwang/identity"
+_V1 = "/_matrix/identity/api/v1"
+
+
+class MsisdnIdentityServlet(Servlet):
+    def register(self, router: Router) -> None:
+        router.add("POST", f"{_V1}/validate/msisdn/requestToken", self.on_request_token)
+        router.add("POST", f"{_V1}/validate/msisdn/submitToken", self.on_submit_token)
+        router.add("GET", f"{_V1}/3pid/getValidated3pid", self.on_get_validated)
+
+    async def on_request_token(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        token_request = validate_request_token(self.json_body(request))
+        return 200, await self.server.msisdn_handler.request_token(token_request)
+
+    async def on_submit_token(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        submit = validate_submit_token(self.json_body(request))
+        return 200, await self.server.msisdn_handler.submit_token(submit)
+
+    async def on_get_validated(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        args: dict[str, Any] = {}
+        for name in ("sid", "client_secret"):
+            values = (request.args or {}).get(name.encode())
+            if values:
+                args[name] = values[0].decode("utf-8", errors="replace")
+        sid = require_str(args, "sid", max_len=255)
+        client_secret = require_client_secret(args)
+        return 200, await self.server.msisdn_handler.get_validated(sid, client_secret)
+
+
+class IdentityResource(DirectServeJsonResource):
+    """Routes IDENTITY_PREFIX paths; errors are Matrix errors, as everywhere in the module."""
+
+    isLeaf = True
+
+    def __init__(self, router: Router):
+        super().__init__()
+        self._router = router
+
+    async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
+        method = request.method.decode("ascii")
+        path = request.path.decode("utf-8", errors="replace")
+        found = None
+        if path.startswith(IDENTITY_PREFIX):
+            found = self._router.match(method, path[len(IDENTITY_PREFIX) :])
+        if found is None:
+            raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
+        route, params = found
+        try:
+            return await route.callback(request, **params)
+        except ValidationError as e:
+            raise bad_request(e.errcode, e.sentence) from None
+
+
+def build_identity_resource(server: Any) -> IdentityResource:
+    router = Router()
+    MsisdnIdentityServlet(server).register(router)
+    return IdentityResource(router)

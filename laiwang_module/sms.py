@@ -1,0 +1,76 @@
+"""Senders of validation codes by SMS: `log` (demo and tests) and `http` (a production gateway).
+
+The log sender writes the code with the session id and a masked number (never the whole number)
+to Synapse's log and, if configured, as a JSON line to a file; tests read the code from there by
+session id. The http sender POSTs `{"to": "+<E.164>", "text": "<message>"}` to the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http import HTTPStatus
+from pathlib import Path
+from typing import Protocol
+
+from synapse.api.errors import Codes, SynapseError
+from synapse.module_api import ModuleApi
+
+from laiwang_module.config import SmsConfig
+from rooms.msisdn import masked
+
+logger = logging.getLogger(__name__)
+
+
+class SmsSender(Protocol):
+    async def send(self, sid: str, msisdn: str, code: str) -> None: ...
+
+
+class LogSmsSender:
+    def __init__(self, config: SmsConfig, api: ModuleApi):
+        self._file = Path(config.file) if config.file else None
+        self._api = api
+
+    async def send(self, sid: str, msisdn: str, code: str) -> None:
+        logger.warning(
+            "laiwang log SMS sender (not for production): code %s for session %s to %s",
+            code,
+            sid,
+            masked(msisdn),
+        )
+        if self._file is not None:
+            line = {
+                "sid": sid,
+                "code": code,
+                "to": masked(msisdn),
+                "ts": self._api.get_current_time_msec(),
+            }
+            with self._file.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+
+
+class HttpSmsSender:
+    def __init__(self, config: SmsConfig, api: ModuleApi):
+        assert config.http is not None
+        self._url = config.http.url
+        self._headers: dict[bytes, list[bytes]] = {}
+        if config.http.bearer_token:
+            self._headers[b"Authorization"] = [f"Bearer {config.http.bearer_token}".encode()]
+        self._message = config.message
+        self._api = api
+
+    async def send(self, sid: str, msisdn: str, code: str) -> None:
+        body = {"to": "+" + msisdn, "text": self._message.replace("{code}", code)}
+        try:
+            await self._api.http_client.post_json_get_json(self._url, body, self._headers)
+        except Exception as e:
+            logger.warning("SMS gateway refused session %s to %s: %s", sid, masked(msisdn), e)
+            raise SynapseError(
+                HTTPStatus.BAD_GATEWAY, "The SMS gateway did not accept the message", Codes.UNKNOWN
+            ) from None
+
+
+def build_sender(config: SmsConfig, api: ModuleApi) -> SmsSender:
+    if config.sender == "http":
+        return HttpSmsSender(config, api)
+    return LogSmsSender(config, api)

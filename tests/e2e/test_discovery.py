@@ -1,0 +1,375 @@
+"""Phone numbers: binding through Synapse's own client API (the module as the msisdn delegate),
+hashed discovery (MSC2134), its limits, and the address book it remembers.
+
+Discovery is local: a lookup finds users of the server it is sent to (each homeserver indexes
+its own users' numbers), so these tests run on one server at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from rooms.discovery import lookup_hash
+from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import TestHomeserver
+
+CLIENT = "/_matrix/client/v3"
+
+
+def new_number() -> tuple[str, str]:
+    """A fresh Chinese mobile number: (national form, msisdn)."""
+    national = "138" + "".join(secrets.choice("0123456789") for _ in range(8))
+    return national, "86" + national
+
+
+def code_from_log(hs: TestHomeserver, sid: str) -> str:
+    def find() -> str | None:
+        m = re.search(rf"code (\d+) for session {re.escape(sid)} ", hs.process.log())
+        return m.group(1) if m else None
+
+    return wait_until(find, timeout=10)
+
+
+def request_token(user: MatrixClient, national: str, secret: str, attempt: int = 1) -> dict:
+    return user.call(
+        "POST",
+        f"{CLIENT}/account/3pid/msisdn/requestToken",
+        {
+            "client_secret": secret,
+            "country": "CN",
+            "phone_number": national,
+            "send_attempt": attempt,
+        },
+    )
+
+
+def submit_token(user: MatrixClient, secret: str, sid: str, token: str) -> dict:
+    return user.call(
+        "POST",
+        "/_matrix/client/unstable/add_threepid/msisdn/submit_token",
+        {"client_secret": secret, "sid": sid, "token": token},
+    )
+
+
+def add_threepid(user: MatrixClient, secret: str, sid: str) -> None:
+    body: dict[str, Any] = {"client_secret": secret, "sid": sid}
+    r = user.raw("POST", f"{CLIENT}/account/3pid/add", body)
+    if r.status_code == 401:  # user-interactive auth: confirm with the password
+        body["auth"] = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user.user_id},
+            "password": user.password,  # type: ignore[attr-defined]
+            "session": r.json()["session"],
+        }
+        r = user.raw("POST", f"{CLIENT}/account/3pid/add", body)
+    if r.status_code >= 400:
+        raise MatrixError(r)
+
+
+def bind_phone(hs: TestHomeserver, user: MatrixClient) -> str:
+    """Bind a fresh number with the client API, as any client's "add phone" screen does."""
+    national, msisdn = new_number()
+    secret = secrets.token_hex(16)
+    reply = request_token(user, national, secret)
+    assert reply["msisdn"] == msisdn and reply["submit_url"]
+    assert submit_token(user, secret, reply["sid"], code_from_log(hs, reply["sid"])) == {
+        "success": True
+    }
+    add_threepid(user, secret, reply["sid"])
+    return msisdn
+
+
+def threepids(user: MatrixClient) -> list[dict]:
+    return list(user.call("GET", f"{CLIENT}/account/3pid")["threepids"])
+
+
+def pepper(user: MatrixClient) -> str:
+    details = user.laiwang("GET", "/discovery/hash_details")
+    assert details["algorithms"] == ["sha256"]
+    assert re.fullmatch(r"[a-zA-Z0-9]+", details["lookup_pepper"])
+    return str(details["lookup_pepper"])
+
+
+def lookup(user: MatrixClient, msisdns: list[str], with_pepper: str | None = None) -> dict:
+    p = with_pepper or pepper(user)
+    body = {"algorithm": "sha256", "pepper": p, "addresses": [lookup_hash(m, p) for m in msisdns]}
+    mappings = user.laiwang("POST", "/discovery/lookup", body)["mappings"]
+    # Answer in numbers, not hashes, so the tests read plainly.
+    return {m: mappings[lookup_hash(m, p)] for m in msisdns if lookup_hash(m, p) in mappings}
+
+
+def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
+    """Read the server's SQLite database (Synapse keeps running; reads do not block it)."""
+    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
+    try:
+        return list(conn.execute(query, args))
+    finally:
+        conn.close()
+
+
+def address_book(hs: TestHomeserver, owner_id: str) -> list[str]:
+    rows = sql(
+        hs, "SELECT contact_id FROM laiwang_address_book WHERE owner_id = ? ORDER BY 1", owner_id
+    )
+    return [r[0] for r in rows]
+
+
+def admin_set_msisdns(admin: MatrixClient, user_id: str, msisdns: list[str]) -> None:
+    admin.call(
+        "PUT",
+        f"/_synapse/admin/v2/users/{quote(user_id)}",
+        {"threepids": [{"medium": "msisdn", "address": m} for m in msisdns]},
+    )
+
+
+def test_bind_with_client_api_then_discover(hs1):
+    alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
+    msisdn = bind_phone(hs1, alice)
+    assert [(t["medium"], t["address"]) for t in threepids(alice)] == [("msisdn", msisdn)]
+    _, unknown = new_number()
+    assert lookup(bob, [msisdn, unknown]) == {msisdn: alice.user_id}
+    # Bob looked Alice up: she is in his address book, not he in hers.
+    assert address_book(hs1, bob.user_id) == [alice.user_id]
+    assert address_book(hs1, alice.user_id) == []
+
+
+def test_wrong_code_changes_nothing_and_attempts_are_limited(hs1):
+    user = hs1.new_user()
+    national, _ = new_number()
+    secret = secrets.token_hex(16)
+    sid = request_token(user, national, secret)["sid"]
+    code = code_from_log(hs1, sid)
+    wrong = "000000" if code != "000000" else "111111"
+    reply = submit_token(user, secret, sid, wrong)
+    assert reply["success"] is False
+    with pytest.raises(MatrixError) as e:
+        add_threepid(user, secret, sid)
+    assert e.value.errcode == "M_THREEPID_AUTH_FAILED"
+    assert threepids(user) == []
+    # Five attempts by default: four more wrong codes use them up, then even the right one fails.
+    for _ in range(4):
+        assert submit_token(user, secret, sid, wrong)["success"] is False
+    with pytest.raises(MatrixError):
+        submit_token(user, secret, sid, code)
+    with pytest.raises(MatrixError):
+        add_threepid(user, secret, sid)
+    assert threepids(user) == []
+
+
+def test_resend_gives_a_new_code_for_the_same_session(hs1):
+    user = hs1.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(16)
+    sid = request_token(user, national, secret, attempt=1)["sid"]
+    first = code_from_log(hs1, sid)
+    # Same send_attempt: no new SMS, same session.
+    assert request_token(user, national, secret, attempt=1)["sid"] == sid
+    assert len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 1
+    assert request_token(user, national, secret, attempt=2)["sid"] == sid
+    wait_until(lambda: len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 2)
+    codes = re.findall(rf"code (\d+) for session {re.escape(sid)} ", hs1.process.log())
+    if codes[-1] != first:
+        assert submit_token(user, secret, sid, first)["success"] is False
+    assert submit_token(user, secret, sid, codes[-1])["success"] is True
+    add_threepid(user, secret, sid)
+    assert [t["address"] for t in threepids(user)] == [msisdn]
+
+
+def test_no_phone_number_in_the_clear_in_module_tables(hs1):
+    user = hs1.new_user()
+    msisdn = bind_phone(hs1, user)
+    other = hs1.new_user()
+    lookup(other, [msisdn])
+    tables = [
+        r[0]
+        for r in sql(
+            hs1, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'laiwang_%'"
+        )
+    ]
+    assert {"laiwang_msisdn_sessions", "laiwang_discovery_hashes", "laiwang_address_book"} <= set(
+        tables
+    )
+    assert sql(hs1, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] > 0
+    for table in tables:
+        for row in sql(hs1, f"SELECT * FROM {table}"):
+            assert all(msisdn[2:] not in str(v) for v in row), (table, row)
+
+
+def test_admin_set_numbers_are_found_and_removal_hides_them(hs1):
+    admin, carol, dave = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
+    _, m1 = new_number()
+    _, m2 = new_number()
+    admin_set_msisdns(admin, carol.user_id, [m1, m2])
+    assert lookup(dave, [m1, m2]) == {m1: carol.user_id, m2: carol.user_id}
+    admin_set_msisdns(admin, carol.user_id, [m2])
+    assert lookup(dave, [m1, m2]) == {m2: carol.user_id}
+    # A number an admin wrote with '+' and spaces is normalised to E.164 before hashing.
+    erin = hs1.new_user()
+    _, m3 = new_number()
+    admin_set_msisdns(admin, erin.user_id, [f"+{m3[:2]} {m3[2:5]} {m3[5:]}"])
+    assert lookup(dave, [m3]) == {m3: erin.user_id}
+
+
+def test_non_discoverable_users_are_hidden(hs1):
+    admin, frank, grace = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
+    _, m = new_number()
+    admin_set_msisdns(admin, frank.user_id, [m])
+    assert lookup(grace, [m]) == {m: frank.user_id}
+    frank.laiwang("PUT", "/settings", {"discoverable": False})
+    assert lookup(grace, [m]) == {}
+    frank.laiwang("PUT", "/settings", {"discoverable": True})
+    assert lookup(grace, [m]) == {m: frank.user_id}
+
+
+def test_deactivated_users_are_not_found(hs1):
+    admin, henry, ivy = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
+    _, m = new_number()
+    admin_set_msisdns(admin, henry.user_id, [m])
+    assert lookup(ivy, [m]) == {m: henry.user_id}
+    admin.call("POST", f"/_synapse/admin/v1/deactivate/{quote(henry.user_id)}", {})
+    assert lookup(ivy, [m]) == {}
+
+
+def test_stale_pepper_gets_the_current_one(hs1):
+    user = hs1.new_user()
+    current = pepper(user)
+    r = user.laiwang_raw(
+        "POST",
+        "/discovery/lookup",
+        {"algorithm": "sha256", "pepper": "stale" + current, "addresses": []},
+    )
+    assert r.status_code == 400
+    body = r.json()
+    assert body["errcode"] == "M_INVALID_PEPPER"
+    assert body["algorithm"] == "sha256" and body["lookup_pepper"] == current
+
+
+def test_discovery_requires_a_token(hs1):
+    anon = hs1.anonymous()
+    assert anon.laiwang_raw("GET", "/discovery/hash_details").status_code == 401
+    r = anon.laiwang_raw("POST", "/discovery/lookup", {"algorithm": "sha256"})
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+GOOD = "A" * 43
+
+
+@pytest.mark.parametrize(
+    "data, status, errcode",
+    [
+        (b"{not json", 400, "M_NOT_JSON"),
+        (b"[]", 400, "M_BAD_JSON"),
+        (b'{"pepper": "P", "addresses": []}', 400, "M_MISSING_PARAM"),
+        (b'{"algorithm": "md5", "pepper": "P", "addresses": []}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "none", "pepper": "P", "addresses": []}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": 1, "pepper": "P", "addresses": []}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "sha256", "pepper": 5, "addresses": []}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "sha256", "pepper": "P", "addresses": "x"}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "sha256", "pepper": "P", "addresses": [1]}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "sha256", "pepper": "P", "addresses": ["short"]}', 400, "M_INVALID_PARAM"),
+        (b'{"algorithm": "sha256", "pepper": "P"}', 400, "M_MISSING_PARAM"),
+    ],
+)
+def test_bad_lookups_get_matrix_errors(hs1, data, status, errcode):
+    user = hs1.new_user()
+    r = user.laiwang_raw(
+        "POST", "/discovery/lookup", data=data.replace(b'"P"', b'"%s"' % pepper(user).encode())
+    )
+    assert r.status_code == status, r.text
+    assert r.json()["errcode"] == errcode
+
+
+@pytest.mark.parametrize(
+    "body, errcode",
+    [
+        (
+            {"client_secret": "s", "country": "CN", "phone_number": "12", "send_attempt": 1},
+            "M_INVALID_PARAM",
+        ),
+        (
+            {"client_secret": "s", "country": "CN", "phone_number": "hello", "send_attempt": 1},
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s",
+                "country": "CHN",
+                "phone_number": "13800000000",
+                "send_attempt": 1,
+            },
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s p",
+                "country": "CN",
+                "phone_number": "13800000000",
+                "send_attempt": 1,
+            },
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s",
+                "country": "CN",
+                "phone_number": "13800000000",
+                "send_attempt": "1",
+            },
+            "M_INVALID_PARAM",
+        ),
+        ({"client_secret": "s", "country": "CN", "send_attempt": 1}, "M_MISSING_PARAM"),
+    ],
+)
+def test_bad_token_requests_to_the_delegate(hs1, body, errcode):
+    r = hs1.anonymous().raw(
+        "POST",
+        "/_synapse/client/laiwang/identity/_matrix/identity/api/v1/validate/msisdn/requestToken",
+        body,
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["errcode"] == errcode
+
+
+def test_delegate_sessions_need_the_client_secret(hs1):
+    anon = hs1.anonymous()
+    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
+    national, _ = new_number()
+    reply = anon.call(
+        "POST",
+        f"{base}/validate/msisdn/requestToken",
+        {"client_secret": "right", "country": "CN", "phone_number": national, "send_attempt": 1},
+    )
+    sid = reply["sid"]
+    code = code_from_log(hs1, sid)
+    r = anon.raw(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": "wrong", "token": code},
+    )
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_NO_VALID_SESSION")
+    r = anon.raw(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
+    )
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_NOT_VALIDATED")
+    assert anon.call(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": "right", "token": code},
+    ) == {"success": True}
+    r = anon.raw(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "wrong"}
+    )
+    assert r.status_code == 404
+    got = anon.call(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
+    )
+    assert got["medium"] == "msisdn" and got["address"] == "86" + national
+    r = anon.raw("POST", f"{base}/validate/msisdn/submitToken", data=b"{")
+    assert r.json()["errcode"] == "M_NOT_JSON"
