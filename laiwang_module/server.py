@@ -11,6 +11,7 @@ from functools import cached_property
 from synapse.module_api import ModuleApi
 
 from laiwang_module.config import LaiwangConfig
+from laiwang_module.handlers.aa import AAHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
 from laiwang_module.handlers.msisdn import MsisdnValidationHandler
 from laiwang_module.handlers.settings import SettingsHandler
@@ -22,6 +23,10 @@ class LaiwangServer:
         self.config = config
         self.api = api
         self.store = LaiwangStore(api)
+
+    @cached_property
+    def aa_handler(self) -> AAHandler:
+        return AAHandler(self)
 
     @cached_property
     def settings_handler(self) -> SettingsHandler:

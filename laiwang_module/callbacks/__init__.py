@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from laiwang_module.callbacks import discovery
+from laiwang_module.callbacks import aa, discovery
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
-REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (discovery.register,)
+REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (
+    aa.register,
+    discovery.register,
+)
 
 
 def register_all(server: LaiwangServer) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
 
-SERVLETS = (SettingsServlet, DiscoveryServlet)
+SERVLETS = (SettingsServlet, DiscoveryServlet, AAServlet)
 
 
 def build_resource(server: Any) -> LaiwangResource:

@@ -1,0 +1,355 @@
+"""AA decisions: requests, payments, closes, reminders, the event check and the ledger.
+
+The endpoints and the event check both go through `rooms.aa`; this handler only gathers what
+those rules need (who is joined, what the ledger says) and sends events on the user's behalf
+with `create_and_send_event_into_room`, which runs the same check again before persisting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import Codes, SynapseError
+from synapse.events import EventBase
+from synapse.util.caches.descriptors import cached
+
+from laiwang_module.rest.base import forbidden, not_found
+from laiwang_module.storage.aa import LedgerChange
+from rooms import aa
+from rooms.money import format_amount
+from rooms.validation import InvalidParam, MissingParam, is_user_id, reject_unknown_keys
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+REMIND_INTERVAL_MS = 3600 * 1000  # at most one reminder an hour per request
+
+
+class AAStatusCache:
+    """`unsigned["org.laiwang.aa.status"]` of request events, cached per event and invalidated
+    across workers whenever the ledger changes the request (see `AAHandler._changed`)."""
+
+    def __init__(self, server: LaiwangServer):
+        self._store = server.store
+        # What Synapse's @cached needs from its owner; ModuleApi has no public clock accessor.
+        self.server_name = server.api.server_name
+        self.clock = server.api._clock
+
+    @cached(max_entries=50000)
+    async def get_aa_status(self, event_id: str) -> dict[str, Any] | None:
+        status = await self._store.aa_get_status(event_id)
+        if status is None:
+            return None
+        state, paid_count, unpaid = status
+        return {"state": state, "paid_count": paid_count, "unpaid": unpaid}
+
+
+class AAHandler:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._store = server.store
+        self._providers = server.config.payment_providers
+        self.status_cache = AAStatusCache(server)
+
+    # --- room facts -------------------------------------------------------------------------
+
+    async def _members(self, room_id: str, user_ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        """The m.room.member content of each of `user_ids` who has one in the room."""
+        state = await self._api.get_room_state(
+            room_id, [("m.room.member", u) for u in set(user_ids)]
+        )
+        return {key[1]: event.content for key, event in state.items()}
+
+    @staticmethod
+    def _joined(members: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        return {u for u, c in members.items() if c.get("membership") == "join"}
+
+    @staticmethod
+    def _name(members: Mapping[str, Mapping[str, Any]], user_id: str) -> str:
+        name = members.get(user_id, {}).get("displayname")
+        return name if isinstance(name, str) and name.strip() else user_id
+
+    async def _require_joined(self, room_id: str, user_id: str) -> dict[str, Mapping[str, Any]]:
+        members = await self._members(room_id, [user_id])
+        if user_id not in self._joined(members):
+            raise forbidden("You are not a joined member of this room")
+        return members
+
+    async def _request_in_room(self, room_id: str, event_id: str) -> aa.RequestView:
+        request = await self._store.aa_get_request(event_id)
+        if request is None or request.room_id != room_id:
+            raise not_found("No AA request with this id in this room")
+        return request
+
+    async def _send(self, room_id: str, sender: str, content: dict[str, Any]) -> EventBase:
+        return await self._api.create_and_send_event_into_room(
+            {"type": "m.room.message", "room_id": room_id, "sender": sender, "content": content}
+        )
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    async def create_request(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        room_id, req = aa.parse_request_body(body, user_id)
+        members = await self._members(room_id, [user_id, *req.participants])
+        if user_id not in self._joined(members):
+            raise forbidden("You are not a joined member of this room")
+        aa.check_request_context(req, user_id, self._joined(members))
+        event = await self._send(room_id, user_id, req.content(self._name(members, user_id)))
+        await self.apply_event(event)
+        return {"event_id": event.event_id, "shares": dict(req.shares)}
+
+    async def pay(
+        self, user_id: str, room_id: str, event_id: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        reject_unknown_keys(body, ("method", "payer", "receipt"))
+        method = body.get("method")
+        if method is None:
+            raise MissingParam("method")
+        if method not in aa.METHODS:
+            raise InvalidParam("method", 'must be "cash" or "provider"')
+        payer = body.get("payer", None if method == "cash" else user_id)
+        if payer is None:
+            raise MissingParam("payer")
+        if not is_user_id(payer):
+            raise InvalidParam("payer", "must be a Matrix user id")
+        receipt = body.get("receipt")
+        if receipt is not None and not isinstance(receipt, dict):
+            raise InvalidParam("receipt", "must be an object")
+        request = await self._request_in_room(room_id, event_id)
+        members = await self._require_joined(room_id, user_id)
+        # Idempotent: the share is paid already, so this is a retry (or a late duplicate):
+        # answer with the payment that settled it and charge nothing.
+        if payer != request.payee and payer in request.paid:
+            first = await self._payment_of(event_id, payer)
+            if first is not None:
+                return first
+        payment = aa.AAPayment(
+            request_event_id=event_id,
+            payer=payer,
+            amount=request.shares.get(payer, 0),
+            currency=request.currency,
+            method=method,
+            receipt=receipt,
+        )
+        if payer in request.shares:
+            await self.check_payment(payment, user_id, request)
+        else:
+            aa.check_payment_target(payment, request)
+        members.update(await self._members(room_id, [payer, request.payee]))
+        text = aa.payment_body(
+            self._name(members, payer), self._name(members, request.payee), payment, request.title
+        )
+        event = await self._send(room_id, user_id, payment.content(text))
+        await self.apply_event(event)
+        # A payment that raced another one is recorded but ignored: answer with the winner.
+        first = await self._payment_of(event_id, payer)
+        return first or await self._payment_json(event.event_id)
+
+    async def _payment_of(self, request_id: str, payer: str) -> dict[str, Any] | None:
+        payment_id = (await self._store.aa_get_share_payments(request_id)).get(payer)
+        return await self._payment_json(payment_id) if payment_id else None
+
+    async def _payment_json(self, payment_event_id: str) -> dict[str, Any]:
+        payment = await self._store.aa_get_payment(payment_event_id)
+        assert payment is not None
+        return payment
+
+    async def check_payment(
+        self, payment: aa.AAPayment, sender: str, request: aa.RequestView
+    ) -> None:
+        key = payment.receipt_key
+        used = key is not None and await self._store.aa_receipt_used(*key)
+        aa.check_payment(payment, sender, request, self._providers, used)
+
+    async def close(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        request = await self._request_in_room(room_id, event_id)
+        members = await self._require_joined(room_id, user_id)
+        if request.state == aa.CLOSED and user_id == request.payee:
+            # A retry: the request is closed already.
+            return {"event_id": await self._store.aa_get_close_event(event_id)}
+        aa.check_close(user_id, request)
+        content = {
+            "msgtype": aa.MSGTYPE_CLOSE,
+            "body": aa.close_body(self._name(members, user_id), request),
+            "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
+            aa.MSGTYPE_CLOSE: {},
+        }
+        event = await self._send(room_id, user_id, content)
+        await self.apply_event(event)
+        return {"event_id": event.event_id}
+
+    async def remind(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        request = await self._request_in_room(room_id, event_id)
+        await self._require_joined(room_id, user_id)
+        if user_id != request.payee:
+            raise forbidden("Only the payee may send reminders for this request")
+        if request.state != aa.OPEN:
+            raise InvalidParam("request", f"is {request.state}: there is nobody to remind")
+        unpaid = [p for p in request.shares if p not in request.paid]
+        now = self._api.get_current_time_msec()
+        wait_ms = await self._store.aa_claim_reminder(event_id, now, REMIND_INTERVAL_MS)
+        if wait_ms:
+            raise SynapseError(
+                429,
+                "A reminder for this request was sent less than an hour ago",
+                Codes.LIMIT_EXCEEDED,
+                additional_fields={"retry_after_ms": wait_ms},
+            )
+        members = await self._members(room_id, unpaid)
+        content = {
+            "msgtype": "m.notice",
+            "body": aa.reminder_body(request, {u: self._name(members, u) for u in unpaid}),
+            "m.mentions": {"user_ids": unpaid},
+            "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
+        }
+        try:
+            event = await self._send(room_id, user_id, content)
+        except Exception:
+            await self._store.aa_release_reminder(event_id, now)
+            raise
+        return {"event_id": event.event_id, "mentioned": unpaid}
+
+    async def get_request(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        request = await self._request_in_room(room_id, event_id)
+        if user_id != request.payee and user_id not in request.shares:
+            members = await self._members(room_id, [user_id])
+            if user_id not in self._joined(members):
+                raise not_found("No AA request with this id in this room")
+        payments = await self._store.aa_get_share_payments(event_id)
+        return {
+            "title": request.title,
+            "payee": request.payee,
+            "currency": request.currency,
+            "total": request.total,
+            "state": request.state,
+            "shares": {
+                user: {
+                    "amount": amount,
+                    "paid": user in request.paid,
+                    "payment_event_id": payments.get(user),
+                }
+                for user, amount in request.shares.items()
+            },
+        }
+
+    async def balances(self, user_id: str) -> dict[str, Any]:
+        return {"balances": await self._store.aa_get_balances(user_id)}
+
+    # --- the event check (local and federated events alike) ---------------------------------
+
+    async def check_event(self, event: EventBase) -> None:
+        """Raise a ValidationError when an event breaks an AA rule. Cheap for other events."""
+        if event.type != "m.room.message":
+            return
+        content = event.content
+        target = aa.edit_target(content)
+        msgtype = aa.aa_msgtype(content)
+        if target is not None:
+            target_is_aa = bool(target) and await self._store.aa_is_aa_event(target)
+            aa.check_not_an_aa_edit(content, target_is_aa)
+            return
+        if msgtype is None:
+            return
+        aa.check_known_msgtype(msgtype)
+        if await self._store.aa_is_aa_event(event.event_id):
+            return  # judged and applied already (a re-delivered or re-checked event)
+        if msgtype == aa.MSGTYPE_REQUEST:
+            req = aa.parse_request_content(content)
+            members = await self._members(event.room_id, req.participants)
+            aa.check_request_context(req, event.sender, self._joined(members))
+        elif msgtype == aa.MSGTYPE_PAYMENT:
+            payment = aa.parse_payment_content(content)
+            request = await self._referenced_request(event.room_id, payment.request_event_id)
+            await self.check_payment(payment, event.sender, request)
+        else:
+            request_id = aa.parse_close_content(content)
+            aa.check_close(event.sender, await self._referenced_request(event.room_id, request_id))
+
+    async def _referenced_request(self, room_id: str, request_id: str) -> aa.RequestView:
+        request = await self._store.aa_get_request(request_id)
+        if request is None or request.room_id != room_id:
+            raise InvalidParam("m.relates_to.event_id", "is not an AA request of this room")
+        return request
+
+    # --- the ledger -------------------------------------------------------------------------
+
+    async def apply_event(self, event: EventBase) -> None:
+        """Update the ledger from a persisted event; idempotent (keyed by event id)."""
+        change: LedgerChange | None = None
+        if event.type == "m.room.redaction":
+            if event.redacts:
+                change = await self._store.aa_apply_redaction(event.event_id, event.redacts)
+                if change is not None:
+                    self._api.run_as_background_process(
+                        "laiwang_aa_redaction_notice", self._redaction_notice, event, change
+                    )
+        elif event.type == "m.room.message" and aa.aa_msgtype(event.content):
+            change = await self._apply_message(event)
+        if change is not None:
+            await self._api.invalidate_cache(
+                self.status_cache.get_aa_status, (change.request_event_id,)
+            )
+
+    async def _apply_message(self, event: EventBase) -> LedgerChange | None:
+        content, msgtype = event.content, event.content.get("msgtype")
+        ts = event.origin_server_ts
+        try:
+            if aa.edit_target(content) is not None:
+                return None
+            if msgtype == aa.MSGTYPE_REQUEST:
+                req = aa.parse_request_content(content)
+                return await self._store.aa_apply_request(event.event_id, event.room_id, req, ts)
+            if msgtype == aa.MSGTYPE_PAYMENT:
+                payment = aa.parse_payment_content(content)
+                return await self._store.aa_apply_payment(event.event_id, event.sender, payment, ts)
+            if msgtype == aa.MSGTYPE_CLOSE:
+                request_id = aa.parse_close_content(content)
+                return await self._store.aa_apply_close(event.event_id, event.sender, request_id)
+        except InvalidParam as e:
+            # Only events persisted before the check existed can be malformed here.
+            logger.warning("laiwang: AA event %s ignored by the ledger: %s", event.event_id, e)
+        return None
+
+    async def _redaction_notice(self, redaction: EventBase, change: LedgerChange) -> None:
+        """Say in the room what a redaction did to the ledger, once, from the payee's server."""
+        request = await self._store.aa_get_request(change.request_event_id)
+        if request is None or not self._api.is_mine(request.payee):
+            return
+        if not await self._store.aa_claim_redaction_notice(redaction.event_id):
+            return
+        members = await self._members(request.room_id, [redaction.sender])
+        who = self._name(members, redaction.sender)
+        if change.kind == "request":
+            text = f"{who} withdrew AA: {request.title} (redacted); it is void and nobody owes it."
+        elif change.kind == "payment":
+            amount = format_amount(change.detail.get("amount", 0), request.currency)
+            payer = change.detail.get("payer", "")
+            text = (
+                f"{who} redacted the payment of {amount} by {payer} for AA: {request.title}; "
+                "that share is unpaid again."
+            )
+        else:
+            text = f"{who} redacted the close of AA: {request.title}; it is {request.state} again."
+        content = {
+            "msgtype": "m.notice",
+            "body": text,
+            "m.relates_to": {"rel_type": "m.reference", "event_id": request.event_id},
+        }
+        try:
+            await self._send(request.room_id, request.payee, content)
+        except Exception:
+            logger.exception("laiwang: could not post the AA redaction notice")
+
+    # --- unsigned status --------------------------------------------------------------------
+
+    async def unsigned_fields(self, event: EventBase) -> dict[str, Any]:
+        if event.type != "m.room.message" or event.content.get("msgtype") != aa.MSGTYPE_REQUEST:
+            return {}
+        cache: Any = self.status_cache  # @cached is typed by Synapse's mypy plugin only
+        status = await cache.get_aa_status(event.event_id)
+        return {aa.STATUS_KEY: status} if status else {}

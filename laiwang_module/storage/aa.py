@@ -1,0 +1,530 @@
+"""SQL of the AA ledger: requests, shares, payments, used receipts, reminders and balances.
+
+The ledger is derived from room events (see callbacks/aa.py): every change is keyed by the event
+that causes it (`laiwang_aa_events`, `laiwang_aa_redactions`), so applying the same event twice,
+on two workers or after a restart, changes nothing. Balances are kept incrementally per user,
+counterparty and currency in the same transaction as the share they come from, so that
+`GET /aa/balances` is one indexed read however many bills a user has.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attr
+from synapse.storage.database import LoggingTransaction
+
+from laiwang_module.storage.schema import Schema
+from rooms.aa import CLOSED, OPEN, SETTLED, VOID, AAPayment, AARequest, RequestView
+
+SCHEMA = Schema(
+    "aa",
+    [
+        (
+            1,
+            [
+                # Every AA event the ledger has seen, with what it did ("applied" or "ignored").
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_events ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " kind TEXT NOT NULL,"  # request | payment | close
+                " request_event_id TEXT NOT NULL,"
+                " outcome TEXT NOT NULL,"  # applied | ignored | void
+                " reason TEXT)",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_requests ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL,"
+                " payee TEXT NOT NULL,"
+                " title TEXT NOT NULL,"
+                " currency TEXT NOT NULL,"
+                " total BIGINT NOT NULL,"
+                " state TEXT NOT NULL,"
+                " close_event_id TEXT,"
+                " redaction_event_id TEXT,"
+                " ts BIGINT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_shares ("
+                " request_event_id TEXT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " position INTEGER NOT NULL,"
+                " amount BIGINT NOT NULL,"
+                " paid BOOLEAN NOT NULL,"
+                " payment_event_id TEXT,"
+                " PRIMARY KEY (request_event_id, user_id))",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_payments ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " request_event_id TEXT NOT NULL,"
+                " payer TEXT NOT NULL,"
+                " sender TEXT NOT NULL,"
+                " amount BIGINT NOT NULL,"
+                " currency TEXT NOT NULL,"
+                " method TEXT NOT NULL,"
+                " provider TEXT,"
+                " receipt_id TEXT,"
+                " ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_aa_payments_request"
+                " ON laiwang_aa_payments (request_event_id, payer)",
+                # A receipt id proves one payment only: the primary key makes reuse impossible.
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_receipts ("
+                " provider TEXT NOT NULL,"
+                " receipt_id TEXT NOT NULL,"
+                " payment_event_id TEXT NOT NULL,"
+                " PRIMARY KEY (provider, receipt_id))",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_reminders ("
+                " request_event_id TEXT NOT NULL PRIMARY KEY,"
+                " last_ts BIGINT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_balances ("
+                " user_id TEXT NOT NULL,"
+                " counterparty TEXT NOT NULL,"
+                " currency TEXT NOT NULL,"
+                " net BIGINT NOT NULL,"
+                " PRIMARY KEY (user_id, counterparty, currency))",
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_redactions ("
+                " redaction_event_id TEXT NOT NULL PRIMARY KEY,"
+                " redacted_event_id TEXT NOT NULL,"
+                " kind TEXT NOT NULL,"
+                " request_event_id TEXT NOT NULL,"
+                " notice_claimed BOOLEAN NOT NULL)",
+            ],
+        )
+    ],
+)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class LedgerChange:
+    """What applying an event did: the request whose status changed, for cache invalidation
+    and for the redaction notice."""
+
+    request_event_id: str
+    kind: str
+    applied: bool
+    detail: dict[str, Any] = attr.Factory(dict)
+
+
+def _add_debt(
+    txn: LoggingTransaction, creditor: str, debtor: str, currency: str, amount: int
+) -> None:
+    """`debtor` owes `creditor` `amount` more (negative: less), seen from both sides."""
+    for user_id, counterparty, net in ((creditor, debtor, amount), (debtor, creditor, -amount)):
+        txn.execute(
+            "INSERT INTO laiwang_aa_balances (user_id, counterparty, currency, net)"
+            " VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id, counterparty, currency)"
+            " DO UPDATE SET net = laiwang_aa_balances.net + excluded.net",
+            (user_id, counterparty, currency, net),
+        )
+
+
+def _claim_event(txn: LoggingTransaction, event_id: str, kind: str, request_event_id: str) -> bool:
+    txn.execute(
+        "INSERT INTO laiwang_aa_events (event_id, kind, request_event_id, outcome)"
+        " VALUES (?, ?, ?, 'applied') ON CONFLICT (event_id) DO NOTHING",
+        (event_id, kind, request_event_id),
+    )
+    return txn.rowcount == 1
+
+
+def _ignore(txn: LoggingTransaction, event_id: str, reason: str) -> None:
+    txn.execute(
+        "UPDATE laiwang_aa_events SET outcome = 'ignored', reason = ? WHERE event_id = ?",
+        (reason, event_id),
+    )
+
+
+def _request_row(txn: LoggingTransaction, event_id: str) -> tuple[Any, ...] | None:
+    txn.execute(
+        "SELECT room_id, payee, title, currency, total, state FROM laiwang_aa_requests"
+        " WHERE event_id = ?",
+        (event_id,),
+    )
+    return txn.fetchone()
+
+
+def _unpaid(txn: LoggingTransaction, request_event_id: str) -> list[tuple[str, int]]:
+    txn.execute(
+        "SELECT user_id, amount FROM laiwang_aa_shares"
+        " WHERE request_event_id = ? AND paid = ? ORDER BY position",
+        (request_event_id, False),
+    )
+    return [(r[0], int(r[1])) for r in txn.fetchall()]
+
+
+def _set_debts(txn: LoggingTransaction, request_event_id: str, sign: int) -> None:
+    """Add (+1) or remove (-1) the debts of every unpaid share of a request."""
+    row = _request_row(txn, request_event_id)
+    assert row is not None
+    payee, currency = row[1], row[3]
+    for user_id, amount in _unpaid(txn, request_event_id):
+        _add_debt(txn, payee, user_id, currency, sign * amount)
+
+
+def apply_request_txn(
+    txn: LoggingTransaction, event_id: str, room_id: str, req: AARequest, ts: int
+) -> LedgerChange | None:
+    if not _claim_event(txn, event_id, "request", event_id):
+        return None
+    unpaid = [p for p in req.participants if p != req.payee]
+    txn.execute(
+        "INSERT INTO laiwang_aa_requests"
+        " (event_id, room_id, payee, title, currency, total, state, ts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, room_id, req.payee, req.title, req.currency, req.total,
+         OPEN if unpaid else SETTLED, ts),
+    )  # fmt: skip
+    txn.execute_batch(
+        "INSERT INTO laiwang_aa_shares"
+        " (request_event_id, user_id, position, amount, paid) VALUES (?, ?, ?, ?, ?)",
+        [
+            (event_id, user_id, i, amount, user_id == req.payee)
+            for i, (user_id, amount) in enumerate(req.shares.items())
+        ],
+    )
+    for user_id in unpaid:
+        _add_debt(txn, req.payee, user_id, req.currency, req.shares[user_id])
+    return LedgerChange(event_id, "request", True)
+
+
+def apply_payment_txn(
+    txn: LoggingTransaction, event_id: str, sender: str, payment: AAPayment, ts: int
+) -> LedgerChange | None:
+    """Record a payment; it settles the payer's share only if that share is still unpaid in an
+    open request and its receipt id is new. Otherwise it is kept as "ignored" with the reason
+    (a payment that lost a race with another, on this server)."""
+    request_id = payment.request_event_id
+    if not _claim_event(txn, event_id, "payment", request_id):
+        return None
+    receipt = payment.receipt_key
+    txn.execute(
+        "INSERT INTO laiwang_aa_payments (event_id, request_event_id, payer, sender, amount,"
+        " currency, method, provider, receipt_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (event_id, request_id, payment.payer, sender, payment.amount, payment.currency,
+         payment.method, receipt[0] if receipt else None, receipt[1] if receipt else None, ts),
+    )  # fmt: skip
+    row = _request_row(txn, request_id)
+    if row is None or row[5] != OPEN:
+        _ignore(txn, event_id, "request is not open" if row else "unknown request")
+        return LedgerChange(request_id, "payment", False)
+    payee, currency = row[1], row[3]
+    txn.execute(
+        "SELECT amount, paid FROM laiwang_aa_shares WHERE request_event_id = ? AND user_id = ?",
+        (request_id, payment.payer),
+    )
+    share = txn.fetchone()
+    if (
+        share is None
+        or bool(share[1])
+        or share[0] != payment.amount
+        or currency != payment.currency
+    ):
+        _ignore(txn, event_id, "no matching unpaid share")
+        return LedgerChange(request_id, "payment", False)
+    if receipt is not None:
+        txn.execute(
+            "INSERT INTO laiwang_aa_receipts (provider, receipt_id, payment_event_id)"
+            " VALUES (?, ?, ?) ON CONFLICT (provider, receipt_id) DO NOTHING",
+            (receipt[0], receipt[1], event_id),
+        )
+        if txn.rowcount != 1:
+            _ignore(txn, event_id, "receipt id already used")
+            return LedgerChange(request_id, "payment", False)
+    txn.execute(
+        "UPDATE laiwang_aa_shares SET paid = ?, payment_event_id = ?"
+        " WHERE request_event_id = ? AND user_id = ? AND paid = ?",
+        (True, event_id, request_id, payment.payer, False),
+    )
+    _add_debt(txn, payee, payment.payer, currency, -payment.amount)
+    if not _unpaid(txn, request_id):
+        txn.execute(
+            "UPDATE laiwang_aa_requests SET state = ? WHERE event_id = ?", (SETTLED, request_id)
+        )
+    return LedgerChange(request_id, "payment", True)
+
+
+def apply_close_txn(
+    txn: LoggingTransaction, event_id: str, sender: str, request_id: str
+) -> LedgerChange | None:
+    """Close an open request: the unpaid shares are no longer owed (as WeChat's "stop
+    collecting": only the unpaid stop)."""
+    if not _claim_event(txn, event_id, "close", request_id):
+        return None
+    row = _request_row(txn, request_id)
+    if row is None or row[5] != OPEN or row[1] != sender:
+        _ignore(txn, event_id, "request is not open, or sender is not the payee")
+        return LedgerChange(request_id, "close", False)
+    _set_debts(txn, request_id, -1)
+    txn.execute(
+        "UPDATE laiwang_aa_requests SET state = ?, close_event_id = ? WHERE event_id = ?",
+        (CLOSED, event_id, request_id),
+    )
+    return LedgerChange(request_id, "close", True)
+
+
+def apply_redaction_txn(
+    txn: LoggingTransaction, redaction_event_id: str, redacted_event_id: str
+) -> LedgerChange | None:
+    """Undo what a redacted AA event did (docs/api/aa.md, "Redactions"):
+    - a request becomes void: its unpaid shares are no longer owed;
+    - a payment is void: its share is unpaid (and owed) again and a settled request reopens;
+      its receipt id stays used;
+    - a close is undone: the request is open again (or settled) and unpaid shares are owed."""
+    txn.execute(
+        "SELECT kind, request_event_id, outcome FROM laiwang_aa_events WHERE event_id = ?",
+        (redacted_event_id,),
+    )
+    seen = txn.fetchone()
+    if seen is None:
+        return None
+    kind, request_id, outcome = seen
+    txn.execute(
+        "INSERT INTO laiwang_aa_redactions (redaction_event_id, redacted_event_id, kind,"
+        " request_event_id, notice_claimed) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (redaction_event_id) DO NOTHING",
+        (redaction_event_id, redacted_event_id, kind, request_id, False),
+    )
+    if txn.rowcount != 1 or outcome != "applied":
+        return None
+    txn.execute(
+        "UPDATE laiwang_aa_events SET outcome = 'void', reason = ? WHERE event_id = ?",
+        (f"redacted by {redaction_event_id}", redacted_event_id),
+    )
+    row = _request_row(txn, request_id)
+    if row is None:
+        return None
+    state = row[5]
+    detail: dict[str, Any] = {"previous_state": state}
+    if kind == "request":
+        if state == OPEN:
+            _set_debts(txn, request_id, -1)
+        txn.execute(
+            "UPDATE laiwang_aa_requests SET state = ?, redaction_event_id = ? WHERE event_id = ?",
+            (VOID, redaction_event_id, request_id),
+        )
+    elif kind == "payment":
+        txn.execute(
+            "SELECT payer, amount FROM laiwang_aa_payments WHERE event_id = ?",
+            (redacted_event_id,),
+        )
+        paid_by = txn.fetchone()
+        assert paid_by is not None  # written with the event row above
+        payer, amount = paid_by
+        detail.update(payer=payer, amount=int(amount))
+        txn.execute(
+            "UPDATE laiwang_aa_shares SET paid = ?, payment_event_id = NULL"
+            " WHERE request_event_id = ? AND payment_event_id = ?",
+            (False, request_id, redacted_event_id),
+        )
+        if state in (OPEN, SETTLED):
+            _add_debt(txn, row[1], payer, row[3], amount)
+            txn.execute(
+                "UPDATE laiwang_aa_requests SET state = ? WHERE event_id = ?", (OPEN, request_id)
+            )
+    elif kind == "close" and state == CLOSED:
+        unpaid = _unpaid(txn, request_id)
+        txn.execute(
+            "UPDATE laiwang_aa_requests SET state = ?, close_event_id = NULL WHERE event_id = ?",
+            (OPEN if unpaid else SETTLED, request_id),
+        )
+        _set_debts(txn, request_id, +1)
+    return LedgerChange(request_id, kind, True, detail)
+
+
+class AAStore:
+    """Mixin of LaiwangStore."""
+
+    if TYPE_CHECKING:  # provided by LaiwangStore
+
+        async def run(self, desc: str, func: Any) -> Any: ...
+
+        async def run_with(self, desc: str, func: Any, *args: Any) -> Any: ...
+
+    async def aa_apply_request(
+        self, event_id: str, room_id: str, req: AARequest, ts: int
+    ) -> LedgerChange | None:
+        return await self.run_with(
+            "aa_apply_request", apply_request_txn, event_id, room_id, req, ts
+        )
+
+    async def aa_apply_payment(
+        self, event_id: str, sender: str, payment: AAPayment, ts: int
+    ) -> LedgerChange | None:
+        return await self.run_with(
+            "aa_apply_payment", apply_payment_txn, event_id, sender, payment, ts
+        )
+
+    async def aa_apply_close(
+        self, event_id: str, sender: str, request_id: str
+    ) -> LedgerChange | None:
+        return await self.run_with("aa_apply_close", apply_close_txn, event_id, sender, request_id)
+
+    async def aa_apply_redaction(
+        self, redaction_event_id: str, redacted_event_id: str
+    ) -> LedgerChange | None:
+        return await self.run_with(
+            "aa_apply_redaction", apply_redaction_txn, redaction_event_id, redacted_event_id
+        )
+
+    async def aa_get_request(self, event_id: str) -> RequestView | None:
+        def txn_fn(txn: LoggingTransaction) -> RequestView | None:
+            row = _request_row(txn, event_id)
+            if row is None:
+                return None
+            txn.execute(
+                "SELECT user_id, amount, paid FROM laiwang_aa_shares"
+                " WHERE request_event_id = ? ORDER BY position",
+                (event_id,),
+            )
+            shares = txn.fetchall()
+            return RequestView(
+                event_id=event_id,
+                room_id=row[0],
+                payee=row[1],
+                title=row[2],
+                currency=row[3],
+                total=int(row[4]),
+                state=row[5],
+                shares={r[0]: int(r[1]) for r in shares},
+                paid={r[0] for r in shares if r[2]},
+            )
+
+        return await self.run("aa_get_request", txn_fn)
+
+    async def aa_get_share_payments(self, request_id: str) -> dict[str, str | None]:
+        """Each participant's payment event id (None: unpaid, or the payee's own share)."""
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, str | None]:
+            txn.execute(
+                "SELECT user_id, payment_event_id FROM laiwang_aa_shares"
+                " WHERE request_event_id = ?",
+                (request_id,),
+            )
+            return {r[0]: r[1] for r in txn.fetchall()}
+
+        return await self.run("aa_get_share_payments", txn_fn)
+
+    async def aa_get_status(self, event_id: str) -> tuple[str, int, list[str]] | None:
+        """(state, number of paid participants, unpaid user ids in order) of a request."""
+
+        def txn_fn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
+            txn.execute("SELECT state FROM laiwang_aa_requests WHERE event_id = ?", (event_id,))
+            row = txn.fetchone()
+            if row is None:
+                return None
+            txn.execute(
+                "SELECT user_id, paid FROM laiwang_aa_shares"
+                " WHERE request_event_id = ? ORDER BY position",
+                (event_id,),
+            )
+            shares = txn.fetchall()
+            unpaid = [r[0] for r in shares if not r[1]]
+            return row[0], len(shares) - len(unpaid), unpaid
+
+        return await self.run("aa_get_status", txn_fn)
+
+    async def aa_is_aa_event(self, event_id: str) -> bool:
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute("SELECT 1 FROM laiwang_aa_events WHERE event_id = ?", (event_id,))
+            return txn.fetchone() is not None
+
+        return await self.run("aa_is_aa_event", txn_fn)
+
+    async def aa_receipt_used(self, provider: str, receipt_id: str) -> bool:
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "SELECT 1 FROM laiwang_aa_receipts WHERE provider = ? AND receipt_id = ?",
+                (provider, receipt_id),
+            )
+            return txn.fetchone() is not None
+
+        return await self.run("aa_receipt_used", txn_fn)
+
+    async def aa_get_payment(self, event_id: str) -> dict[str, Any] | None:
+        def txn_fn(txn: LoggingTransaction) -> dict[str, Any] | None:
+            txn.execute(
+                "SELECT payer, amount, currency, method FROM laiwang_aa_payments"
+                " WHERE event_id = ?",
+                (event_id,),
+            )
+            row = txn.fetchone()
+            if row is None:
+                return None
+            return {
+                "event_id": event_id,
+                "payer": row[0],
+                "amount": int(row[1]),
+                "currency": row[2],
+                "method": row[3],
+            }
+
+        return await self.run("aa_get_payment", txn_fn)
+
+    async def aa_get_close_event(self, request_id: str) -> str | None:
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute(
+                "SELECT close_event_id FROM laiwang_aa_requests WHERE event_id = ?", (request_id,)
+            )
+            row = txn.fetchone()
+            return row[0] if row else None
+
+        return await self.run("aa_get_close_event", txn_fn)
+
+    async def aa_get_balances(self, user_id: str) -> list[dict[str, Any]]:
+        def txn_fn(txn: LoggingTransaction) -> list[dict[str, Any]]:
+            txn.execute(
+                "SELECT counterparty, currency, net FROM laiwang_aa_balances"
+                " WHERE user_id = ? AND net <> 0 ORDER BY counterparty, currency",
+                (user_id,),
+            )
+            return [{"user_id": r[0], "currency": r[1], "net": int(r[2])} for r in txn.fetchall()]
+
+        return await self.run("aa_get_balances", txn_fn)
+
+    async def aa_claim_reminder(self, request_id: str, now: int, interval_ms: int) -> int:
+        """Take the request's reminder slot: 0 when taken, else the ms until it frees up.
+        Atomic, so that two workers cannot both remind within the interval."""
+
+        def txn_fn(txn: LoggingTransaction) -> int:
+            txn.execute(
+                "INSERT INTO laiwang_aa_reminders (request_event_id, last_ts) VALUES (?, ?)"
+                " ON CONFLICT (request_event_id) DO NOTHING",
+                (request_id, now),
+            )
+            if txn.rowcount == 1:
+                return 0
+            txn.execute(
+                "UPDATE laiwang_aa_reminders SET last_ts = ?"
+                " WHERE request_event_id = ? AND last_ts <= ?",
+                (now, request_id, now - interval_ms),
+            )
+            if txn.rowcount == 1:
+                return 0
+            txn.execute(
+                "SELECT last_ts FROM laiwang_aa_reminders WHERE request_event_id = ?",
+                (request_id,),
+            )
+            row = txn.fetchone()
+            return max(1, int(row[0]) + interval_ms - now) if row else 1
+
+        return await self.run("aa_claim_reminder", txn_fn)
+
+    async def aa_release_reminder(self, request_id: str, ts: int) -> None:
+        """Give the slot back when the reminder could not be sent."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_aa_reminders WHERE request_event_id = ? AND last_ts = ?",
+                (request_id, ts),
+            )
+
+        await self.run("aa_release_reminder", txn_fn)
+
+    async def aa_claim_redaction_notice(self, redaction_event_id: str) -> bool:
+        """True once per redaction: the one process that wins sends the notice."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "UPDATE laiwang_aa_redactions SET notice_claimed = ?"
+                " WHERE redaction_event_id = ? AND notice_claimed = ?",
+                (True, redaction_event_id, False),
+            )
+            return txn.rowcount == 1
+
+        return await self.run("aa_claim_redaction_notice", txn_fn)
