@@ -7,9 +7,14 @@ its own users' numbers), so these tests run on one server at a time.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +23,7 @@ import pytest
 
 from rooms.discovery import lookup_hash
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import TestHomeserver
+from tests.harness.servers import TestHomeserver, start_all
 
 CLIENT = "/_matrix/client/v3"
 
@@ -372,4 +377,193 @@ def test_delegate_sessions_need_the_client_secret(hs1):
     )
     assert got["medium"] == "msisdn" and got["address"] == "86" + national
     r = anon.raw("POST", f"{base}/validate/msisdn/submitToken", data=b"{")
+    assert r.json()["errcode"] == "M_NOT_JSON"
+
+
+# --- servers with other settings: small limits, an HTTP SMS gateway, a fast pepper rotation ---
+
+
+class SmsGateway:
+    """A stand-in HTTP SMS gateway that records what the module posts to it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str | None, dict]] = []
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                gateway.received.append(
+                    (self.headers.get("Authorization"), json.loads(self.rfile.read(length)))
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/send"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def code_for(self, msisdn: str) -> str:
+        def find() -> str | None:
+            for _, body in reversed(self.received):
+                if body["to"] == "+" + msisdn:
+                    return str(re.search(r"(\d{6})", body["text"]).group(1))  # type: ignore[union-attr]
+            return None
+
+        return wait_until(find, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[SmsGateway]:
+    g = SmsGateway()
+    yield g
+    g.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+    limited = TestHomeserver(
+        test_root / "hs-discovery-limits",
+        module_config={
+            "discovery": {"max_addresses_per_request": 5, "max_addresses_per_day": 12},
+            "sms": {
+                "sender": "http",
+                "http": {"url": gateway.url, "bearer_token": "gateway-token"},
+                "code_ttl": "3s",
+                "message": "Laiwang: {code} is your code",
+            },
+        },
+    )
+    rotating = TestHomeserver(
+        test_root / "hs-discovery-rotation",
+        module_config={"discovery": {"pepper_rotation_period": "2s"}},
+    )
+    start_all([limited, rotating])
+    yield limited, rotating
+    limited.stop()
+    rotating.stop()
+
+
+def raw_lookup(user: MatrixClient, hashes: list[str], p: str) -> Any:
+    return user.laiwang_raw(
+        "POST", "/discovery/lookup", {"algorithm": "sha256", "pepper": p, "addresses": hashes}
+    )
+
+
+def test_per_request_cap_and_daily_budget(special):
+    hs, _ = special
+    admin, target, user = hs.new_user("admin", admin=True), hs.new_user(), hs.new_user()
+    _, known = new_number()
+    admin_set_msisdns(admin, target.user_id, [known])
+    p = pepper(user)
+    strangers = [lookup_hash(new_number()[1], p) for _ in range(12)]
+
+    # Six addresses in one request: over the cap of five; nothing is charged or remembered.
+    r = raw_lookup(user, [lookup_hash(known, p), *strangers[:5]], p)
+    assert r.status_code == 429, r.text
+    body = r.json()
+    assert body["errcode"] == "M_LIMIT_EXCEEDED" and body["max_addresses_per_request"] == 5
+    assert isinstance(body["retry_after_ms"], int)
+    assert address_book(hs, user.user_id) == []
+
+    # The daily budget is twelve addresses: 5 + 5 pass, 5 more do not, 2 more do.
+    assert raw_lookup(user, strangers[:5], p).status_code == 200
+    assert raw_lookup(user, strangers[5:10], p).status_code == 200
+    r = raw_lookup(user, [lookup_hash(known, p), *strangers[:4]], p)
+    assert r.status_code == 429
+    body = r.json()
+    assert body["errcode"] == "M_LIMIT_EXCEEDED"
+    assert 0 < body["retry_after_ms"] <= 24 * 3600 * 1000
+    assert address_book(hs, user.user_id) == []  # the refused lookup remembered nothing
+    assert lookup(user, [known, new_number()[1]], p) == {known: target.user_id}
+    assert address_book(hs, user.user_id) == [target.user_id]
+    assert raw_lookup(user, strangers[:1], p).status_code == 429
+    # The budget is per user.
+    assert lookup(hs.new_user(), [known]) == {known: target.user_id}
+
+
+def test_http_sms_gateway_receives_the_code(special, gateway):
+    hs, _ = special
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret)["sid"]
+    code = gateway.code_for(msisdn)
+    auth, body = next((a, b) for a, b in gateway.received if b["to"] == "+" + msisdn)
+    assert auth == "Bearer gateway-token"
+    assert body["text"] == f"Laiwang: {code} is your code"
+    assert submit_token(user, secret, sid, code)["success"] is True
+    add_threepid(user, secret, sid)
+    assert [t["address"] for t in threepids(user)] == [msisdn]
+    assert f"code {code} for session" not in hs.process.log()  # the http sender does not log it
+
+
+def test_codes_expire(special, gateway):
+    hs, _ = special
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret)["sid"]
+    code = gateway.code_for(msisdn)
+    time.sleep(3.5)  # past code_ttl (3s): waiting for expiry, not measuring speed
+    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
+    r = hs.anonymous().raw(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": secret, "token": code},
+    )
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_EXPIRED")
+    with pytest.raises(MatrixError):
+        add_threepid(user, secret, sid)
+    assert threepids(user) == []
+
+
+def test_pepper_rotates_and_the_old_one_is_refused(special):
+    _, hs = special
+    admin, target, user = hs.new_user("admin", admin=True), hs.new_user(), hs.new_user()
+    _, known = new_number()
+    admin_set_msisdns(admin, target.user_id, [known])
+    first = pepper(user)
+    wait_until(lambda: pepper(user) != first, timeout=60)
+    r = raw_lookup(user, [lookup_hash(known, first)], first)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["errcode"] == "M_INVALID_PEPPER" and body["algorithm"] == "sha256"
+    assert body["lookup_pepper"] != first
+
+    # With the pepper it was given, a client finds the user (the index was rebuilt for it);
+    # the pepper may rotate again meanwhile, so retry as a client would.
+    def found() -> bool:
+        p = pepper(user)
+        r = raw_lookup(user, [lookup_hash(known, p)], p)
+        if r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PEPPER":
+            return False
+        assert r.status_code == 200, r.text
+        return bool(r.json()["mappings"] == {lookup_hash(known, p): target.user_id})
+
+    assert wait_until(found, timeout=30)
+
+
+@pytest.mark.postgres
+def test_bind_and_discover_on_postgres(pg_homeserver):
+    hs = pg_homeserver
+    alice, bob, admin = hs.new_user("alice"), hs.new_user("bob"), hs.new_user("a", admin=True)
+    msisdn = bind_phone(hs, alice)
+    _, other = new_number()
+    admin_set_msisdns(admin, bob.user_id, [other])
+    carol = hs.new_user("carol")
+    assert lookup(carol, [msisdn, other, new_number()[1]]) == {
+        msisdn: alice.user_id,
+        other: bob.user_id,
+    }
+    # Looked up twice: merged, not duplicated.
+    assert lookup(carol, [msisdn]) == {msisdn: alice.user_id}
+    bob.laiwang("PUT", "/settings", {"discoverable": False})
+    assert lookup(carol, [msisdn, other]) == {msisdn: alice.user_id}
+    r = carol.laiwang_raw("POST", "/discovery/lookup", data=b"{")
     assert r.json()["errcode"] == "M_NOT_JSON"
