@@ -11,8 +11,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from nacl.signing import SigningKey
+from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 
 from tests.harness.servers import (
     TestHomeserver,
@@ -35,11 +38,32 @@ def test_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def federation_pair(test_root: Path) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+def payment_keys() -> dict[str, SigningKey]:
+    """Signing keys of the test payment providers (AA receipts): hs1 trusts "testpay",
+    hs2 trusts "testpay" and "hs2pay"."""
+    return {name: generate_signing_key("1") for name in ("testpay", "hs2pay")}
+
+
+def payment_providers(keys: dict[str, SigningKey], *names: str) -> dict[str, Any]:
+    return {
+        name: {
+            "verify_key": f"ed25519:{keys[name].version} "
+            + encode_verify_key_base64(get_verify_key(keys[name]))
+        }
+        for name in names
+    }
+
+
+@pytest.fixture(scope="session")
+def federation_pair(
+    test_root: Path, payment_keys: dict[str, SigningKey]
+) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+    hs1_config = {"payment_providers": payment_providers(payment_keys, "testpay")}
+    hs2_config = {"payment_providers": payment_providers(payment_keys, "testpay", "hs2pay")}
     servers = start_all(
         [
-            TestHomeserver(test_root / "hs1", federation=True),
-            TestHomeserver(test_root / "hs2", federation=True),
+            TestHomeserver(test_root / "hs1", federation=True, module_config=hs1_config),
+            TestHomeserver(test_root / "hs2", federation=True, module_config=hs2_config),
         ]
     )
     yield servers[0], servers[1]

@@ -112,15 +112,18 @@ class AAHandler:
             raise MissingParam("method")
         if method not in aa.METHODS:
             raise InvalidParam("method", 'must be "cash" or "provider"')
-        payer = body.get("payer", None if method == "cash" else user_id)
-        if payer is None:
-            raise MissingParam("payer")
-        if not is_user_id(payer):
-            raise InvalidParam("payer", "must be a Matrix user id")
         receipt = body.get("receipt")
         if receipt is not None and not isinstance(receipt, dict):
             raise InvalidParam("receipt", "must be an object")
         request = await self._request_in_room(room_id, event_id)
+        # The payer defaults to the caller; the payee confirming cash must say who paid.
+        payer = body.get("payer")
+        if payer is None:
+            if method == "cash" and user_id == request.payee:
+                raise MissingParam("payer")
+            payer = user_id
+        if not is_user_id(payer):
+            raise InvalidParam("payer", "must be a Matrix user id")
         members = await self._require_joined(room_id, user_id)
         # Idempotent: the share is paid already, so this is a retry (or a late duplicate):
         # answer with the payment that settled it and charge nothing.
