@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nacl.signing import SigningKey
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
+from signedjson.types import SigningKey
 
 from tests.harness.servers import (
     TestHomeserver,

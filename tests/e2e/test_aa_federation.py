@@ -1,0 +1,130 @@
+"""AA across two homeservers: the payer on hs2, the payee on hs1. Every server enforces the
+rules on the events it receives: a payment only the payer's server can verify is soft-failed by
+the payee's server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_aa import AA, ask, expect_error, path, receipt
+from tests.harness.client import MatrixClient, MatrixError, wait_until
+
+pytestmark = pytest.mark.federation
+
+
+def cross_room(hs1: Any, hs2: Any) -> tuple[str, MatrixClient, MatrixClient, MatrixClient]:
+    """A public room on hs1 with alice (hs1, the payee) and bob and carol (hs2) joined by /join."""
+    alice, bob, carol = hs1.new_user("alice"), hs2.new_user("bob"), hs2.new_user("carol")
+    room = alice.create_room(preset="public_chat")
+    for u in (bob, carol):
+        u.join(room, via=[hs1.server_name])
+    wait_until(lambda: alice.joined_members(room) == {alice.user_id, bob.user_id, carol.user_id},
+               timeout=60)  # fmt: skip
+    return room, alice, bob, carol
+
+
+def details_on(client: MatrixClient, room: str, event_id: str) -> dict[str, Any] | None:
+    try:
+        return client.laiwang("GET", path(room, event_id))
+    except MatrixError as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def seen_by(client: MatrixClient, room: str, text: str) -> bool:
+    return text in [e.get("content", {}).get("body") for e in client.messages(room, limit=100)]
+
+
+def test_remote_payer_settles_on_both_servers_and_untrusted_receipt_is_refused(
+    hs1, hs2, payment_keys
+):
+    room, alice, bob, carol = cross_room(hs1, hs2)
+    request_id = ask(alice, room, [alice.user_id, bob.user_id, carol.user_id], total=3000)[
+        "event_id"
+    ]
+    # The request reached hs2's ledger: the remote participants see the bill and what they owe.
+    remote = wait_until(lambda: details_on(bob, room, request_id), timeout=60)
+    assert remote["state"] == "open" and remote["payee"] == alice.user_id
+    assert bob.laiwang("GET", "/aa/balances")["balances"] == [
+        {"user_id": alice.user_id, "currency": "CNY", "net": -1000}
+    ]
+    assert bob.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["unpaid"] == [
+        bob.user_id,
+        carol.user_id,
+    ]
+
+    # Bob pays through his own server with a receipt of a provider both servers trust.
+    good = receipt(payment_keys, request_id, room, bob.user_id, alice.user_id, 1000)
+    paid = bob.laiwang(
+        "POST", path(room, request_id, "pay"), {"method": "provider", "receipt": good}
+    )
+
+    def bob_paid_on_hs1() -> bool:
+        d = details_on(alice, room, request_id)
+        return bool(d and d["shares"][bob.user_id]["payment_event_id"] == paid["event_id"])
+
+    wait_until(bob_paid_on_hs1, timeout=60)
+    assert alice.laiwang("GET", "/aa/balances")["balances"] == [
+        {"user_id": carol.user_id, "currency": "CNY", "net": 1000}
+    ]
+
+    # Carol pays with a receipt of "hs2pay", which only hs2 trusts: hs2 accepts it ...
+    untrusted = receipt(payment_keys, request_id, room, carol.user_id, alice.user_id, 1000,
+                        provider="hs2pay")  # fmt: skip
+    carol_paid = carol.laiwang(
+        "POST", path(room, request_id, "pay"), {"method": "provider", "receipt": untrusted}
+    )
+    assert details_on(carol, room, request_id)["state"] == "settled"  # type: ignore[index]
+    # ... and hs1, the payee's server, refuses it (soft-fails it): a later message from carol
+    # arrives, the payment never shows and the share stays unpaid.
+    carol.send_text(room, "did my payment arrive?")
+    wait_until(lambda: seen_by(alice, room, "did my payment arrive?"), timeout=60)
+    on_hs1 = details_on(alice, room, request_id)
+    assert on_hs1 is not None and on_hs1["state"] == "open"
+    assert on_hs1["shares"][carol.user_id]["paid"] is False
+    assert carol_paid["event_id"] not in [e["event_id"] for e in alice.messages(room, limit=100)]
+    status = alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]
+    assert status == {"state": "open", "paid_count": 2, "unpaid": [carol.user_id]}
+
+    # Carol pays again through a provider hs1 trusts: hs2 refuses it as a second payment
+    # (its ledger says settled) — each server holds to what it could verify.
+    again = receipt(payment_keys, request_id, room, carol.user_id, alice.user_id, 1000)
+    assert carol.laiwang("POST", path(room, request_id, "pay"),
+                         {"method": "provider", "receipt": again}) == carol_paid  # fmt: skip
+
+
+def test_remote_payee_close_and_rules_hold_over_federation(hs1, hs2, payment_keys):
+    room, alice, bob, carol = cross_room(hs1, hs2)
+    # Bob (hs2) asks; alice (hs1) is a participant.
+    request_id = ask(bob, room, [alice.user_id, bob.user_id], total=500, currency="JPY")["event_id"]
+    wait_until(lambda: details_on(alice, room, request_id), timeout=60)
+    assert alice.laiwang("GET", "/aa/balances")["balances"] == [
+        {"user_id": bob.user_id, "currency": "JPY", "net": -250}
+    ]
+    # Only the payee may close, on either server.
+    expect_error(lambda: alice.laiwang("POST", path(room, request_id, "close")), 403, "M_FORBIDDEN")
+    bob.laiwang("POST", path(room, request_id, "close"))
+    wait_until(lambda: (details_on(alice, room, request_id) or {}).get("state") == "closed",
+               timeout=60)  # fmt: skip
+    assert alice.laiwang("GET", "/aa/balances") == {"balances": []}
+    # No payment after the close, on the payer's server either.
+    r = receipt(payment_keys, request_id, room, alice.user_id, bob.user_id, 250, currency="JPY")
+    expect_error(lambda: alice.laiwang("POST", path(room, request_id, "pay"),
+                                       {"method": "provider", "receipt": r}),
+                 400, "M_INVALID_PARAM")  # fmt: skip
+    raw = {
+        "msgtype": AA + "payment",
+        "body": "paid",
+        "m.relates_to": {"rel_type": "m.reference", "event_id": request_id},
+        AA + "payment": {
+            "payer": alice.user_id,
+            "amount": 250,
+            "currency": "JPY",
+            "method": "provider",
+            "receipt": r,
+        },  # fmt: skip
+    }
+    expect_error(lambda: alice.send(room, raw), 403, "M_INVALID_PARAM")
