@@ -163,6 +163,9 @@ class HomeserverSpec:
             "enable_registration": False,
             "presence": {"enabled": True},
             "url_preview_enabled": False,
+            # Invites must carry the contact-request state so that the invitee's server can
+            # apply its acquaintances-only policy before it is in the room.
+            "room_prejoin_state": {"additional_event_types": ["org.laiwang.acquaintance"]},
             "modules": [{"module": "laiwang_module.LaiwangModule", "config": self.module_config}],
         }
         if self.federation_port is not None:

@@ -12,6 +12,7 @@ from synapse.module_api import ModuleApi
 
 from laiwang_module.config import LaiwangConfig
 from laiwang_module.handlers.aa import AAHandler
+from laiwang_module.handlers.acquaintances import AcquaintanceHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
 from laiwang_module.handlers.msisdn import MsisdnValidationHandler
 from laiwang_module.handlers.settings import SettingsHandler
@@ -27,6 +28,10 @@ class LaiwangServer:
     @cached_property
     def aa_handler(self) -> AAHandler:
         return AAHandler(self)
+
+    @cached_property
+    def acquaintance_handler(self) -> AcquaintanceHandler:
+        return AcquaintanceHandler(self)
 
     @cached_property
     def settings_handler(self) -> SettingsHandler:

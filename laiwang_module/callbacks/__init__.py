@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from laiwang_module.callbacks import aa, discovery
+from laiwang_module.callbacks import aa, acquaintances, discovery
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
 REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (
     aa.register,
+    acquaintances.register,
     discovery.register,
 )
 

@@ -6,10 +6,11 @@ from typing import Any
 
 from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
+from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
 
-SERVLETS = (SettingsServlet, DiscoveryServlet, AAServlet)
+SERVLETS = (SettingsServlet, ContactsServlet, DiscoveryServlet, AAServlet)
 
 
 def build_resource(server: Any) -> LaiwangResource:

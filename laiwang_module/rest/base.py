@@ -144,6 +144,20 @@ class Servlet:
         requester = await self.api.get_user_by_req(request)
         return requester.user.to_string()
 
+    async def auth_admin(self, request: SynapseRequest) -> str:
+        user_id = await self.auth(request)
+        if not await self.api.is_user_admin(user_id):
+            raise forbidden("This endpoint is for server admins.")
+        return user_id
+
+    def json_body_or_empty(self, request: SynapseRequest) -> JsonDict:
+        """A body that may be empty (then `{}`), for endpoints whose fields are all optional."""
+        assert request.content is not None
+        if not request.content.read(1):
+            return {}
+        request.content.seek(0)
+        return self.json_body(request)
+
     def json_body(self, request: SynapseRequest) -> JsonDict:
         declared = request.getHeader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -15,15 +15,17 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, discovery, settings
+from laiwang_module.storage import aa, acquaintances, discovery, settings
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
 T = TypeVar("T")
 
-SCHEMAS: tuple[Schema, ...] = (aa.SCHEMA, settings.SCHEMA, discovery.SCHEMA)
+SCHEMAS: tuple[Schema, ...] = (aa.SCHEMA, settings.SCHEMA, discovery.SCHEMA, acquaintances.SCHEMA)
 
 
-class LaiwangStore(aa.AAStore, settings.SettingsStore, discovery.DiscoveryStore):
+class LaiwangStore(
+    aa.AAStore, settings.SettingsStore, discovery.DiscoveryStore, acquaintances.AcquaintanceStore
+):
     def __init__(self, api: ModuleApi):
         self._api = api
         self._schema_ready: ObservableDeferred[None] | None = None

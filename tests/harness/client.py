@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -151,7 +152,9 @@ class MatrixClient:
             raise
 
     def invited_rooms(self) -> set[str]:
-        r = self.call("GET", "/_matrix/client/v3/sync", params={"timeout": 0})
+        # A fresh filter each time: Synapse caches identical initial syncs for a while.
+        no_cache = json.dumps({"account_data": {"not_types": [uuid.uuid4().hex]}})
+        r = self.call("GET", "/_matrix/client/v3/sync", params={"timeout": 0, "filter": no_cache})
         return set(r.get("rooms", {}).get("invite", {}))
 
     def set_account_data(self, event_type: str, content: dict[str, Any]) -> None:

@@ -1,0 +1,128 @@
+"""The acquaintances-only policy and the acquaintance index, as Synapse callbacks.
+
+- `user_may_invite` (local inviters) and `federated_user_may_invite` (remote inviters) refuse
+  invites of local users by strangers; `user_may_create_room` refuses a /createRoom that would.
+- `check_username_for_spam` hides strangers from the user directory.
+- `on_new_event` keeps the acquaintance index in step with membership (idempotent, see handler).
+- A presence router sends a user's presence to their acquaintances (also across servers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from synapse.api.errors import Codes
+from synapse.events import EventBase
+from synapse.handlers.presence import UserPresenceState
+from synapse.module_api import NOT_SPAM, UserProfile
+from synapse.types import StateMap
+
+from rooms.contacts import (
+    ACQUAINTANCE_STATE,
+    find_in_initial_state,
+    find_in_stripped_state,
+    parse_acquaintance,
+)
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+Decision = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
+
+
+def _refuse(reason: str) -> tuple[Codes, dict[str, Any]]:
+    return Codes.FORBIDDEN, {"error": reason}
+
+
+class AcquaintanceCallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+
+    @property
+    def _handler(self) -> Any:
+        return self._server.acquaintance_handler
+
+    async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Decision:
+        if not self._api.is_mine(inviter):
+            # Synapse calls this after federated_user_may_invite, which already decided with
+            # the invite's stripped state; this server may not have the room's state at all.
+            return NOT_SPAM
+        state = await self._api.get_room_state(room_id, [(ACQUAINTANCE_STATE, "")])
+        event = state.get((ACQUAINTANCE_STATE, ""))
+        acquaintance = parse_acquaintance(event.content) if event is not None else None
+        reason = await self._handler.invite_refusal(inviter, invitee, acquaintance)
+        return NOT_SPAM if reason is None else _refuse(reason)
+
+    async def federated_user_may_invite(self, event: EventBase) -> Decision:
+        assert event.state_key is not None
+        acquaintance = find_in_stripped_state(event.unsigned.get("invite_room_state", []))
+        reason = await self._handler.invite_refusal(event.sender, event.state_key, acquaintance)
+        if reason is not None:
+            return _refuse(reason)
+        if (
+            acquaintance is not None
+            and acquaintance.requester == event.sender
+            and acquaintance.target == event.state_key
+        ):
+            await self._handler.note_incoming_request(event.room_id, acquaintance)
+        return NOT_SPAM
+
+    async def user_may_create_room(self, user_id: str, room_config: dict[str, Any]) -> Decision:
+        invitees = room_config.get("invite") or []
+        if not isinstance(invitees, list):
+            return NOT_SPAM  # Synapse itself rejects the malformed body
+        acquaintance = find_in_initial_state(room_config.get("initial_state"))
+        for invitee in invitees:
+            if not isinstance(invitee, str):
+                continue
+            reason = await self._handler.invite_refusal(user_id, invitee, acquaintance)
+            if reason is not None:
+                return _refuse(reason)
+        return NOT_SPAM
+
+    async def check_username_for_spam(self, profile: UserProfile, requester_id: str) -> bool:
+        return not await self._handler.may_see_in_directory(requester_id, profile["user_id"])
+
+    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        try:
+            await self._handler.on_event(event, state)
+        except Exception:
+            # A failure here must not disturb Synapse; a rebuild repairs the index.
+            logger.exception("laiwang: failed to index %s", event.event_id)
+
+    # --- presence router ---
+
+    async def get_users_for_states(
+        self, state_updates: Iterable[UserPresenceState]
+    ) -> dict[str, set[UserPresenceState]]:
+        out: dict[str, set[UserPresenceState]] = {}
+        for state in state_updates:
+            if not self._api.is_mine(state.user_id):
+                continue
+            for other in await self._server.store.get_acquaintance_ids(state.user_id):
+                out.setdefault(other, set()).add(state)
+        return out
+
+    async def get_interested_users(self, user_id: str) -> set[str] | str:
+        return await self._server.store.get_acquaintance_ids(user_id)
+
+
+def register(server: LaiwangServer) -> None:
+    callbacks = AcquaintanceCallbacks(server)
+    api = server.api
+    api.register_spam_checker_callbacks(
+        user_may_invite=callbacks.user_may_invite,
+        federated_user_may_invite=callbacks.federated_user_may_invite,
+        user_may_create_room=callbacks.user_may_create_room,
+        check_username_for_spam=callbacks.check_username_for_spam,
+    )
+    api.register_third_party_rules_callbacks(on_new_event=callbacks.on_new_event)
+    api.register_presence_router_callbacks(
+        get_users_for_states=callbacks.get_users_for_states,
+        get_interested_users=callbacks.get_interested_users,
+    )

@@ -1,0 +1,398 @@
+"""Contact requests, the acquaintance index and the acquaintances-only policy.
+
+The index follows membership: `on_event` derives a contact room's request state from the two
+memberships in the room's current state and adds or removes the acquaintance. It is idempotent,
+so every worker that is notified of an event may apply it, and `rebuild` recomputes everything
+from the rooms themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attr
+from synapse.api.errors import SynapseError
+from synapse.events import EventBase
+from synapse.types import StateMap, UserID
+
+from laiwang_module.rest.base import forbidden, not_found
+from laiwang_module.synapse_compat import invited_room_ids, is_appservice_user, share_a_room
+from rooms.contacts import (
+    ACCEPTED,
+    ACQUAINTANCE_STATE,
+    PENDING,
+    SOURCE_ADDRESS_BOOK,
+    SOURCE_IMPORT,
+    SOURCE_REQUEST,
+    Acquaintance,
+    direct_chats,
+    find_in_stripped_state,
+    is_ignored,
+    parse_acquaintance,
+    request_allowed_by_setting,
+    request_state,
+)
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Suggestion:
+    user_id: str
+    reason: str  # "in_your_address_book" | "has_you_in_their_address_book"
+    mutual_count: int
+
+
+class AcquaintanceHandler:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._store = server.store
+        self._config = server.config
+
+    def _now(self) -> int:
+        return int(self._api.get_current_time_msec())
+
+    def _is_mine(self, user_id: str) -> bool:
+        return bool(self._api.is_mine(user_id))
+
+    # --- the policy ---
+
+    async def invite_refusal(
+        self, inviter: str, invitee: str, acquaintance: Acquaintance | None
+    ) -> str | None:
+        """Why `inviter` may not invite the local user `invitee`, or None if they may.
+
+        `acquaintance` is the `org.laiwang.acquaintance` state of the room (None if it has none).
+        """
+        if not self._config.acquaintances_only or not self._is_mine(invitee):
+            return None
+        if await self._is_exempt(inviter):
+            return None
+        ignored = await self._api.account_data_manager.get_global(invitee, "m.ignored_user_list")
+        if is_ignored(ignored, inviter):
+            return f"{invitee} does not accept invites from {inviter}."
+        if await self._store.are_acquainted(inviter, invitee):
+            return None
+        if (
+            acquaintance is not None
+            and acquaintance.requester == inviter
+            and acquaintance.target == invitee
+        ):
+            if await self.request_allowed(inviter, invitee):
+                return None
+            return f"{invitee} does not accept contact requests from {inviter}."
+        return (
+            f"{inviter} is not an acquaintance of {invitee}: only acquaintances may invite "
+            "them. Send a contact request first."
+        )
+
+    async def note_incoming_request(self, room_id: str, acquaintance: Acquaintance) -> None:
+        """Record a contact request arriving over federation once the policy let it in.
+
+        Synapse does not run `on_new_event` for such out-of-band invites, so this is the only
+        moment this server learns of the request before the target answers it."""
+        await self._store.record_contact_room(
+            room_id,
+            acquaintance.requester,
+            acquaintance.target,
+            acquaintance.message,
+            acquaintance.source,
+            PENDING,
+            self._now(),
+        )
+
+    async def request_allowed(self, requester: str, target: str) -> bool:
+        settings = await self._server.settings_handler.get(target)
+        in_book = await self._store.is_in_address_book(target, requester)
+        return request_allowed_by_setting(settings.accept_requests_from, in_book)
+
+    async def _is_exempt(self, user_id: str) -> bool:
+        if is_appservice_user(self._api, user_id):
+            return True
+        return self._is_mine(user_id) and await self._api.is_user_admin(user_id)
+
+    async def may_see_in_directory(self, searcher: str, user_id: str) -> bool:
+        """The user directory shows acquaintances and people one shares a room with."""
+        if searcher == user_id or not self._config.acquaintances_only:
+            return True
+        if await self._store.are_acquainted(searcher, user_id):
+            return True
+        return await share_a_room(self._api, searcher, user_id)
+
+    # --- requests ---
+
+    async def send_request(self, requester: str, target: str, message: str | None) -> str:
+        if self._is_mine(target) and not await self._api.check_user_exists(target):
+            raise not_found(f"There is no user {target}.")
+
+        for room in await self._store.get_contact_rooms_between(requester, target):
+            if room.state == ACCEPTED and await self._store.are_acquainted(requester, target):
+                return room.room_id
+            if room.state == PENDING and room.requester == requester:
+                return room.room_id  # asking again returns the same room
+            if room.state == PENDING and room.requester == target:
+                # They asked us first: asking back accepts their request.
+                await self._api.update_room_membership(
+                    requester,
+                    requester,
+                    room.room_id,
+                    "join",
+                    remote_room_hosts=[UserID.from_string(target).domain],
+                )
+                await self._apply_memberships(room.room_id)
+                return room.room_id
+        existing = await self._acquaintance_room(requester, target)
+        if existing is not None:
+            return existing
+
+        if self._is_mine(target):
+            # Refuse before any room exists, with the reason the invite check would give.
+            reason = await self.invite_refusal(
+                requester, target, Acquaintance(requester, target, message)
+            )
+            if reason is not None:
+                raise forbidden(reason)
+
+        source = (
+            SOURCE_ADDRESS_BOOK
+            if await self._store.is_in_address_book(requester, target)
+            else SOURCE_REQUEST
+        )
+        acquaintance = Acquaintance(requester, target, message)
+        room_id, _ = await self._api.create_room(
+            requester,
+            {
+                "preset": "trusted_private_chat",
+                "is_direct": True,
+                "initial_state": [
+                    {
+                        "type": ACQUAINTANCE_STATE,
+                        "state_key": "",
+                        "content": acquaintance.to_content(),
+                    }
+                ],
+                # The creator already has full power (and room v12 forbids listing them).
+                "power_level_content_override": {"users": {target: 100}},
+            },
+            ratelimit=True,
+        )
+        await self._store.record_contact_room(
+            room_id, requester, target, message, source, "ended", self._now()
+        )
+        try:
+            await self._api.update_room_membership(
+                requester, target, room_id, "invite", content={"is_direct": True}
+            )
+        except SynapseError as e:
+            # The target's server refused (or is unreachable): leave nothing half-made behind.
+            await self._api.update_room_membership(requester, requester, room_id, "leave")
+            await self._apply_memberships(room_id)
+            if e.code == 403:
+                raise forbidden(f"{target}'s server refused the request: {e.msg}") from e
+            raise
+        await self._apply_memberships(room_id)
+        await self._add_to_m_direct(requester, target, room_id)
+        return room_id
+
+    async def _acquaintance_room(self, a: str, b: str) -> str | None:
+        for row in await self._store.get_acquaintances(a):
+            if row.other_id == b:
+                return row.room_id
+        return None
+
+    async def _add_to_m_direct(self, user_id: str, other: str, room_id: str) -> None:
+        """Mark the room as a direct chat in the user's `m.direct`, as clients do."""
+        manager = self._api.account_data_manager
+        current = await manager.get_global(user_id, "m.direct") or {}
+        rooms = list(current.get(other, ()))
+        if room_id in rooms:
+            return
+        updated = {user: list(ids) for user, ids in current.items()}
+        updated[other] = [*rooms, room_id]
+        await manager.put_global(user_id, "m.direct", updated)
+
+    # --- listing and ending ---
+
+    async def list_contacts(self, user_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "user_id": r.other_id,
+                "room_id": r.room_id,
+                "since_ts": r.since_ts,
+                "source": r.source,
+            }
+            for r in await self._store.get_acquaintances(user_id)
+        ]
+
+    async def list_requests(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        incoming, outgoing = await self._store.get_pending_requests(user_id)
+        # A rejected invite over federation is not notified to modules either: the user's
+        # current invites are the truth for what is still waiting on them.
+        invited = await invited_room_ids(self._api, user_id)
+        incoming = [r for r in incoming if r.room_id in invited]
+
+        def show(room: Any, other: str) -> dict[str, Any]:
+            return {
+                "user_id": other,
+                "room_id": room.room_id,
+                "message": room.message,
+                "ts": room.created_ts,
+            }
+
+        return {
+            "incoming": [show(r, r.requester) for r in incoming],
+            "outgoing": [show(r, r.target) for r in outgoing],
+        }
+
+    async def remove(self, user_id: str, other: str) -> None:
+        room_id = await self._acquaintance_room(user_id, other)
+        if room_id is None:
+            raise not_found(f"{other} is not your acquaintance.")
+        await self._api.update_room_membership(user_id, user_id, room_id, "leave")
+        await self._apply_memberships(room_id)
+
+    # --- import and suggestions ---
+
+    async def import_direct_chats(self, user_id: str) -> int:
+        """Turn the caller's direct chats in which both sides are joined into acquaintances.
+
+        The room gets `org.laiwang.acquaintance` state (source "import") when the caller may
+        send it, so that the other side's server, and a rebuild, know it too."""
+        m_direct = await self._api.account_data_manager.get_global(user_id, "m.direct")
+        imported = 0
+        for other, room_id in direct_chats(m_direct):
+            if other == user_id or await self._store.are_acquainted(user_id, other):
+                continue
+            members = await self._api.get_room_state(
+                room_id, [("m.room.member", user_id), ("m.room.member", other)]
+            )
+            joined = [ev for ev in members.values() if ev.membership == "join"]
+            if len(joined) != 2:
+                continue
+            acquaintance = Acquaintance(user_id, other, None, SOURCE_IMPORT)
+            await self._store.record_contact_room(
+                room_id, user_id, other, None, SOURCE_IMPORT, ACCEPTED, self._now()
+            )
+            if await self._store.add_acquaintance(
+                user_id, other, room_id, SOURCE_IMPORT, self._now()
+            ):
+                imported += 1
+            try:
+                await self._api.create_and_send_event_into_room(
+                    {
+                        "type": ACQUAINTANCE_STATE,
+                        "state_key": "",
+                        "room_id": room_id,
+                        "sender": user_id,
+                        "content": acquaintance.to_content(),
+                    }
+                )
+            except SynapseError as e:
+                logger.info("import: could not mark %s as a contact room: %s", room_id, e)
+        return imported
+
+    async def suggestions(self, user_id: str) -> list[Suggestion]:
+        """People in the caller's address book who are discoverable and not yet acquaintances,
+        then people who have the caller in theirs; each with their mutual acquaintance count."""
+        known = await self._store.get_acquaintance_ids(user_id)
+        known.add(user_id)
+        picked: dict[str, str] = {}
+        for other in await self._store.get_address_book_user_ids(user_id):
+            if other not in known and (await self._server.settings_handler.get(other)).discoverable:
+                picked.setdefault(other, "in_your_address_book")
+        for other in await self._store.get_address_book_owners_of(user_id):
+            if other not in known:
+                picked.setdefault(other, "has_you_in_their_address_book")
+        counts = await self._store.count_mutual_acquaintances(user_id, list(picked))
+        out = [Suggestion(u, reason, counts.get(u, 0)) for u, reason in picked.items()]
+        out.sort(key=lambda s: (-s.mutual_count, s.user_id))
+        return out
+
+    # --- following membership ---
+
+    async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        if event.type not in ("m.room.member", ACQUAINTANCE_STATE) or event.state_key is None:
+            return
+        acquaintance: Acquaintance | None = None
+        state_event = state.get((ACQUAINTANCE_STATE, ""))
+        if state_event is not None:
+            acquaintance = parse_acquaintance(state_event.content)
+        if acquaintance is None and event.type == "m.room.member":
+            # An invite over federation: the room's state is only in the stripped state.
+            acquaintance = find_in_stripped_state(event.unsigned.get("invite_room_state", []))
+        if acquaintance is None:
+            row = await self._store.get_contact_room(event.room_id)
+            if row is not None:
+                acquaintance = Acquaintance(row.requester, row.target, row.message, row.source)
+        if acquaintance is None:
+            return
+        memberships = {}
+        for user_id in (acquaintance.requester, acquaintance.target):
+            member = state.get(("m.room.member", user_id))
+            if member is not None:
+                memberships[user_id] = member.membership
+            elif event.type == "m.room.member" and event.state_key == user_id:
+                # Out-of-band membership (an invite or its rejection): no room state here.
+                memberships[user_id] = event.membership
+        if (
+            acquaintance.requester not in memberships
+            and event.type == "m.room.member"
+            and event.state_key == acquaintance.target
+        ):
+            # This server is not in the room: only the target's own out-of-band membership is
+            # known, and the requester, who sent the invite, is in the room.
+            memberships[acquaintance.requester] = "join"
+        await self._apply(event.room_id, acquaintance, memberships)
+
+    async def _apply_memberships(self, room_id: str) -> None:
+        """Re-derive one room from its current state (after our own membership changes)."""
+        state = await self._api.get_room_state(
+            room_id, [(ACQUAINTANCE_STATE, ""), ("m.room.member", None)]
+        )
+        row = await self._store.get_contact_room(room_id)
+        state_event = state.get((ACQUAINTANCE_STATE, ""))
+        acquaintance = parse_acquaintance(state_event.content) if state_event else None
+        if acquaintance is None and row is not None:
+            acquaintance = Acquaintance(row.requester, row.target, row.message, row.source)
+        if acquaintance is None:
+            return
+        memberships = {
+            key[1]: ev.membership for key, ev in state.items() if key[0] == "m.room.member"
+        }
+        if not memberships:
+            return  # this server is not in the room (e.g. an invite not yet answered)
+        await self._apply(room_id, acquaintance, memberships)
+
+    async def _apply(
+        self,
+        room_id: str,
+        acquaintance: Acquaintance,
+        memberships: Mapping[str, str],
+    ) -> None:
+        requester, target = acquaintance.requester, acquaintance.target
+        if not (self._is_mine(requester) or self._is_mine(target)):
+            return
+        state = request_state(memberships.get(requester), memberships.get(target))
+        existing = await self._store.get_contact_room(room_id)
+        source = existing.source if existing is not None else acquaintance.source
+        now = self._now()
+        await self._store.record_contact_room(
+            room_id, requester, target, acquaintance.message, source, state, now
+        )
+        if state == ACCEPTED:
+            await self._store.add_acquaintance(requester, target, room_id, source, now)
+        else:
+            await self._store.remove_acquaintance_via(requester, target, room_id)
+
+    async def rebuild(self) -> int:
+        """Recompute every contact room from its current state; returns how many."""
+        room_ids = await self._store.get_all_contact_room_ids()
+        for room_id in room_ids:
+            await self._apply_memberships(room_id)
+        return len(room_ids)

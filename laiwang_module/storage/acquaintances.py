@@ -1,0 +1,231 @@
+"""SQL for contact-request rooms and the acquaintance index.
+
+`laiwang_contact_rooms` holds one row per room carrying `org.laiwang.acquaintance` state that
+this server has seen, with the request's state as last derived from membership.
+`laiwang_acquaintances` holds each acquaintance twice (a→b and b→a), so every question about one
+user is an index range scan on its primary key. Both tables are derived from room state: they can
+be rebuilt from the rooms, and every write is idempotent, so any worker may apply an event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attr
+from synapse.storage.database import LoggingTransaction
+
+from laiwang_module.storage.schema import Schema
+
+SCHEMA = Schema(
+    "acquaintances",
+    [
+        (
+            1,
+            [
+                "CREATE TABLE IF NOT EXISTS laiwang_contact_rooms ("
+                " room_id TEXT NOT NULL PRIMARY KEY,"
+                " requester TEXT NOT NULL,"
+                " target TEXT NOT NULL,"
+                " message TEXT,"
+                " source TEXT NOT NULL,"
+                " state TEXT NOT NULL,"
+                " created_ts BIGINT NOT NULL,"
+                " updated_ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_requester"
+                " ON laiwang_contact_rooms (requester, target)",
+                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_target"
+                " ON laiwang_contact_rooms (target, requester)",
+                "CREATE TABLE IF NOT EXISTS laiwang_acquaintances ("
+                " user_id TEXT NOT NULL,"
+                " other_id TEXT NOT NULL,"
+                " room_id TEXT NOT NULL,"
+                " source TEXT NOT NULL,"
+                " since_ts BIGINT NOT NULL,"
+                " PRIMARY KEY (user_id, other_id))",
+            ],
+        )
+    ],
+)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ContactRoom:
+    room_id: str
+    requester: str
+    target: str
+    message: str | None
+    source: str
+    state: str
+    created_ts: int
+    updated_ts: int
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class AcquaintanceRow:
+    other_id: str
+    room_id: str
+    source: str
+    since_ts: int
+
+
+_CONTACT_COLUMNS = "room_id, requester, target, message, source, state, created_ts, updated_ts"
+
+
+def _contact_room(row: Any) -> ContactRoom:
+    return ContactRoom(*row)
+
+
+class AcquaintanceStore:
+    """Mixin of LaiwangStore."""
+
+    async def record_contact_room(
+        self,
+        room_id: str,
+        requester: str,
+        target: str,
+        message: str | None,
+        source: str,
+        state: str,
+        now: int,
+    ) -> None:
+        """Insert the room, or update its request state (the pair never changes)."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                f"INSERT INTO laiwang_contact_rooms ({_CONTACT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (room_id) DO UPDATE SET state = excluded.state,"
+                " updated_ts = excluded.updated_ts"
+                " WHERE laiwang_contact_rooms.state <> excluded.state",
+                (room_id, requester, target, message, source, state, now, now),
+            )
+
+        await self.run("record_contact_room", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_contact_room(self, room_id: str) -> ContactRoom | None:
+        def txn_fn(txn: LoggingTransaction) -> ContactRoom | None:
+            txn.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms WHERE room_id = ?",
+                (room_id,),
+            )
+            row = txn.fetchone()
+            return _contact_room(row) if row else None
+
+        return await self.run("get_contact_room", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_contact_rooms_between(self, a: str, b: str) -> list[ContactRoom]:
+        """Rooms of requests between a and b in either direction, newest first."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[ContactRoom]:
+            txn.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms"
+                " WHERE (requester = ? AND target = ?) OR (requester = ? AND target = ?)"
+                " ORDER BY created_ts DESC",
+                (a, b, b, a),
+            )
+            return [_contact_room(r) for r in txn.fetchall()]
+
+        return await self.run("get_contact_rooms_between", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_pending_requests(
+        self, user_id: str
+    ) -> tuple[list[ContactRoom], list[ContactRoom]]:
+        """(incoming, outgoing) pending requests of a user, newest first."""
+
+        def txn_fn(txn: LoggingTransaction) -> tuple[list[ContactRoom], list[ContactRoom]]:
+            out = []
+            for column in ("target", "requester"):
+                txn.execute(
+                    f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms"
+                    f" WHERE {column} = ? AND state = 'pending' ORDER BY created_ts DESC",
+                    (user_id,),
+                )
+                out.append([_contact_room(r) for r in txn.fetchall()])
+            return out[0], out[1]
+
+        return await self.run("get_pending_requests", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_all_contact_room_ids(self) -> list[str]:
+        def txn_fn(txn: LoggingTransaction) -> list[str]:
+            txn.execute("SELECT room_id FROM laiwang_contact_rooms")
+            return [r[0] for r in txn.fetchall()]
+
+        return await self.run("get_all_contact_room_ids", txn_fn)  # type: ignore[attr-defined]
+
+    async def add_acquaintance(self, a: str, b: str, room_id: str, source: str, now: int) -> bool:
+        """Record a and b as acquainted through room_id; True if they were not before."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            added = False
+            for user_id, other_id in ((a, b), (b, a)):
+                txn.execute(
+                    "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, other_id) DO NOTHING",
+                    (user_id, other_id, room_id, source, now),
+                )
+                added = added or txn.rowcount > 0
+            return added
+
+        return await self.run("add_acquaintance", txn_fn)  # type: ignore[attr-defined]
+
+    async def remove_acquaintance_via(self, a: str, b: str, room_id: str) -> bool:
+        """End a and b's acquaintance if it rests on room_id (another room may carry it).
+
+        Returns True if a row was removed."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "DELETE FROM laiwang_acquaintances WHERE room_id = ?"
+                " AND ((user_id = ? AND other_id = ?) OR (user_id = ? AND other_id = ?))",
+                (room_id, a, b, b, a),
+            )
+            return txn.rowcount > 0
+
+        return await self.run("remove_acquaintance_via", txn_fn)  # type: ignore[attr-defined]
+
+    async def are_acquainted(self, a: str, b: str) -> bool:
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "SELECT 1 FROM laiwang_acquaintances WHERE user_id = ? AND other_id = ?", (a, b)
+            )
+            return txn.fetchone() is not None
+
+        return await self.run("are_acquainted", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_acquaintances(self, user_id: str) -> list[AcquaintanceRow]:
+        def txn_fn(txn: LoggingTransaction) -> list[AcquaintanceRow]:
+            txn.execute(
+                "SELECT other_id, room_id, source, since_ts FROM laiwang_acquaintances"
+                " WHERE user_id = ? ORDER BY since_ts DESC, other_id",
+                (user_id,),
+            )
+            return [AcquaintanceRow(*r) for r in txn.fetchall()]
+
+        return await self.run("get_acquaintances", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_acquaintance_ids(self, user_id: str) -> set[str]:
+        return {row.other_id for row in await self.get_acquaintances(user_id)}
+
+    async def count_mutual_acquaintances(self, user_id: str, others: list[str]) -> dict[str, int]:
+        """For each of `others`, how many acquaintances they share with user_id."""
+        if not others:
+            return {}
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, int]:
+            counts = dict.fromkeys(others, 0)
+            # Chunked so that a large book never exceeds SQLite's parameter limit.
+            for i in range(0, len(others), 500):
+                chunk = others[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                txn.execute(
+                    "SELECT theirs.user_id, COUNT(*) FROM laiwang_acquaintances AS mine"
+                    " JOIN laiwang_acquaintances AS theirs ON theirs.other_id = mine.other_id"
+                    f" WHERE mine.user_id = ? AND theirs.user_id IN ({marks})"
+                    " GROUP BY theirs.user_id",
+                    (user_id, *chunk),
+                )
+                for other, n in txn.fetchall():
+                    counts[other] = int(n)
+            return counts
+
+        return await self.run("count_mutual_acquaintances", txn_fn)  # type: ignore[attr-defined]

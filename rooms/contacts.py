@@ -1,0 +1,136 @@
+"""Contact requests and acquaintances as Matrix rooms and events.
+
+A contact request is a direct chat (`is_direct`, `trusted_private_chat`) whose state holds
+`org.laiwang.acquaintance` (state key "") `{"requester", "target", "message"}`. The target
+accepts by joining and declines by rejecting the invite, with any client. Two users are
+acquaintances while both are joined to such a room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attr
+
+from rooms.validation import InvalidParam, is_user_id, optional_str, require_user_id
+
+ACQUAINTANCE_STATE = "org.laiwang.acquaintance"
+MAX_MESSAGE_LEN = 500
+
+# `source` of an acquaintance, as `GET /contacts` reports it.
+SOURCE_ADDRESS_BOOK = "address_book"  # the requester had the target in their address book
+SOURCE_REQUEST = "request"  # a contact request without an address-book match
+SOURCE_IMPORT = "import"  # an existing direct chat turned into an acquaintance
+SOURCES = (SOURCE_ADDRESS_BOOK, SOURCE_REQUEST, SOURCE_IMPORT)
+
+# Request states, derived from the two memberships.
+PENDING = "pending"  # requester joined, target invited
+ACCEPTED = "accepted"  # both joined
+DECLINED = "declined"  # target rejected the invite / left, requester still there
+ENDED = "ended"  # requester left (cancelled, or the acquaintance ended)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class Acquaintance:
+    """The content of an `org.laiwang.acquaintance` state event."""
+
+    requester: str
+    target: str
+    message: str | None = None
+    source: str = SOURCE_REQUEST
+
+    def to_content(self) -> dict[str, Any]:
+        content: dict[str, Any] = {"requester": self.requester, "target": self.target}
+        if self.message:
+            content["message"] = self.message
+        if self.source == SOURCE_IMPORT:
+            content["source"] = SOURCE_IMPORT
+        return content
+
+    def other(self, user_id: str) -> str:
+        return self.target if user_id == self.requester else self.requester
+
+
+def parse_acquaintance(content: Any) -> Acquaintance | None:
+    """The acquaintance a state event's content names, or None if it is malformed."""
+    if not isinstance(content, Mapping):
+        return None
+    requester, target = content.get("requester"), content.get("target")
+    if not is_user_id(requester) or not is_user_id(target) or requester == target:
+        return None
+    message = content.get("message")
+    if not isinstance(message, str):
+        message = None
+    source = SOURCE_IMPORT if content.get("source") == SOURCE_IMPORT else SOURCE_REQUEST
+    return Acquaintance(str(requester), str(target), message, source)
+
+
+def find_in_stripped_state(stripped: Iterable[Any]) -> Acquaintance | None:
+    """The acquaintance named in an invite's stripped state (`invite_room_state`)."""
+    for ev in stripped:
+        if (
+            isinstance(ev, Mapping)
+            and ev.get("type") == ACQUAINTANCE_STATE
+            and ev.get("state_key") == ""
+        ):
+            return parse_acquaintance(ev.get("content"))
+    return None
+
+
+def find_in_initial_state(initial_state: Any) -> Acquaintance | None:
+    """The acquaintance named in a /createRoom body's `initial_state`."""
+    if not isinstance(initial_state, list):
+        return None
+    return find_in_stripped_state(initial_state)
+
+
+def request_state(requester_membership: str | None, target_membership: str | None) -> str:
+    if requester_membership != "join":
+        return ENDED
+    if target_membership == "join":
+        return ACCEPTED
+    if target_membership == "invite":
+        return PENDING
+    return DECLINED
+
+
+def validate_request_body(body: Mapping[str, Any], caller: str) -> tuple[str, str | None]:
+    """`POST /contacts/requests` → (target, message)."""
+    for key in body:
+        if key not in ("user_id", "message"):
+            raise InvalidParam(key, "is not a known field")
+    target = require_user_id(body, "user_id")
+    if target == caller:
+        raise InvalidParam("user_id", "is yourself: you cannot send a contact request to yourself")
+    message = optional_str(body, "message", max_len=MAX_MESSAGE_LEN)
+    return target, message or None
+
+
+def request_allowed_by_setting(accept_requests_from: str, requester_in_book: bool) -> bool:
+    """Whether the target's `accept_requests_from` lets a contact request through."""
+    if accept_requests_from == "anyone":
+        return True
+    if accept_requests_from == "address_book":
+        return requester_in_book
+    return False
+
+
+def is_ignored(ignored_user_list: Any, user_id: str) -> bool:
+    """Whether `m.ignored_user_list` account data content names `user_id`."""
+    if not isinstance(ignored_user_list, Mapping):
+        return False
+    ignored = ignored_user_list.get("ignored_users")
+    return isinstance(ignored, Mapping) and user_id in ignored
+
+
+def direct_chats(m_direct: Any) -> list[tuple[str, str]]:
+    """(other user, room id) pairs from `m.direct` account data content."""
+    if not isinstance(m_direct, Mapping):
+        return []
+    out: list[tuple[str, str]] = []
+    for user_id, rooms in m_direct.items():
+        # Synapse hands out account data frozen: lists arrive as tuples.
+        if is_user_id(user_id) and isinstance(rooms, (list, tuple)):
+            out.extend((user_id, r) for r in rooms if isinstance(r, str))
+    return out
