@@ -9,7 +9,7 @@ from the rooms themselves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attr
@@ -48,12 +48,30 @@ class Suggestion:
     mutual_count: int
 
 
+AcquaintanceListener = Callable[[str, str, bool], Awaitable[None]]
+
+
 class AcquaintanceHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
         self._store = server.store
         self._config = server.config
+        self._listeners: list[AcquaintanceListener] = []
+
+    def add_listener(self, listener: AcquaintanceListener) -> None:
+        """Call `listener(a, b, added)` when a and b become (or stop being) acquaintances.
+
+        It runs once per change on this server: on the one process whose database write made
+        the change (the index writes are idempotent, so a second process changes nothing)."""
+        self._listeners.append(listener)
+
+    async def _notify(self, a: str, b: str, added: bool) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(a, b, added)
+            except Exception:
+                logger.exception("acquaintance listener failed for %s, %s", a, b)
 
     def _now(self) -> int:
         return int(self._api.get_current_time_msec())
@@ -283,6 +301,7 @@ class AcquaintanceHandler:
                 user_id, other, room_id, SOURCE_IMPORT, self._now()
             ):
                 imported += 1
+                await self._notify(user_id, other, True)
             try:
                 await self._api.create_and_send_event_into_room(
                     {
@@ -386,9 +405,10 @@ class AcquaintanceHandler:
             room_id, requester, target, acquaintance.message, source, state, now
         )
         if state == ACCEPTED:
-            await self._store.add_acquaintance(requester, target, room_id, source, now)
-        else:
-            await self._store.remove_acquaintance_via(requester, target, room_id)
+            if await self._store.add_acquaintance(requester, target, room_id, source, now):
+                await self._notify(requester, target, True)
+        elif await self._store.remove_acquaintance_via(requester, target, room_id):
+            await self._notify(requester, target, False)
 
     async def rebuild(self) -> int:
         """Recompute every contact room from its current state; returns how many."""
