@@ -10,7 +10,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from laiwang_module.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
+from laiwang_module.devserver import (
+    HomeserverSpec,
+    StartupError,
+    SynapseProcess,
+    free_port,
+    register_user,
+)
 from tests.harness.client import MatrixClient
 
 _user_counter = itertools.count()
@@ -53,6 +59,16 @@ class TestHomeserver:
     def base_url(self) -> str:
         return self.spec.base_url
 
+    def reset_ports(self) -> None:
+        """New ports (and so a new server name): the old data is wiped, it names the old one."""
+        remove_tree(self.spec.directory)
+        self.spec.client_port = free_port()
+        if self.spec.federation_port is not None:
+            self.spec.federation_port = free_port()
+            self.spec.server_name = f"localhost:{self.spec.federation_port}"
+        else:
+            self.spec.server_name = f"localhost:{self.spec.client_port}"
+
     def start(self) -> TestHomeserver:
         self.process.start()
         return self
@@ -85,13 +101,25 @@ class TestHomeserver:
         return MatrixClient(self.base_url, "", None)
 
 
-def start_all(servers: list[TestHomeserver]) -> list[TestHomeserver]:
-    """Start several homeservers at once and wait for all: Synapse's start-up dominates."""
+def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHomeserver]:
+    """Start several homeservers at once and wait for all: Synapse's start-up dominates.
+
+    A free port can be taken by another process between choosing it and Synapse binding it;
+    such a server starts again from scratch on new ports."""
     for s in servers:
         s.start()
     try:
         for s in servers:
-            s.wait_ready()
+            for attempt in range(attempts):
+                try:
+                    s.wait_ready()
+                    break
+                except StartupError:
+                    if attempt + 1 == attempts or "Address already in use" not in s.output():
+                        raise
+                    s.stop()
+                    s.reset_ports()
+                    s.start()
     except Exception:
         for s in servers:
             s.stop()
