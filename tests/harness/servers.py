@@ -115,7 +115,7 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
                     s.wait_ready()
                     break
                 except StartupError:
-                    if attempt + 1 == attempts or "Address already in use" not in s.output():
+                    if attempt + 1 == attempts or "Address already in use" not in s.process.output():
                         raise
                     s.stop()
                     s.reset_ports()
