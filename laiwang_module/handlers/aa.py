@@ -281,13 +281,13 @@ class AAHandler:
 
     # --- the ledger -------------------------------------------------------------------------
 
-    async def apply_event(self, event: EventBase) -> None:
+    async def apply_event(self, event: EventBase, notify: bool = True) -> None:
         """Update the ledger from a persisted event; idempotent (keyed by event id)."""
         change: LedgerChange | None = None
         if event.type == "m.room.redaction":
             if event.redacts:
                 change = await self._store.aa_apply_redaction(event.event_id, event.redacts)
-                if change is not None:
+                if change is not None and notify:
                     self._api.run_as_background_process(
                         "laiwang_aa_redaction_notice", self._redaction_notice, event, change
                     )
@@ -347,6 +347,32 @@ class AAHandler:
             await self._send(request.room_id, request.payee, content)
         except Exception:
             logger.exception("laiwang: could not post the AA redaction notice")
+
+    async def rebuild_room(self, user_id: str, room_id: str) -> dict[str, Any]:
+        """Rebuild a room's ledger from the room's history on this server (server admins).
+
+        The room's rows (and their part of every balance) are removed, then every message and
+        redaction is applied again in this server's order, through the same code as
+        `on_new_event`. Soft-failed and rejected events are left out, as they were the first
+        time. A redacted event has lost its content, so it counts for nothing: a redacted
+        request is gone rather than void, a redacted payment leaves its share unpaid."""
+        if not await self._api.is_user_admin(user_id):
+            raise forbidden("Only server admins may rebuild the AA ledger")
+        before = await self._store.aa_forget_room(room_id)
+        # ModuleApi cannot fetch events by id; Synapse's store does (and prunes redacted ones).
+        events_store: Any = self._api._store
+        event_ids = await self._store.aa_room_event_ids(room_id)
+        applied = 0
+        for start in range(0, len(event_ids), 500):
+            for event in await events_store.get_events_as_list(event_ids[start : start + 500]):
+                if event.internal_metadata.is_soft_failed():
+                    continue
+                applied += 1
+                await self.apply_event(event, notify=False)
+        after = await self._store.aa_room_request_ids(room_id)
+        for request_id in set(before) | set(after):
+            await self._api.invalidate_cache(self.status_cache.get_aa_status, (request_id,))
+        return {"room_id": room_id, "events": applied, "requests": len(after)}
 
     # --- unsigned status --------------------------------------------------------------------
 

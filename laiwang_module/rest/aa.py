@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from laiwang_module.rest.base import JsonDict, Router, Servlet, forbidden
 from rooms.aa import Forbidden
-from rooms.validation import InvalidParam, is_event_id, is_room_id
+from rooms.validation import (
+    InvalidParam,
+    is_event_id,
+    is_room_id,
+    reject_unknown_keys,
+    require_room_id,
+)
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -41,6 +47,7 @@ class AAServlet(Servlet):
                 "POST", f"/aa/requests/{{room_id}}/{{event_id}}/{action}", self._action(action)
             )
         router.add("GET", "/aa/balances", self.on_balances)
+        router.add("POST", "/aa/rebuild", self.on_rebuild)
 
     @property
     def _handler(self) -> Any:
@@ -78,3 +85,10 @@ class AAServlet(Servlet):
     async def on_balances(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
         return await _answer(self._handler.balances(user_id))
+
+    async def on_rebuild(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        user_id = await self.auth(request)
+        body = self.json_body(request)
+        reject_unknown_keys(body, ("room_id",))
+        room_id = require_room_id(body, "room_id")
+        return await _answer(self._handler.rebuild_room(user_id, room_id))

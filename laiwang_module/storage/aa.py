@@ -327,6 +327,44 @@ def apply_redaction_txn(
     return LedgerChange(request_id, kind, True, detail)
 
 
+def forget_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+    """Remove a room's ledger (and its share of everyone's balances) before a rebuild.
+    Returns the request ids that were there, so their cached status can be dropped."""
+    txn.execute("SELECT event_id, state FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
+    requests = txn.fetchall()
+    ids = [r[0] for r in requests]
+    for request_id, state in requests:
+        if state == OPEN:
+            _set_debts(txn, request_id, -1)
+    for request_id in ids:
+        txn.execute(
+            "DELETE FROM laiwang_aa_receipts WHERE payment_event_id IN"
+            " (SELECT event_id FROM laiwang_aa_payments WHERE request_event_id = ?)",
+            (request_id,),
+        )
+        for table, column in (
+            ("laiwang_aa_payments", "request_event_id"),
+            ("laiwang_aa_shares", "request_event_id"),
+            ("laiwang_aa_events", "request_event_id"),
+            ("laiwang_aa_redactions", "request_event_id"),
+            ("laiwang_aa_requests", "event_id"),
+        ):
+            # Table and column names come from this fixed tuple, never from input.
+            txn.execute(f"DELETE FROM {table} WHERE {column} = ?", (request_id,))
+    return ids
+
+
+def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+    """The room's messages and redactions in this server's order, read from Synapse's own
+    `events` table (the module API has no way to page through a room's history)."""
+    txn.execute(
+        "SELECT event_id FROM events WHERE room_id = ? AND outlier = ?"
+        " AND type IN ('m.room.message', 'm.room.redaction') ORDER BY stream_ordering",
+        (room_id, False),
+    )
+    return [r[0] for r in txn.fetchall()]
+
+
 class AAStore:
     """Mixin of LaiwangStore."""
 
@@ -528,3 +566,16 @@ class AAStore:
             return txn.rowcount == 1
 
         return await self.run("aa_claim_redaction_notice", txn_fn)
+
+    async def aa_forget_room(self, room_id: str) -> list[str]:
+        return await self.run_with("aa_forget_room", forget_room_txn, room_id)
+
+    async def aa_room_event_ids(self, room_id: str) -> list[str]:
+        return await self.run_with("aa_room_event_ids", room_event_ids_txn, room_id)
+
+    async def aa_room_request_ids(self, room_id: str) -> list[str]:
+        def txn_fn(txn: LoggingTransaction) -> list[str]:
+            txn.execute("SELECT event_id FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
+            return [r[0] for r in txn.fetchall()]
+
+        return await self.run("aa_room_request_ids", txn_fn)

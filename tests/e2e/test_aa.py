@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from signedjson.sign import sign_json
 
-from tests.harness.client import MatrixClient, MatrixError
+from tests.harness.client import MatrixClient, MatrixError, wait_until
 
 AA = "org.laiwang.aa."
 
@@ -377,7 +377,8 @@ def raw_request(alice: MatrixClient, shares: dict[str, Any], **block: Any) -> di
 def test_a_valid_raw_request_enters_the_ledger(hs1):
     room, (alice, bob) = aa_room(hs1, 2)
     event_id = alice.send(room, raw_request(alice, {alice.user_id: 500, bob.user_id: 500}))
-    details = bob.laiwang("GET", path(room, event_id))
+    # Raw events reach the ledger through on_new_event, after the send has returned.
+    details = wait_until(lambda: bob.laiwang("GET", path(room, event_id)))
     assert details["state"] == "open" and details["total"] == 1000
     assert bob.laiwang("GET", "/aa/balances")["balances"] == [
         {"user_id": alice.user_id, "currency": "CNY", "net": -500}]  # fmt: skip
@@ -448,7 +449,12 @@ def test_raw_events_that_break_a_rule_are_refused(hs1, payment_keys):
         "msgtype": "m.text", "body": "edited"},
         "m.relates_to": {"rel_type": "m.replace", "event_id": text_id}})  # fmt: skip
     # A valid raw payment and a second one for the same share.
-    alice.send(room, payment(b))
+    first = alice.send(room, payment(b))
+    wait_until(
+        lambda: (
+            alice.laiwang("GET", path(room, request_id))["shares"][b]["payment_event_id"] == first
+        )
+    )
     expect_error(lambda: alice.send(room, payment(b)), 403, "M_INVALID_PARAM")
 
 
@@ -464,7 +470,13 @@ def test_redactions_change_the_ledger_and_say_so(hs1):
         {"user_id": carol.user_id, "currency": "CNY", "net": 1000}]  # fmt: skip
     # A redacted payment is void: the share is unpaid (and owed) again, and a notice says so.
     redact(alice, room, paid["event_id"])
-    details = alice.laiwang("GET", path(room, request_id))
+    details = wait_until(
+        lambda: (
+            (d := alice.laiwang("GET", path(room, request_id)))["state"] == "open"
+            and not d["shares"][bob.user_id]["paid"]
+            and d
+        )
+    )
     assert details["shares"][bob.user_id] == {"amount": 1000, "paid": False,
                                               "payment_event_id": None}  # fmt: skip
     assert {b["user_id"] for b in alice.laiwang("GET", "/aa/balances")["balances"]} == {
@@ -474,8 +486,6 @@ def test_redactions_change_the_ledger_and_say_so(hs1):
         return [e["content"]["body"] for e in alice.messages(room)
                 if e.get("content", {}).get("msgtype") == "m.notice"]  # fmt: skip
 
-    from tests.harness.client import wait_until
-
     wait_until(lambda: any("unpaid again" in n for n in notices()))
     # The same share can be paid again after the void.
     again = alice.laiwang("POST", path(room, request_id, "pay"),
@@ -483,9 +493,74 @@ def test_redactions_change_the_ledger_and_say_so(hs1):
     assert again["event_id"] != paid["event_id"]
     # A redacted request is void: nobody owes it, nothing more can happen to it.
     redact(alice, room, request_id)
-    assert alice.laiwang("GET", path(room, request_id))["state"] == "void"
+    wait_until(lambda: alice.laiwang("GET", path(room, request_id))["state"] == "void")
     assert alice.laiwang("GET", "/aa/balances") == {"balances": []}
     wait_until(lambda: any("void" in n for n in notices()))
     expect_error(lambda: alice.laiwang("POST", path(room, request_id, "pay"),
                                        {"method": "cash", "payer": carol.user_id}),
                  400, "M_INVALID_PARAM")  # fmt: skip
+
+
+# --- the ledger can be rebuilt from the room ---------------------------------------------------
+
+
+def test_ledger_is_rebuilt_from_room_history(hs1):
+    import sqlite3
+
+    room, (alice, bob, carol) = aa_room(hs1)
+    admin = hs1.new_user("admin", admin=True)
+    admin.join(room)
+    first = ask(alice, room, [bob.user_id, carol.user_id], total=2000)["event_id"]
+    paid = alice.laiwang("POST", path(room, first, "pay"), {"method": "cash", "payer": bob.user_id})
+    second = ask(alice, room, [bob.user_id, carol.user_id], total=300, currency="JPY")["event_id"]
+    alice.laiwang("POST", path(room, second, "close"))
+    before = {e: alice.laiwang("GET", path(room, e)) for e in (first, second)}
+    balances = {u.user_id: u.laiwang("GET", "/aa/balances") for u in (alice, bob, carol)}
+
+    # Lose the room's ledger (and the balances) behind the module's back.
+    db = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
+    with db:
+        for table in ("laiwang_aa_shares", "laiwang_aa_payments", "laiwang_aa_events"):
+            db.execute(f"DELETE FROM {table} WHERE request_event_id IN (?, ?)", (first, second))
+        db.execute("DELETE FROM laiwang_aa_requests WHERE event_id IN (?, ?)", (first, second))
+        db.execute("DELETE FROM laiwang_aa_balances WHERE user_id IN (?, ?, ?)",
+                   (alice.user_id, bob.user_id, carol.user_id))  # fmt: skip
+    db.close()
+    expect_error(lambda: alice.laiwang("GET", path(room, first)), 404, "M_NOT_FOUND")
+
+    expect_error(lambda: alice.laiwang("POST", "/aa/rebuild", {"room_id": room}), 403,
+                 "M_FORBIDDEN")  # fmt: skip
+    r = admin.laiwang("POST", "/aa/rebuild", {"room_id": room})
+    assert r["requests"] == 2
+    assert {e: alice.laiwang("GET", path(room, e)) for e in (first, second)} == before
+    assert before[first]["shares"][bob.user_id]["payment_event_id"] == paid["event_id"]
+    assert {u.user_id: u.laiwang("GET", "/aa/balances") for u in (alice, bob, carol)} == balances
+    # Rebuilding again changes nothing.
+    admin.laiwang("POST", "/aa/rebuild", {"room_id": room})
+    assert {u.user_id: u.laiwang("GET", "/aa/balances") for u in (alice, bob, carol)} == balances
+    assert alice.event(room, first)["unsigned"]["org.laiwang.aa.status"]["unpaid"] == [
+        carol.user_id
+    ]
+
+
+@pytest.mark.postgres
+def test_ledger_on_postgresql(pg_homeserver):
+    room, (alice, bob, carol) = aa_room(pg_homeserver)
+    request_id = ask(alice, room, [alice.user_id, bob.user_id, carol.user_id])["event_id"]
+    paid = alice.laiwang("POST", path(room, request_id, "pay"),
+                         {"method": "cash", "payer": bob.user_id})  # fmt: skip
+    assert alice.laiwang("POST", path(room, request_id, "pay"),
+                         {"method": "cash", "payer": bob.user_id}) == paid  # fmt: skip
+    assert alice.laiwang("GET", "/aa/balances")["balances"] == [
+        {"user_id": carol.user_id, "currency": "CNY", "net": 3333}]  # fmt: skip
+    alice.laiwang("POST", path(room, request_id, "remind"))
+    expect_error(lambda: alice.laiwang("POST", path(room, request_id, "remind")), 429,
+                 "M_LIMIT_EXCEEDED")  # fmt: skip
+    alice.laiwang("POST", path(room, request_id, "close"))
+    assert alice.laiwang("GET", "/aa/balances") == {"balances": []}
+    status = alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]
+    assert status == {"state": "closed", "paid_count": 2, "unpaid": [carol.user_id]}
+    redact(alice, room, paid["event_id"])
+    wait_until(
+        lambda: alice.laiwang("GET", path(room, request_id))["shares"][bob.user_id]["paid"] is False
+    )
