@@ -48,6 +48,18 @@ class Suggestion:
     mutual_count: int
 
 
+RoomRequest = Callable[[], Awaitable[Acquaintance | None]]
+
+
+def known_request(acquaintance: Acquaintance | None) -> RoomRequest:
+    """A `room_request` for `invite_refusal` when the room's request is already at hand."""
+
+    async def get() -> Acquaintance | None:
+        return acquaintance
+
+    return get
+
+
 AcquaintanceListener = Callable[[str, str, bool], Awaitable[None]]
 
 
@@ -82,11 +94,15 @@ class AcquaintanceHandler:
     # --- the policy ---
 
     async def invite_refusal(
-        self, inviter: str, invitee: str, acquaintance: Acquaintance | None
+        self,
+        inviter: str,
+        invitee: str,
+        room_request: RoomRequest,
     ) -> str | None:
         """Why `inviter` may not invite the local user `invitee`, or None if they may.
 
-        `acquaintance` is the `org.laiwang.acquaintance` state of the room (None if it has none).
+        `room_request` gives the room's `org.laiwang.acquaintance` state (None if it has none);
+        it is only asked for when the two are not acquainted already.
         """
         if not self._config.acquaintances_only or not self._is_mine(invitee):
             return None
@@ -97,6 +113,7 @@ class AcquaintanceHandler:
             return f"{invitee} does not accept invites from {inviter}."
         if await self._store.are_acquainted(inviter, invitee):
             return None
+        acquaintance = await room_request()
         if (
             acquaintance is not None
             and acquaintance.requester == inviter
@@ -172,7 +189,7 @@ class AcquaintanceHandler:
         if self._is_mine(target):
             # Refuse before any room exists, with the reason the invite check would give.
             reason = await self.invite_refusal(
-                requester, target, Acquaintance(requester, target, message)
+                requester, target, known_request(Acquaintance(requester, target, message))
             )
             if reason is not None:
                 raise forbidden(reason)
