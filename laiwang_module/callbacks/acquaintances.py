@@ -134,6 +134,7 @@ class AcquaintanceCallbacks:
 def register(server: LaiwangServer) -> None:
     callbacks = AcquaintanceCallbacks(server)
     api = server.api
+    api.register_cached_function(server.acquaintance_handler.cache.are_acquainted)
     api.register_spam_checker_callbacks(
         user_may_invite=callbacks.user_may_invite,
         federated_user_may_invite=callbacks.federated_user_may_invite,

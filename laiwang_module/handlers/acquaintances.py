@@ -16,7 +16,9 @@ import attr
 from synapse.api.errors import SynapseError
 from synapse.events import EventBase
 from synapse.types import StateMap, UserID
+from synapse.util.caches.descriptors import cached
 
+from laiwang_module.caches import ModuleCache
 from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.synapse_compat import invited_room_ids, is_appservice_user, share_a_room
 from rooms.contacts import (
@@ -60,6 +62,19 @@ def known_request(acquaintance: Acquaintance | None) -> RoomRequest:
     return get
 
 
+class AcquaintanceCache(ModuleCache):
+    """`are_acquainted`, asked on every invite, cached on each process and invalidated on
+    every worker when the pair changes (`AcquaintanceHandler._changed`)."""
+
+    def __init__(self, server: LaiwangServer):
+        super().__init__(server.api)
+        self._store = server.store
+
+    @cached(max_entries=100000)
+    async def are_acquainted(self, a: str, b: str) -> bool:
+        return await self._store.are_acquainted(a, b)
+
+
 AcquaintanceListener = Callable[[str, str, bool], Awaitable[None]]
 
 
@@ -70,6 +85,7 @@ class AcquaintanceHandler:
         self._store = server.store
         self._config = server.config
         self._listeners: list[AcquaintanceListener] = []
+        self.cache = AcquaintanceCache(server)
 
     def add_listener(self, listener: AcquaintanceListener) -> None:
         """Call `listener(a, b, added)` when a and b become (or stop being) acquaintances.
@@ -78,7 +94,10 @@ class AcquaintanceHandler:
         the change (the index writes are idempotent, so a second process changes nothing)."""
         self._listeners.append(listener)
 
-    async def _notify(self, a: str, b: str, added: bool) -> None:
+    async def _changed(self, a: str, b: str, added: bool) -> None:
+        cache: Any = self.cache  # @cached methods are typed by Synapse's mypy plugin only
+        for key in ((a, b), (b, a)):
+            await self._api.invalidate_cache(cache.are_acquainted, key)
         for listener in self._listeners:
             try:
                 await listener(a, b, added)
@@ -106,12 +125,14 @@ class AcquaintanceHandler:
         """
         if not self._config.acquaintances_only or not self._is_mine(invitee):
             return None
-        if await self._is_exempt(inviter):
-            return None
+        # Cheapest first: both lookups below are served from caches on the common paths.
         ignored = await self._api.account_data_manager.get_global(invitee, "m.ignored_user_list")
         if is_ignored(ignored, inviter):
             return f"{invitee} does not accept invites from {inviter}."
-        if await self._store.are_acquainted(inviter, invitee):
+        cache: Any = self.cache  # @cached methods are typed by Synapse's mypy plugin only
+        if await cache.are_acquainted(inviter, invitee):
+            return None
+        if await self._is_exempt(inviter):
             return None
         acquaintance = await room_request()
         if (
@@ -318,7 +339,7 @@ class AcquaintanceHandler:
                 user_id, other, room_id, SOURCE_IMPORT, self._now()
             ):
                 imported += 1
-                await self._notify(user_id, other, True)
+                await self._changed(user_id, other, True)
             try:
                 await self._api.create_and_send_event_into_room(
                     {
@@ -423,9 +444,9 @@ class AcquaintanceHandler:
         )
         if state == ACCEPTED:
             if await self._store.add_acquaintance(requester, target, room_id, source, now):
-                await self._notify(requester, target, True)
+                await self._changed(requester, target, True)
         elif await self._store.remove_acquaintance_via(requester, target, room_id):
-            await self._notify(requester, target, False)
+            await self._changed(requester, target, False)
 
     async def rebuild(self) -> int:
         """Recompute every contact room from its current state; returns how many."""
