@@ -146,9 +146,16 @@ class AcquaintanceStore:
         return await self.run("get_pending_requests", txn_fn)  # type: ignore[attr-defined]
 
     async def get_all_contact_room_ids(self) -> list[str]:
+        """Every room known as a contact room: our own records, and (should those be lost)
+        every room whose current state in Synapse's own table carries the request."""
+
         def txn_fn(txn: LoggingTransaction) -> list[str]:
-            txn.execute("SELECT room_id FROM laiwang_contact_rooms")
-            return [r[0] for r in txn.fetchall()]
+            txn.execute(
+                "SELECT room_id FROM laiwang_contact_rooms UNION"
+                " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
+                ("org.laiwang.acquaintance",),
+            )
+            return sorted(r[0] for r in txn.fetchall())
 
         return await self.run("get_all_contact_room_ids", txn_fn)  # type: ignore[attr-defined]
 

@@ -242,3 +242,21 @@ def test_remote_decline_and_leave_follow_membership(hs1, hs2):
     carol.leave(room)  # leaving the direct chat ends it on both servers
     wait_until(lambda: contacts(carol) == {})
     wait_until(lambda: contacts(alice) == {}, timeout=60)
+
+
+def test_index_is_rebuilt_from_the_rooms_after_loss(hs1):
+    import sqlite3
+
+    alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
+    room = make_acquainted(alice, bob)
+    # Lose the module's records of this pair (Synapse keeps running; SQLite allows the write).
+    conn = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
+    with conn:
+        conn.execute("DELETE FROM laiwang_contact_rooms WHERE room_id = ?", (room,))
+        conn.execute("DELETE FROM laiwang_acquaintances WHERE room_id = ?", (room,))
+    conn.close()
+    assert contacts(alice) == {}
+    admin = hs1.new_user("admin", admin=True)
+    admin.laiwang("POST", "/admin/contacts/rebuild", {})
+    assert contacts(alice)[bob.user_id]["room_id"] == room
+    assert contacts(bob)[alice.user_id]["room_id"] == room
