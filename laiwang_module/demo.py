@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         client_port=args.port,
         server_name=args.server_name,
         registration_shared_secret=str(state["shared_secret"]),
+        # "Add phone number" works out of the box: codes go to this file instead of an SMS.
+        module_config={"sms": {"sender": "log", "file": str(data / "sms-codes.jsonl")}},
     )
     proc = SynapseProcess(spec)
     print(f"Starting Synapse with the laiwang module ({spec.config_path}) …", flush=True)
@@ -88,6 +90,7 @@ Laiwang demo homeserver is running.
   Server name    : {args.server_name}
   Module API     : http://localhost:{args.port}/_synapse/client/laiwang/v1/settings
   Data folder    : {data}   (logs: {spec.directory / "homeserver.log"})
+  SMS codes      : {data / "sms-codes.jsonl"}   ("add phone number" codes; no real SMS is sent)
 
 Demo users (alice is a server admin):"""
     )

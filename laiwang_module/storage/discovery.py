@@ -248,24 +248,17 @@ class DiscoveryStore:
         await self.run("mark_pepper_index_built", txn_fn)  # type: ignore[attr-defined]
 
     async def get_msisdn_threepids_page(
-        self, after: tuple[str, str] | None, limit: int
+        self, after: str | None, limit: int
     ) -> list[tuple[str, str]]:
-        """(user_id, address) of Synapse's msisdn 3pids, in key order, after `after`."""
+        """(user_id, address) of Synapse's msisdn 3pids in address order, after `after`: a walk
+        along Synapse's unique (medium, address) index, so each page costs its own size."""
 
         def txn_fn(txn: LoggingTransaction) -> list[tuple[str, str]]:
-            if after is None:
-                txn.execute(
-                    "SELECT user_id, address FROM user_threepids WHERE medium = 'msisdn'"
-                    " ORDER BY user_id, address LIMIT ?",
-                    (limit,),
-                )
-            else:
-                txn.execute(
-                    "SELECT user_id, address FROM user_threepids WHERE medium = 'msisdn'"
-                    " AND (user_id > ? OR (user_id = ? AND address > ?))"
-                    " ORDER BY user_id, address LIMIT ?",
-                    (after[0], after[0], after[1], limit),
-                )
+            txn.execute(
+                "SELECT user_id, address FROM user_threepids"
+                " WHERE medium = 'msisdn' AND address > ? ORDER BY address LIMIT ?",
+                (after or "", limit),
+            )
             return [(row[0], row[1]) for row in txn.fetchall()]
 
         return await self.run("get_msisdn_threepids_page", txn_fn)  # type: ignore[attr-defined]
@@ -322,13 +315,14 @@ class DiscoveryStore:
             chosen: dict[str, bool] = {}
             if users:
                 clause, args = make_in_list_sql_clause(engine, "user_id", users)
+                # Filtered on user_id alone: with `medium = ?` too, SQLite picks the
+                # (medium, address) index and reads every msisdn of the server.
                 txn.execute(
-                    "SELECT user_id, address FROM user_threepids"
-                    f" WHERE medium = 'msisdn' AND {clause}",
-                    args,
+                    f"SELECT user_id, medium, address FROM user_threepids WHERE {clause}", args
                 )
-                for user_id, address in txn.fetchall():
-                    numbers.setdefault(user_id, []).append(address)
+                for user_id, medium, address in txn.fetchall():
+                    if medium == "msisdn":
+                        numbers.setdefault(user_id, []).append(address)
                 txn.execute(
                     "SELECT user_id, discoverable FROM laiwang_user_settings"
                     f" WHERE discoverable IS NOT NULL AND {clause}",

@@ -211,7 +211,10 @@ def test_submit_token_body():
         validate_submit_token({"sid": 1, "client_secret": "x", "token": "1"})
 
 
-@given(st.text("0123456789", min_size=8, max_size=15), st.text("abcXYZ019.=_-", min_size=1, max_size=60))
+@given(
+    st.text("0123456789", min_size=8, max_size=15),
+    st.text("abcXYZ019.=_-", min_size=1, max_size=60),
+)
 def test_seal_round_trip_needs_the_secret(msisdn, secret):
     sealed = seal_address(msisdn, secret, "sid1")
     assert msisdn not in sealed
