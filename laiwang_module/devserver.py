@@ -119,6 +119,9 @@ class HomeserverSpec:
     registration_shared_secret: str = attr.Factory(lambda: secrets.token_hex(16))
     relaxed_ratelimits: bool = False
     extra: dict[str, Any] = attr.Factory(dict)
+    # Worker mode: generic workers by name → client port; needs PostgreSQL and Redis.
+    workers: dict[str, int] = attr.Factory(dict)
+    replication_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -199,12 +202,48 @@ class HomeserverSpec:
             config["ip_range_whitelist"] = LOOPBACK_WHITELIST
         # Phone numbers are validated by the module itself, on this same server.
         config["account_threepid_delegates"] = {"msisdn": self.base_url + MSISDN_DELEGATE_PATH}
+        if self.workers:
+            assert self.replication_port is not None and self.database is not None
+            listeners.append(
+                {
+                    "port": self.replication_port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "type": "http",
+                    "resources": [{"names": ["replication"]}],
+                }
+            )
+            config["instance_map"] = {"main": {"host": "127.0.0.1", "port": self.replication_port}}
+            config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+            for name, port in self.workers.items():
+                self._write_worker(name, port)
         if self.relaxed_ratelimits:
             config.update(_TEST_RATELIMITS)
         config.update(self.extra)
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         (d / "log.config").write_text(_log_config(d / "homeserver.log"))
         return self.config_path
+
+    def worker_config_path(self, name: str) -> Path:
+        return self.directory / f"{name}.yaml"
+
+    def _write_worker(self, name: str, port: int) -> None:
+        worker = {
+            "worker_app": "synapse.app.generic_worker",
+            "worker_name": name,
+            "worker_listeners": [
+                {
+                    "type": "http",
+                    "port": port,
+                    "bind_addresses": ["127.0.0.1"],
+                    "resources": [{"names": ["client"]}],
+                }
+            ],
+            "worker_log_config": str(self.directory / f"{name}.log.config"),
+        }
+        self.worker_config_path(name).write_text(yaml.safe_dump(worker, sort_keys=False))
+        (self.directory / f"{name}.log.config").write_text(
+            _log_config(self.directory / f"{name}.log")
+        )
 
 
 def _log_config(log_file: Path) -> str:
@@ -244,20 +283,36 @@ class StartupError(RuntimeError):
 class SynapseProcess:
     """One running homeserver process."""
 
-    def __init__(self, spec: HomeserverSpec):
+    def __init__(self, spec: HomeserverSpec, worker: str | None = None):
         self.spec = spec
+        self.worker = worker  # None: the main process
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def output_path(self) -> Path:
-        return self.spec.directory / "stdout.log"
+        return self.spec.directory / (f"{self.worker}.stdout.log" if self.worker else "stdout.log")
+
+    @property
+    def base_url(self) -> str:
+        port = self.spec.workers[self.worker] if self.worker else self.spec.client_port
+        return f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
-        self.spec.write()
+        if self.worker is None:
+            self.spec.write()
+            args = ["synapse.app.homeserver", "-c", str(self.spec.config_path)]
+        else:
+            args = [
+                "synapse.app.generic_worker",
+                "-c",
+                str(self.spec.config_path),
+                "-c",
+                str(self.spec.worker_config_path(self.worker)),
+            ]
         out = self.output_path.open("ab")
         env = dict(os.environ, SYNAPSE_ASYNC_IO_REACTOR="0")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.spec.config_path)],
+            [sys.executable, "-m", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=self.spec.directory,
@@ -274,7 +329,7 @@ class SynapseProcess:
                     f"Synapse exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
                 )
             try:
-                with urllib.request.urlopen(self.spec.base_url + "/health", timeout=2) as r:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:
@@ -290,7 +345,8 @@ class SynapseProcess:
 
     def log(self) -> str:
         try:
-            return (self.spec.directory / "homeserver.log").read_text(errors="replace")
+            name = f"{self.worker}.log" if self.worker else "homeserver.log"
+            return (self.spec.directory / name).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 

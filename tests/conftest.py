@@ -17,11 +17,13 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.types import SigningKey
 
+from laiwang_module.devserver import SynapseProcess, free_port
 from tests.harness.servers import (
     TestHomeserver,
     create_postgres_database,
     drop_postgres_database,
     postgres_available,
+    redis_available,
     remove_tree,
     start_all,
 )
@@ -91,3 +93,24 @@ def pg_homeserver(test_root: Path) -> Iterator[TestHomeserver]:
     yield server
     server.stop()
     drop_postgres_database(db)
+
+
+@pytest.fixture(scope="session")
+def worker_homeserver(test_root: Path) -> Iterator[tuple[TestHomeserver, SynapseProcess]]:
+    """A main process and one generic worker (PostgreSQL + Redis), the module on both."""
+    if not (postgres_available() and redis_available()):
+        pytest.skip("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
+    db = create_postgres_database()
+    server = TestHomeserver(test_root / "hs-workers", database=db)
+    server.spec.workers = {"worker1": free_port()}
+    server.spec.replication_port = free_port()
+    start_all([server])
+    worker = SynapseProcess(server.spec, worker="worker1")
+    worker.start()
+    try:
+        worker.wait_ready()
+        yield server, worker
+    finally:
+        worker.stop()
+        server.stop()
+        drop_postgres_database(db)

@@ -115,7 +115,10 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
                     s.wait_ready()
                     break
                 except StartupError:
-                    if attempt + 1 == attempts or "Address already in use" not in s.process.output():
+                    if (
+                        attempt + 1 == attempts
+                        or "Address already in use" not in s.process.output()
+                    ):
                         raise
                     s.stop()
                     s.reset_ports()
@@ -127,13 +130,20 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
     return servers
 
 
-def postgres_available(host: str = "127.0.0.1", port: int = 5432) -> bool:
-    if os.environ.get("LAIWANG_SKIP_POSTGRES"):
-        return False
+def _listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
-            pass
+            return True
     except OSError:
+        return False
+
+
+def redis_available() -> bool:
+    return _listening("127.0.0.1", 6379)
+
+
+def postgres_available(host: str = "127.0.0.1", port: int = 5432) -> bool:
+    if os.environ.get("LAIWANG_SKIP_POSTGRES") or not _listening(host, port):
         return False
     try:
         import psycopg2  # noqa: F401
