@@ -4,19 +4,20 @@
   invites of local users by strangers; `user_may_create_room` refuses a /createRoom that would.
 - `check_username_for_spam` hides strangers from the user directory.
 - `on_new_event` keeps the acquaintance index in step with membership (idempotent, see handler).
-- A presence router sends a user's presence to their acquaintances (also across servers).
+
+No presence router: Synapse's router can only add recipients to those who share a room, and
+acquaintances always share their contact room, so it would cost a query per presence update and
+per sync for nothing. See docs/api/contacts.md.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
-from synapse.handlers.presence import UserPresenceState
 from synapse.module_api import NOT_SPAM, UserProfile
 from synapse.types import StateMap
 
@@ -114,22 +115,6 @@ class AcquaintanceCallbacks:
             # A failure here must not disturb Synapse; a rebuild repairs the index.
             logger.exception("laiwang: failed to index %s", event.event_id)
 
-    # --- presence router ---
-
-    async def get_users_for_states(
-        self, state_updates: Iterable[UserPresenceState]
-    ) -> dict[str, set[UserPresenceState]]:
-        out: dict[str, set[UserPresenceState]] = {}
-        for state in state_updates:
-            if not self._api.is_mine(state.user_id):
-                continue
-            for other in await self._server.store.get_acquaintance_ids(state.user_id):
-                out.setdefault(other, set()).add(state)
-        return out
-
-    async def get_interested_users(self, user_id: str) -> set[str] | str:
-        return await self._server.store.get_acquaintance_ids(user_id)
-
 
 def register(server: LaiwangServer) -> None:
     callbacks = AcquaintanceCallbacks(server)
@@ -142,7 +127,3 @@ def register(server: LaiwangServer) -> None:
         check_username_for_spam=callbacks.check_username_for_spam,
     )
     api.register_third_party_rules_callbacks(on_new_event=callbacks.on_new_event)
-    api.register_presence_router_callbacks(
-        get_users_for_states=callbacks.get_users_for_states,
-        get_interested_users=callbacks.get_interested_users,
-    )
