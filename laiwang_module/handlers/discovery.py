@@ -150,6 +150,7 @@ class DiscoveryHandler:
         now = self._api.get_current_time_msec()
         if not state.built:
             count = await self.build_index(state.gen, state.pepper)
+            await self._store.analyze_discovery_hashes()
             await self._store.mark_pepper_index_built(state.gen)
             logger.info("laiwang discovery: indexed %d phone numbers", count)
         elif state.next_gen is not None or now - state.rotated_ts >= (
@@ -159,6 +160,7 @@ class DiscoveryHandler:
             state = await self._store.begin_pepper_rotation(new_pepper())
             assert state.next_gen is not None and state.next_pepper is not None
             count = await self.build_index(state.next_gen, state.next_pepper)
+            await self._store.analyze_discovery_hashes()
             await self._store.finish_pepper_rotation(state.next_gen)
             logger.info("laiwang discovery: pepper rotated, %d phone numbers indexed", count)
         await self._store.purge_expired_address_book()

@@ -74,7 +74,23 @@ SCHEMA = Schema(
                 "CREATE INDEX IF NOT EXISTS laiwang_msisdn_sessions_expiry"
                 " ON laiwang_msisdn_sessions (expires_ts)",
             ],
-        )
+        ),
+        (
+            2,
+            [
+                # The hash leads the key: with (gen, hash) and stale statistics PostgreSQL
+                # scanned the whole generation instead of probing each hash. The index is
+                # derived data: drop it and let the job rebuild it.
+                "DROP TABLE laiwang_discovery_hashes",
+                "CREATE TABLE laiwang_discovery_hashes ("
+                " hash TEXT NOT NULL,"
+                " gen BIGINT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " PRIMARY KEY (hash, gen))",
+                "UPDATE laiwang_discovery_state SET built = FALSE, next_gen = NULL,"
+                " next_pepper = NULL",
+            ],
+        ),
     ],
 )
 
@@ -238,6 +254,15 @@ class DiscoveryStore:
 
         await self.run("finish_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
 
+    async def analyze_discovery_hashes(self) -> None:
+        """Fresh planner statistics after a bulk build (PostgreSQL; autovacuum may lag)."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            if isinstance(txn.database_engine, PostgresEngine):
+                txn.execute("ANALYZE laiwang_discovery_hashes")
+
+        await self.run("analyze_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+
     async def mark_pepper_index_built(self, gen: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute(
@@ -273,7 +298,7 @@ class DiscoveryStore:
                 txn,
                 "laiwang_discovery_hashes",
                 ("gen", "hash", "user_id"),
-                ("gen", "hash"),
+                ("hash", "gen"),
                 "user_id",
                 rows,
             )
@@ -344,6 +369,8 @@ class DiscoveryStore:
         """Charge `addresses` to the owner's budget for `day` and merge `contacts` into their
         address book, atomically; False (and nothing changed) when over the budget."""
         now = self._now()
+        # Re-uploads of the same book do not rewrite fresh rows (expiry is coarse anyway).
+        refresh_after = min(DAY_MS, self.address_book_ttl_ms // 10)
 
         def txn_fn(txn: LoggingTransaction) -> bool:
             txn.execute(
@@ -359,14 +386,7 @@ class DiscoveryStore:
                 " ON CONFLICT (user_id, day) DO UPDATE SET addresses = excluded.addresses",
                 (owner_id, day, used + addresses),
             )
-            _upsert_many(
-                txn,
-                "laiwang_address_book",
-                ("owner_id", "contact_id", "updated_ts"),
-                ("owner_id", "contact_id"),
-                "updated_ts",
-                [(owner_id, c, now) for c in contacts],
-            )
+            _remember_contacts(txn, owner_id, contacts, now, refresh_after)
             return True
 
         return await self.run("charge_lookup_and_remember", txn_fn)  # type: ignore[attr-defined]
@@ -476,6 +496,34 @@ def _select_state(txn: LoggingTransaction) -> PepperState | None:
     if row is None:
         return None
     return PepperState(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+
+def _remember_contacts(
+    txn: LoggingTransaction,
+    owner_id: str,
+    contacts: Collection[str],
+    now: int,
+    refresh_after: int,
+) -> None:
+    if not contacts:
+        return
+    conflict = (
+        " ON CONFLICT (owner_id, contact_id) DO UPDATE SET updated_ts = excluded.updated_ts"
+        " WHERE laiwang_address_book.updated_ts < ?"
+    )
+    if isinstance(txn.database_engine, PostgresEngine):
+        # One statement for the whole list (execute_values would send pages of 100).
+        txn.execute(
+            "INSERT INTO laiwang_address_book (owner_id, contact_id, updated_ts)"
+            " SELECT ?, c, ? FROM unnest(?::text[]) AS c" + conflict,
+            (owner_id, now, list(contacts), now - refresh_after),
+        )
+    else:
+        txn.execute_batch(
+            "INSERT INTO laiwang_address_book (owner_id, contact_id, updated_ts)"
+            " VALUES (?, ?, ?)" + conflict,
+            [(owner_id, c, now, now - refresh_after) for c in contacts],
+        )
 
 
 def _upsert_many(
