@@ -43,9 +43,10 @@ class Txn:
         return self.cur.rowcount
 
 
-def fresh() -> tuple[sqlite3.Connection, Txn]:
+def fresh() -> tuple[sqlite3.Connection, Any]:
+    """A database with the ledger's schema; the Txn stands in for Synapse's (typed Any)."""
     conn = sqlite3.connect(":memory:")
-    txn = Txn(conn)
+    txn: Any = Txn(conn)
     for _, statements in ledger.SCHEMA.migrations:
         for s in statements:
             txn.execute(s)
@@ -132,6 +133,11 @@ def test_random_histories_keep_the_ledger_consistent(steps):
             assert snapshot(txn) == before
 
 
+def applied(change: ledger.LedgerChange | None) -> bool:
+    assert change is not None
+    return change.applied
+
+
 def test_receipt_ids_are_single_use():
     _conn, txn = fresh()
     people = ["@a:x", "@b:x", "@c:y"]
@@ -140,11 +146,11 @@ def test_receipt_ids_are_single_use():
         ledger.apply_request_txn(txn, request_id, "!r:x", req, 0)
     receipt = {"provider": "testpay", "receipt_id": "once"}
     first = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert ledger.apply_payment_txn(txn, "$p1", "@b:x", first, 0).applied
+    assert applied(ledger.apply_payment_txn(txn, "$p1", "@b:x", first, 0))
     replay = AAPayment("$r2", "@b:x", 100, "JPY", "provider", receipt)
-    assert not ledger.apply_payment_txn(txn, "$p2", "@b:x", replay, 0).applied
+    assert not applied(ledger.apply_payment_txn(txn, "$p2", "@b:x", replay, 0))
     # The void of a payment does not free its receipt id.
     ledger.apply_redaction_txn(txn, "$x1", "$p1")
     again = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert not ledger.apply_payment_txn(txn, "$p3", "@b:x", again, 0).applied
+    assert not applied(ledger.apply_payment_txn(txn, "$p3", "@b:x", again, 0))
     check_invariants(txn)
