@@ -168,7 +168,11 @@ class HomeserverSpec:
             "url_preview_enabled": False,
             # Invites must carry the contact-request state so that the invitee's server can
             # apply its acquaintances-only policy before it is in the room.
-            "room_prejoin_state": {"additional_event_types": ["org.laiwang.acquaintance"]},
+            # Knocks carry the cluster state so that the knocker's server knows it asked a
+            # cluster (rooms.clusters.CLUSTER_STATE).
+            "room_prejoin_state": {
+                "additional_event_types": ["org.laiwang.acquaintance", "org.laiwang.cluster"]
+            },
             "modules": [{"module": "laiwang_module.LaiwangModule", "config": self.module_config}],
         }
         if self.federation_port is not None:

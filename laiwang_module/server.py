@@ -13,6 +13,7 @@ from synapse.module_api import ModuleApi
 from laiwang_module.config import LaiwangConfig
 from laiwang_module.handlers.aa import AAHandler
 from laiwang_module.handlers.acquaintances import AcquaintanceHandler
+from laiwang_module.handlers.clusters import ClusterHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
 from laiwang_module.handlers.msisdn import MsisdnValidationHandler
 from laiwang_module.handlers.settings import SettingsHandler
@@ -44,3 +45,7 @@ class LaiwangServer:
     @cached_property
     def msisdn_handler(self) -> MsisdnValidationHandler:
         return MsisdnValidationHandler(self)
+
+    @cached_property
+    def cluster_handler(self) -> ClusterHandler:
+        return ClusterHandler(self)

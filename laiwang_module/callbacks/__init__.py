@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from laiwang_module.callbacks import aa, acquaintances, discovery
+from laiwang_module.callbacks import aa, acquaintances, clusters, discovery
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -19,6 +19,7 @@ REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (
     aa.register,
     acquaintances.register,
     discovery.register,
+    clusters.register,
 )
 
 

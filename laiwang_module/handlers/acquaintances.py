@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attr
@@ -245,13 +246,17 @@ class AcquaintanceHandler:
             await self._api.update_room_membership(
                 requester, target, room_id, "invite", content={"is_direct": True}
             )
-        except SynapseError as e:
-            # The target's server refused (or is unreachable): leave nothing half-made behind.
+        except Exception as e:
+            # The target's server refused or is unreachable: leave nothing half-made behind.
             await self._api.update_room_membership(requester, requester, room_id, "leave")
             await self._apply_memberships(room_id)
-            if e.code == 403:
+            if isinstance(e, SynapseError) and e.code == 403:
                 raise forbidden(f"{target}'s server refused the request: {e.msg}") from e
-            raise
+            if isinstance(e, SynapseError):
+                raise
+            raise SynapseError(
+                HTTPStatus.BAD_GATEWAY, f"Could not reach {target}'s server: {e}"
+            ) from e
         await self._apply_memberships(room_id)
         await self._add_to_m_direct(requester, target, room_id)
         return room_id

@@ -6,11 +6,12 @@ from typing import Any
 
 from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
+from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
 
-SERVLETS = (SettingsServlet, ContactsServlet, DiscoveryServlet, AAServlet)
+SERVLETS = (SettingsServlet, ContactsServlet, DiscoveryServlet, AAServlet, ClustersServlet)
 
 
 def build_resource(server: Any) -> LaiwangResource:

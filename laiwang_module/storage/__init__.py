@@ -15,16 +15,21 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, acquaintances, discovery, settings
+from laiwang_module.storage import aa, acquaintances, clusters, discovery, settings
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
 T = TypeVar("T")
 
 SCHEMAS: tuple[Schema, ...] = (aa.SCHEMA, settings.SCHEMA, discovery.SCHEMA, acquaintances.SCHEMA)
+SCHEMAS += (clusters.SCHEMA,)
 
 
 class LaiwangStore(
-    aa.AAStore, settings.SettingsStore, discovery.DiscoveryStore, acquaintances.AcquaintanceStore
+    aa.AAStore,
+    settings.SettingsStore,
+    discovery.DiscoveryStore,
+    acquaintances.AcquaintanceStore,
+    clusters.ClusterStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api

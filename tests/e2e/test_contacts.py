@@ -260,3 +260,13 @@ def test_index_is_rebuilt_from_the_rooms_after_loss(hs1):
     admin.laiwang("POST", "/admin/contacts/rebuild", {})
     assert contacts(alice)[bob.user_id]["room_id"] == room
     assert contacts(bob)[alice.user_id]["room_id"] == room
+
+
+def test_request_to_an_unreachable_server_leaves_nothing_behind(hs1):
+    alice = hs1.new_user("alice")
+    # Port 9 on loopback: nothing listens there (the discard port).
+    r = alice.laiwang_raw("POST", "/contacts/requests", {"user_id": "@bob:127.0.0.1:9"})
+    assert r.status_code in (403, 502), r.json()
+    assert r.json()["errcode"].startswith("M_")
+    assert alice.laiwang("GET", "/contacts/requests")["outgoing"] == []
+    assert contacts(alice) == {}

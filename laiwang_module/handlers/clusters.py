@@ -1,0 +1,390 @@
+"""Clusters: creation, joining by asking, knock approval, the membership index, the tree.
+
+Joining by asking (`join`):
+- this server is in the room: if a local member is an acquaintance of the caller, that member
+  invites the caller and the caller joins at once; if only remote members are, the caller knocks
+  (a normal room event) and a server of such a member approves it; if none is, 403.
+- this server is not in the room: the caller knocks over federation (`via`); a server that has a
+  member who is an acquaintance of the caller approves it by inviting in that member's name. The
+  invite reaches this server out of band (no `on_new_event` for it), so the endpoint polls the
+  caller's invites until it arrives, then joins; if none arrives in time, 403 and the knock stays
+  for the members to decide.
+
+Knock approval (`on_knock`) runs in the background on the room's side, once per knock event
+across workers (a claim row in the database), and never for strangers.
+
+The membership index follows each membership event from the room's current state, and a new
+cluster's members are read once from the room's full state (after a partial-state join too);
+`invited_by` comes from the join event's auth events (the invite it rests on), so every server in
+the room derives the same tree, also for members who arrived over federation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import SynapseError
+from synapse.events import EventBase
+from synapse.types import StateMap
+
+from laiwang_module.handlers.acquaintances import known_request
+from laiwang_module.rest.base import forbidden, not_found
+from laiwang_module.storage.clusters import ClusterRow, MemberUpdate
+from laiwang_module.synapse_compat import invited_room_ids
+from rooms.clusters import (
+    CLUSTER_STATE,
+    Candidate,
+    Cluster,
+    Tree,
+    compute_tree,
+    create_room_config,
+    find_cluster_in_stripped_state,
+    parse_cluster,
+)
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+# How long `POST /clusters/{room_id}/join` waits for a knock to be approved.
+KNOCK_WAIT_S = 30.0
+POLL_INTERVAL_S = 0.25
+# How far back a member's joins are followed to find the invite they rest on.
+MAX_AUTH_WALK = 20
+
+
+class ClusterHandler:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._store = server.store
+        self._config = server.config
+        self.knock_wait_s = KNOCK_WAIT_S
+
+    def _now(self) -> int:
+        return int(self._api.get_current_time_msec())
+
+    def _is_mine(self, user_id: str) -> bool:
+        return bool(self._api.is_mine(user_id))
+
+    # --- Synapse internals ModuleApi does not expose (see also synapse_compat) ---
+
+    async def _get_events(self, event_ids: list[str]) -> dict[str, EventBase]:
+        store: Any = self._api._store  # ModuleApi only fetches current room state
+        return dict(await store.get_events(event_ids))
+
+    async def _host_in_room(self, room_id: str) -> bool:
+        store: Any = self._api._store
+        return bool(await store.is_host_joined(room_id, self._api.server_name))
+
+    # --- creation ---
+
+    async def create(self, caller: str, topic: str, invitees: list[str]) -> tuple[str, dict]:
+        """Create a cluster and invite the caller's acquaintances; returns (room_id, failures)."""
+        for invitee in invitees:
+            reason = await self._invite_refusal(caller, invitee)
+            if reason is not None:
+                raise forbidden(reason)
+        cluster = Cluster(topic, caller)
+        room_id, _ = await self._api.create_room(caller, create_room_config(cluster))
+        now = self._now()
+        await self._store.record_cluster(room_id, topic, caller, now, now)
+        await self.sync_members(room_id)
+        failures: dict[str, str] = {}
+        for invitee in invitees:
+            try:
+                await self._api.update_room_membership(caller, invitee, room_id, "invite")
+            except SynapseError as e:
+                # The room exists now: report the invite that failed rather than fail it all.
+                logger.info("cluster %s: invite of %s failed: %s", room_id, invitee, e)
+                failures[invitee] = e.msg
+        return room_id, failures
+
+    async def _invite_refusal(self, inviter: str, invitee: str) -> str | None:
+        """Why a member may not invite invitee into a cluster (the acquaintances-only policy);
+        remote invitees are checked here too, since their server's refusal comes too late."""
+        handler = self._server.acquaintance_handler
+        if self._is_mine(invitee):
+            reason: str | None = await handler.invite_refusal(inviter, invitee, known_request(None))
+            return reason
+        if not self._config.acquaintances_only or await self._store.are_acquainted(
+            inviter, invitee
+        ):
+            return None
+        if await self._api.is_user_admin(inviter):
+            return None
+        return (
+            f"{invitee} is not an acquaintance of {inviter}: members invite only their own "
+            "acquaintances into a cluster."
+        )
+
+    # --- lookups ---
+
+    async def _cluster_state(self, room_id: str) -> Cluster | None:
+        state = await self._api.get_room_state(room_id, [(CLUSTER_STATE, "")])
+        event = state.get((CLUSTER_STATE, ""))
+        return parse_cluster(event.content) if event is not None else None
+
+    async def _require_cluster(self, room_id: str) -> ClusterRow:
+        """The cluster, if this server knows it (404 for an unknown room or a plain room)."""
+        row = await self._store.get_cluster(room_id)
+        if row is not None:
+            return row
+        if await self._host_in_room(room_id):
+            cluster = await self._cluster_state(room_id)
+            if cluster is not None:  # a cluster whose index missed it: index it now
+                now = self._now()
+                await self._store.record_cluster(room_id, cluster.topic, cluster.creator, now, now)
+                await self.sync_members(room_id)
+                row = await self._store.get_cluster(room_id)
+                assert row is not None
+                return row
+            raise not_found(f"{room_id} is not a cluster.")
+        raise not_found(f"Unknown cluster {room_id}.")
+
+    async def _membership(self, room_id: str, user_id: str, host_in_room: bool) -> str | None:
+        """The local user's current membership, also an out-of-band invite or knock."""
+        if host_in_room:
+            state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+            event = state.get(("m.room.member", user_id))
+            if event is not None:
+                return str(event.membership)
+        if room_id in await invited_room_ids(self._api, user_id):
+            return "invite"
+        return None
+
+    async def list_mine(self, user_id: str) -> list[dict[str, Any]]:
+        return [row.to_json() for row in await self._store.get_user_clusters(user_id)]
+
+    async def discover(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        found = await self._store.discover_clusters(user_id, limit)
+        return [
+            Candidate(c.room_id, c.topic, c.member_count, c.last_active_ts, friends).to_json()
+            for c, friends in found
+        ]
+
+    async def tree(self, caller: str, room_id: str) -> Tree:
+        await self._require_cluster(room_id)
+        if await self._store.get_cluster_membership(room_id, caller) != "join":
+            raise forbidden("Only members of a cluster see its tree.")
+        return compute_tree(await self._store.get_cluster_member_rows(room_id))
+
+    # --- joining by asking ---
+
+    async def join(self, caller: str, room_id: str, via: list[str]) -> str:
+        host_in_room = await self._host_in_room(room_id)
+        if host_in_room:
+            await self._require_cluster(room_id)
+            return await self._join_known_room(caller, room_id)
+        return await self._join_by_remote_knock(caller, room_id, via)
+
+    async def _join_known_room(self, caller: str, room_id: str) -> str:
+        membership = await self._membership(room_id, caller, True)
+        if membership == "join":
+            return room_id
+        if membership == "ban":
+            raise forbidden(f"You are banned from {room_id}.")
+        if membership != "invite":
+            friends = await self._store.get_acquainted_members(room_id, caller)
+            if not friends:
+                raise forbidden(
+                    "No acquaintance of yours is a member of this cluster: ask a member you "
+                    "know to invite you, or become an acquaintance of one."
+                )
+            local = [f for f in friends if self._is_mine(f)]
+            if local:
+                # Our own member lets the caller in: an invite in their name, then the join.
+                await self._api.update_room_membership(local[0], caller, room_id, "invite")
+            else:
+                # Only members on other servers know the caller: ask them with a knock (a
+                # normal room event here), which their server approves.
+                if membership == "knock":
+                    await self._api.update_room_membership(caller, caller, room_id, "leave")
+                await self._api.update_room_membership(caller, caller, room_id, "knock")
+                await self._wait_for_invite(caller, room_id, True)
+        await self._api.update_room_membership(caller, caller, room_id, "join")
+        await self.sync_members(room_id)
+        return room_id
+
+    async def _join_by_remote_knock(self, caller: str, room_id: str, via: list[str]) -> str:
+        hosts = list(via)
+        room_host = room_id.split(":", 1)[1] if ":" in room_id else None
+        if room_host and room_host not in hosts:
+            hosts.append(room_host)
+        membership = await self._membership(room_id, caller, False)
+        if membership != "invite":
+            if not hosts:
+                raise not_found(
+                    f"Unknown cluster {room_id}: give 'via', a server that is in the room."
+                )
+            hosts = [h for h in hosts if h != self._api.server_name] or hosts
+            try:
+                knock = await self._api.update_room_membership(
+                    caller, caller, room_id, "knock", remote_room_hosts=hosts
+                )
+            except SynapseError as e:
+                if e.code in (403, 404):
+                    raise not_found(
+                        f"{room_id} is not a cluster you can ask to join ({e.msg})."
+                    ) from e
+                raise
+            stripped = knock.unsigned.get("knock_room_state") or []
+            if find_cluster_in_stripped_state(stripped) is None:
+                await self._rescind(caller, room_id)
+                raise not_found(f"{room_id} is not a cluster.")
+            await self._wait_for_invite(caller, room_id, False)
+        try:
+            await self._api.update_room_membership(
+                caller, caller, room_id, "join", remote_room_hosts=hosts
+            )
+        except SynapseError as e:
+            if e.code == 404:
+                raise not_found(f"Unknown cluster {room_id}.") from e
+            raise
+        return room_id
+
+    async def _rescind(self, caller: str, room_id: str) -> None:
+        try:
+            await self._api.update_room_membership(caller, caller, room_id, "leave")
+        except SynapseError as e:
+            logger.info("could not rescind the knock of %s on %s: %s", caller, room_id, e)
+
+    async def _wait_for_invite(self, caller: str, room_id: str, host_in_room: bool) -> None:
+        """Poll for the approval of the caller's knock: Synapse tells modules nothing of an
+        out-of-band invite, and a poll also works when another worker receives it."""
+        waited = 0.0
+        while waited < self.knock_wait_s:
+            membership = await self._membership(room_id, caller, host_in_room)
+            if membership in ("invite", "join"):
+                return
+            if membership in ("ban", "leave") and host_in_room:
+                break  # the knock was refused
+            await self._api.sleep(POLL_INTERVAL_S)
+            waited += POLL_INTERVAL_S
+        raise forbidden(
+            "No acquaintance of yours let you in: either none is a member of this cluster, or "
+            "their server did not answer in time. Your knock waits for the members to decide."
+        )
+
+    # --- following the room ---
+
+    async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        """Index a cluster's membership and activity; approve knocks of acquaintances."""
+        cluster_event = state.get((CLUSTER_STATE, ""))
+        if cluster_event is None:
+            return
+        cluster = parse_cluster(cluster_event.content)
+        if cluster is None:
+            return
+        room_id = event.room_id
+        ts = int(event.origin_server_ts)
+        new = await self._store.record_cluster(
+            room_id, cluster.topic, cluster.creator, int(cluster_event.origin_server_ts), ts
+        )
+        if new:
+            self._api.run_as_background_process(
+                "laiwang_cluster_sync_members", self.sync_members, room_id
+            )
+        await self._store.touch_cluster(room_id, ts)
+        if event.type != "m.room.member" or event.state_key is None:
+            return
+        current = state.get(("m.room.member", event.state_key))
+        if current is None:
+            return
+        update = await self._member_update(current)
+        await self._store.update_cluster_members(room_id, [update])
+        if current.membership == "knock" and current.event_id == event.event_id:
+            self._api.run_as_background_process(
+                "laiwang_cluster_knock", self.on_knock, room_id, event.state_key, event.event_id
+            )
+
+    async def sync_members(self, room_id: str) -> None:
+        """Read every member of a cluster from the room's full state, once per server (it waits
+        for the full state after a partial-state join). Fills gaps only."""
+        if not await self._store.claim_member_sync(room_id):
+            return
+        try:
+            state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+            members = [ev for (kind, _), ev in state.items() if kind == "m.room.member"]
+            known = await self._store.get_member_event_ids(
+                room_id, [ev.state_key for ev in members if ev.state_key]
+            )
+            updates = [
+                await self._member_update(ev)
+                for ev in members
+                if ev.state_key and known.get(ev.state_key) != ev.event_id
+            ]
+            await self._store.update_cluster_members(room_id, updates, only_missing=True)
+        except Exception:
+            await self._store.release_member_sync(room_id)
+            raise
+
+    async def _member_update(self, member: EventBase) -> MemberUpdate:
+        assert member.state_key is not None
+        invited_by = None
+        if member.membership == "join":
+            invited_by = await self._inviter_of(member)
+        return MemberUpdate(
+            member.state_key,
+            str(member.membership),
+            invited_by,
+            int(member.origin_server_ts),
+            member.event_id,
+        )
+
+    async def _inviter_of(self, join: EventBase) -> str | None:
+        """Who brought the joined user in: the sender of the invite their join rests on (the
+        target's previous membership, which is among the join's auth events). Joins that only
+        change a profile are followed back to the first join."""
+        target = join.state_key
+        event = join
+        for _ in range(MAX_AUTH_WALK):
+            auth = await self._get_events(list(event.auth_event_ids()))
+            previous = next(
+                (
+                    ev
+                    for ev in auth.values()
+                    if ev.type == "m.room.member" and ev.state_key == target
+                ),
+                None,
+            )
+            if previous is None:
+                return None
+            if previous.membership == "invite":
+                return None if previous.sender == target else str(previous.sender)
+            if previous.membership != "join":
+                return None
+            event = previous
+        return None
+
+    async def on_knock(self, room_id: str, knocker: str, event_id: str) -> None:
+        """Approve a knock by inviting in the name of a local member who is an acquaintance of
+        the knocker. Once per knock across workers; a stranger's knock is left alone."""
+        friends = [
+            f
+            for f in await self._store.get_acquainted_members(room_id, knocker)
+            if self._is_mine(f)
+        ]
+        if not friends:
+            return
+        if not await self._store.claim_knock(event_id, room_id, knocker, self._now()):
+            return
+        for member in friends:
+            state = await self._api.get_room_state(
+                room_id, [("m.room.member", knocker), ("m.room.member", member)]
+            )
+            knock = state.get(("m.room.member", knocker))
+            if knock is None or knock.membership != "knock":
+                return  # already let in, or withdrawn
+            own = state.get(("m.room.member", member))
+            if own is None or own.membership != "join":
+                continue
+            try:
+                await self._api.update_room_membership(member, knocker, room_id, "invite")
+            except SynapseError as e:
+                logger.info("cluster %s: %s could not let %s in: %s", room_id, member, knocker, e)
+                continue
+            await self._store.record_knock_approver(event_id, member)
+            return

@@ -1,0 +1,341 @@
+"""SQL for clusters: the clusters this server knows, their members and knock approvals.
+
+`laiwang_cluster_members` has one row per (room, user) this server has seen a membership of,
+kept after the user leaves (membership `leave`/`ban`) so that the invitation chain stays whole.
+Its primary key (room_id, user_id) makes the join decision a lookup per acquaintance of the
+caller; the (user_id, room_id) index serves "the caller's clusters" and discovery. Every write is
+derived from room state and idempotent, so any worker may apply an event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import attr
+from synapse.storage.database import LoggingTransaction
+
+from laiwang_module.storage.schema import Schema
+from rooms.clusters import MemberRow
+
+SCHEMA = Schema(
+    "clusters",
+    [
+        (
+            1,
+            [
+                "CREATE TABLE IF NOT EXISTS laiwang_clusters ("
+                " room_id TEXT NOT NULL PRIMARY KEY,"
+                " topic TEXT NOT NULL,"
+                " creator TEXT NOT NULL,"
+                " created_ts BIGINT NOT NULL,"
+                " member_count BIGINT NOT NULL DEFAULT 0,"
+                " last_active_ts BIGINT NOT NULL,"
+                # 0: members not yet read from the room's full state; 1: claimed/done.
+                " members_synced SMALLINT NOT NULL DEFAULT 0)",
+                "CREATE TABLE IF NOT EXISTS laiwang_cluster_members ("
+                " room_id TEXT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " membership TEXT NOT NULL,"
+                " invited_by TEXT,"
+                " joined_ts BIGINT NOT NULL,"
+                " event_id TEXT NOT NULL,"
+                " PRIMARY KEY (room_id, user_id))",
+                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_user"
+                " ON laiwang_cluster_members (user_id, room_id)",
+                # One row per knock this server decided on: the claim that makes one process
+                # (of several workers) approve it.
+                "CREATE TABLE IF NOT EXISTS laiwang_cluster_knocks ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL,"
+                " knocker TEXT NOT NULL,"
+                " approver TEXT,"
+                " ts BIGINT NOT NULL)",
+            ],
+        )
+    ],
+)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class ClusterRow:
+    room_id: str
+    topic: str
+    creator: str
+    created_ts: int
+    member_count: int
+    last_active_ts: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "room_id": self.room_id,
+            "topic": self.topic,
+            "creator": self.creator,
+            "member_count": self.member_count,
+            "last_active_ts": self.last_active_ts,
+        }
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class MemberUpdate:
+    """A user's current membership in a cluster, as derived from the room's state."""
+
+    user_id: str
+    membership: str
+    invited_by: str | None
+    joined_ts: int
+    event_id: str
+
+
+_CLUSTER_COLUMNS = "room_id, topic, creator, created_ts, member_count, last_active_ts"
+
+
+def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
+    """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id.
+
+    Driven by the caller's acquaintances (a range of laiwang_acquaintances' primary key), each
+    looked up in the cluster by primary key: the cost grows with the caller's acquaintances, not
+    with the cluster. CROSS JOIN pins that order on SQLite, whose planner might otherwise scan
+    the cluster; PostgreSQL reads it as an inner join and plans it from its statistics.
+    A module-level function so that bench/clusters_bench.py times this very SQL."""
+    txn.execute(
+        "SELECT m.user_id, m.joined_ts FROM laiwang_acquaintances AS a"
+        " CROSS JOIN laiwang_cluster_members AS m"
+        " WHERE a.user_id = ? AND m.room_id = ? AND m.user_id = a.other_id"
+        " AND m.membership = 'join'"
+        " ORDER BY m.joined_ts, m.user_id",
+        (user_id, room_id),
+    )
+    return [(r[0], int(r[1])) for r in txn.fetchall()]
+
+
+def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
+    """Clusters with joined acquaintances of user_id that user_id is not in (nor banned from),
+    most acquaintances first, then most recently active; with those acquaintances."""
+    txn.execute(
+        f"SELECT {', '.join('c.' + c for c in _CLUSTER_COLUMNS.split(', '))}, COUNT(*) AS n"
+        " FROM laiwang_acquaintances AS a"
+        " CROSS JOIN laiwang_cluster_members AS m"
+        " CROSS JOIN laiwang_clusters AS c"
+        " WHERE a.user_id = ? AND m.user_id = a.other_id AND m.membership = 'join'"
+        " AND c.room_id = m.room_id"
+        " AND NOT EXISTS (SELECT 1 FROM laiwang_cluster_members AS me"
+        "  WHERE me.room_id = m.room_id AND me.user_id = ? AND me.membership IN ('join', 'ban'))"
+        " GROUP BY c.room_id, c.topic, c.creator, c.created_ts, c.member_count, c.last_active_ts"
+        " ORDER BY n DESC, c.last_active_ts DESC, c.room_id LIMIT ?",
+        (user_id, user_id, limit),
+    )
+    clusters = [ClusterRow(*r[:6]) for r in txn.fetchall()]
+    if not clusters:
+        return []
+    marks = ",".join("?" * len(clusters))
+    txn.execute(
+        "SELECT m.room_id, a.other_id FROM laiwang_acquaintances AS a"
+        " CROSS JOIN laiwang_cluster_members AS m"
+        " WHERE a.user_id = ? AND m.user_id = a.other_id AND m.membership = 'join'"
+        f" AND m.room_id IN ({marks})",
+        (user_id, *(c.room_id for c in clusters)),
+    )
+    friends: dict[str, list[str]] = {c.room_id: [] for c in clusters}
+    for room_id, other in txn.fetchall():
+        friends[room_id].append(other)
+    return [(c, friends[c.room_id]) for c in clusters]
+
+
+def _recount(txn: LoggingTransaction, room_id: str) -> None:
+    txn.execute(
+        "UPDATE laiwang_clusters SET member_count = (SELECT COUNT(*) FROM laiwang_cluster_members"
+        " WHERE room_id = ? AND membership = 'join') WHERE room_id = ?",
+        (room_id, room_id),
+    )
+
+
+class ClusterStore:
+    """Mixin of LaiwangStore."""
+
+    async def record_cluster(
+        self, room_id: str, topic: str, creator: str, created_ts: int, now: int
+    ) -> bool:
+        """Insert the cluster, or update its topic; True if it is new to this server."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute("SELECT topic FROM laiwang_clusters WHERE room_id = ?", (room_id,))
+            row = txn.fetchone()
+            if row is None:
+                txn.execute(
+                    f"INSERT INTO laiwang_clusters ({_CLUSTER_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (room_id) DO NOTHING",
+                    (room_id, topic, creator, created_ts, now),
+                )
+                return txn.rowcount > 0
+            if row[0] != topic:
+                txn.execute(
+                    "UPDATE laiwang_clusters SET topic = ? WHERE room_id = ?", (topic, room_id)
+                )
+            return False
+
+        return await self.run("record_cluster", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_cluster(self, room_id: str) -> ClusterRow | None:
+        def txn_fn(txn: LoggingTransaction) -> ClusterRow | None:
+            txn.execute(
+                f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id = ?", (room_id,)
+            )
+            row = txn.fetchone()
+            return ClusterRow(*row) if row else None
+
+        return await self.run("get_cluster", txn_fn)  # type: ignore[attr-defined]
+
+    async def touch_cluster(self, room_id: str, ts: int) -> None:
+        """Note activity in a cluster (any event): discovery ranks recent clusters first."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_clusters SET last_active_ts = ?"
+                " WHERE room_id = ? AND last_active_ts < ?",
+                (ts, room_id, ts),
+            )
+
+        await self.run("touch_cluster", txn_fn)  # type: ignore[attr-defined]
+
+    async def claim_member_sync(self, room_id: str) -> bool:
+        """True for the one process that should read the cluster's members from full state."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "UPDATE laiwang_clusters SET members_synced = 1"
+                " WHERE room_id = ? AND members_synced = 0",
+                (room_id,),
+            )
+            return txn.rowcount > 0
+
+        return await self.run("claim_member_sync", txn_fn)  # type: ignore[attr-defined]
+
+    async def release_member_sync(self, room_id: str) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_clusters SET members_synced = 0 WHERE room_id = ?", (room_id,)
+            )
+
+        await self.run("release_member_sync", txn_fn)  # type: ignore[attr-defined]
+
+    async def update_cluster_members(
+        self, room_id: str, updates: Iterable[MemberUpdate], *, only_missing: bool = False
+    ) -> None:
+        """Apply current memberships. `only_missing` fills gaps only (a sync from a state
+        snapshot must not overwrite what a newer event already wrote)."""
+        updates = list(updates)
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            conflict = (
+                "DO NOTHING"
+                if only_missing
+                else "DO UPDATE SET membership = excluded.membership,"
+                " invited_by = excluded.invited_by, joined_ts = excluded.joined_ts,"
+                " event_id = excluded.event_id"
+                " WHERE laiwang_cluster_members.event_id <> excluded.event_id"
+            )
+            txn.execute_batch(
+                "INSERT INTO laiwang_cluster_members"
+                " (room_id, user_id, membership, invited_by, joined_ts, event_id)"
+                f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) {conflict}",
+                [
+                    (room_id, u.user_id, u.membership, u.invited_by, u.joined_ts, u.event_id)
+                    for u in updates
+                ],
+            )
+            _recount(txn, room_id)
+
+        await self.run("update_cluster_members", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_member_event_ids(self, room_id: str, user_ids: list[str]) -> dict[str, str]:
+        def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for i in range(0, len(user_ids), 500):
+                chunk = user_ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                txn.execute(
+                    "SELECT user_id, event_id FROM laiwang_cluster_members"
+                    f" WHERE room_id = ? AND user_id IN ({marks})",
+                    (room_id, *chunk),
+                )
+                out.update({r[0]: r[1] for r in txn.fetchall()})
+            return out
+
+        return await self.run("get_member_event_ids", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_cluster_member_rows(self, room_id: str) -> list[MemberRow]:
+        """Every user this server has seen in the cluster, joined or not (for the tree)."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[MemberRow]:
+            txn.execute(
+                "SELECT user_id, invited_by, joined_ts, membership FROM laiwang_cluster_members"
+                " WHERE room_id = ?",
+                (room_id,),
+            )
+            return [MemberRow(r[0], r[1], int(r[2]), r[3] == "join") for r in txn.fetchall()]
+
+        return await self.run("get_cluster_member_rows", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_cluster_membership(self, room_id: str, user_id: str) -> str | None:
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute(
+                "SELECT membership FROM laiwang_cluster_members WHERE room_id = ? AND user_id = ?",
+                (room_id, user_id),
+            )
+            row = txn.fetchone()
+            return str(row[0]) if row else None
+
+        return await self.run("get_cluster_membership", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_acquainted_members(self, room_id: str, user_id: str) -> list[str]:
+        """Joined members of the cluster who are acquaintances of user_id, earliest first."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[str]:
+            return [m for m, _ in acquainted_members_txn(txn, room_id, user_id)]
+
+        return await self.run("get_acquainted_members", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_user_clusters(self, user_id: str) -> list[ClusterRow]:
+        def txn_fn(txn: LoggingTransaction) -> list[ClusterRow]:
+            txn.execute(
+                f"SELECT {', '.join('c.' + c for c in _CLUSTER_COLUMNS.split(', '))}"
+                " FROM laiwang_cluster_members AS m"
+                " CROSS JOIN laiwang_clusters AS c"
+                " WHERE m.user_id = ? AND m.membership = 'join' AND c.room_id = m.room_id"
+                " ORDER BY c.last_active_ts DESC, c.room_id",
+                (user_id,),
+            )
+            return [ClusterRow(*r) for r in txn.fetchall()]
+
+        return await self.run("get_user_clusters", txn_fn)  # type: ignore[attr-defined]
+
+    async def discover_clusters(
+        self, user_id: str, limit: int
+    ) -> list[tuple[ClusterRow, list[str]]]:
+        def txn_fn(txn: LoggingTransaction) -> list[tuple[ClusterRow, list[str]]]:
+            return discover_txn(txn, user_id, limit)
+
+        return await self.run("discover_clusters", txn_fn)  # type: ignore[attr-defined]
+
+    async def claim_knock(self, event_id: str, room_id: str, knocker: str, now: int) -> bool:
+        """True for the one process (of several workers) that decides on this knock."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "INSERT INTO laiwang_cluster_knocks (event_id, room_id, knocker, ts)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, room_id, knocker, now),
+            )
+            return txn.rowcount > 0
+
+        return await self.run("claim_knock", txn_fn)  # type: ignore[attr-defined]
+
+    async def record_knock_approver(self, event_id: str, approver: str) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "UPDATE laiwang_cluster_knocks SET approver = ? WHERE event_id = ?",
+                (approver, event_id),
+            )
+
+        await self.run("record_knock_approver", txn_fn)  # type: ignore[attr-defined]

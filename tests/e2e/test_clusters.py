@@ -1,0 +1,193 @@
+"""Clusters on real homeservers: chains of friends, joining by asking, strangers kept out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.social import make_acquainted
+
+
+def error_of(call: Callable[[], Any]) -> tuple[int, str | None, str]:
+    with pytest.raises(MatrixError) as e:
+        call()
+    return e.value.status, e.value.errcode, str(e.value.body.get("error"))
+
+
+def tree(user: MatrixClient, room: str) -> dict[str, Any]:
+    return user.laiwang("GET", f"/clusters/{quote(room)}/tree")
+
+
+def shape(t: dict[str, Any]) -> dict[str, tuple[str | None, int]]:
+    return {n["user_id"]: (n["invited_by"], n["depth"]) for n in t["nodes"]}
+
+
+def join_by_asking(user: MatrixClient, room: str, via: list[str] | None = None) -> dict:
+    body = {"via": via} if via else {}
+    return user.laiwang("POST", f"/clusters/{quote(room)}/join", body)
+
+
+def knock(user: MatrixClient, room: str) -> None:
+    user.call("POST", f"/_matrix/client/v3/knock/{quote(room)}", {})
+
+
+def discovered(user: MatrixClient) -> dict[str, dict[str, Any]]:
+    return {c["room_id"]: c for c in user.laiwang("GET", "/clusters/discover")["clusters"]}
+
+
+def test_chain_of_friends(hs1):
+    a, b, c, d, e = (hs1.new_user(n) for n in "abcde")
+    stranger = hs1.new_user("stranger")
+    make_acquainted(a, b)
+    make_acquainted(b, c)
+    make_acquainted(c, d)
+    make_acquainted(d, e)
+    make_acquainted(c, e)
+
+    room = a.laiwang("POST", "/clusters", {"topic": "  Weekend hiking ", "invite": [b.user_id]})[
+        "room_id"
+    ]
+    assert a.state(room, "org.laiwang.cluster") == {"topic": "Weekend hiking", "creator": a.user_id}
+    assert a.state(room, "m.room.topic")["topic"] == "Weekend hiking"
+    assert a.state(room, "m.room.join_rules")["join_rule"] == "knock"
+    assert a.state(room, "m.room.power_levels")["invite"] == 0
+
+    # A brings B (the invite at creation), B brings C with any client (a plain invite).
+    wait_until(lambda: room in b.invited_rooms())
+    b.join(room)
+    b.invite(room, c.user_id)
+    c.join(room)
+    # B cannot bring a stranger: the acquaintances-only policy holds inside clusters.
+    status, errcode, reason = error_of(lambda: b.invite(room, stranger.user_id))
+    assert (status, errcode) == (403, "M_FORBIDDEN") and "not an acquaintance" in reason
+
+    # E knows C (and D): the cluster shows up in E's discovery; D's too, through C.
+    wait_until(lambda: room in discovered(d))
+    found = discovered(e)[room]
+    assert found["acquaintances"] == [c.user_id] and found["member_count"] == 3
+    assert found["topic"] == "Weekend hiking" and found["last_active_ts"] > 0
+
+    # C's friend D joins by asking: C (on this server) lets D in.
+    assert join_by_asking(d, room) == {"room_id": room}
+    assert d.user_id in a.joined_members(room)
+    t = tree(a, room)
+    assert shape(t) == {
+        a.user_id: (None, 0),
+        b.user_id: (a.user_id, 1),
+        c.user_id: (b.user_id, 2),
+        d.user_id: (c.user_id, 3),
+    }
+    assert (t["size"], t["max_depth"]) == (4, 3)
+    assert [n["user_id"] for n in t["nodes"]] == [a.user_id, b.user_id, c.user_id, d.user_id]
+    assert all(n["joined_ts"] > 0 for n in t["nodes"])
+    # Asking again when joined is a no-op.
+    assert join_by_asking(d, room) == {"room_id": room}
+
+    assert sorted(discovered(e)[room]["acquaintances"]) == sorted([c.user_id, d.user_id])
+    assert room not in discovered(d)  # D is in now
+    mine = {x["room_id"]: x for x in d.laiwang("GET", "/clusters")["clusters"]}
+    assert mine[room]["topic"] == "Weekend hiking" and mine[room]["member_count"] == 4
+
+    # Leaving and kicks: the tree and discovery follow them.
+    d.leave(room)
+    wait_until(lambda: d.user_id not in shape(tree(a, room)))
+    assert discovered(e)[room]["acquaintances"] == [c.user_id]
+    assert room not in {x["room_id"] for x in d.laiwang("GET", "/clusters")["clusters"]}
+    a.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/kick", {"user_id": c.user_id})
+    wait_until(lambda: c.user_id not in shape(tree(a, room)))
+    assert room not in discovered(e)  # no acquaintance of E is left in it
+    assert tree(a, room)["size"] == 2
+
+
+def test_stranger_is_refused_and_bad_input(hs1):
+    a, b = hs1.new_user("a"), hs1.new_user("b")
+    stranger = hs1.new_user("stranger")
+    make_acquainted(a, b)
+    room = a.laiwang("POST", "/clusters", {"topic": "Board games"})["room_id"]
+
+    # Refused by the endpoint and by a plain /join.
+    status, errcode, reason = error_of(lambda: join_by_asking(stranger, room))
+    assert (status, errcode) == (403, "M_FORBIDDEN") and "acquaintance" in reason
+    status, errcode, _ = error_of(lambda: stranger.join(room))
+    assert (status, errcode) == (403, "M_FORBIDDEN")
+    assert a.membership(room, stranger.user_id) is None
+    # A stranger's knock is left for the members: not approved, even when a friend's knock
+    # after it is.
+    knock(stranger, room)
+    assert join_by_asking(b, room) == {"room_id": room}
+    assert a.state(room, "m.room.member", stranger.user_id)["membership"] == "knock"
+    # Nor does the stranger see the tree.
+    assert error_of(lambda: tree(stranger, room))[:2] == (403, "M_FORBIDDEN")
+
+    # Creating a cluster that invites a stranger: a clear 403, and no room.
+    status, errcode, reason = error_of(
+        lambda: a.laiwang("POST", "/clusters", {"topic": "x", "invite": [stranger.user_id]})
+    )
+    assert (status, errcode) == (403, "M_FORBIDDEN") and "acquaintance" in reason
+    assert a.laiwang("GET", "/clusters")["clusters"][0]["room_id"] == room
+
+    # Bad input.
+    for body in ({}, {"topic": ""}, {"topic": "   "}, {"topic": "x" * 201}, {"topic": 3},
+                 {"topic": "t", "invite": "nope"}, {"topic": "t", "invite": ["bob"]}):  # fmt: skip
+        status, errcode, _ = error_of(lambda body=body: a.laiwang("POST", "/clusters", body))
+        assert status == 400 and errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM"), body
+    status, errcode, _ = error_of(lambda: a.laiwang("POST", "/clusters", {"topic": "x" * 70000}))
+    assert (status, errcode) == (413, "M_TOO_LARGE")
+    r = a.laiwang_raw("POST", "/clusters", data=b"{not json")
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_NOT_JSON")
+    unknown = f"!nosuchroom:{hs1.server_name}"
+    assert error_of(lambda: join_by_asking(b, unknown))[:2] == (404, "M_NOT_FOUND")
+    assert error_of(lambda: tree(a, unknown))[:2] == (404, "M_NOT_FOUND")
+    plain = a.create_room(preset="private_chat")
+    assert error_of(lambda: join_by_asking(b, plain))[:2] == (404, "M_NOT_FOUND")
+    assert error_of(lambda: tree(a, plain))[:2] == (404, "M_NOT_FOUND")
+    assert error_of(lambda: join_by_asking(b, "not-a-room"))[:2] == (400, "M_INVALID_PARAM")
+    assert error_of(lambda: join_by_asking(b, room, via=["bad host"]))[:2] == (
+        400,
+        "M_INVALID_PARAM",
+    )
+    status, errcode, _ = error_of(lambda: a.laiwang("GET", "/clusters/discover?limit=0"))
+    assert (status, errcode) == (400, "M_INVALID_PARAM")
+
+
+def test_friend_on_another_server_joins_by_asking(hs1, hs2):
+    a, b = hs1.new_user("a"), hs1.new_user("b")
+    d = hs2.new_user("d")  # B's friend on the second server
+    make_acquainted(a, b)
+    make_acquainted(b, d)
+    room = a.laiwang("POST", "/clusters", {"topic": "Jazz", "invite": [b.user_id]})["room_id"]
+    wait_until(lambda: room in b.invited_rooms())
+    b.join(room)
+
+    # hs2 is not in the room: D knocks over federation, hs1 (B's server) approves in B's name,
+    # and hs2 joins D once the invite arrives.
+    assert join_by_asking(d, room, via=[hs1.server_name]) == {"room_id": room}
+    assert d.user_id in a.joined_members(room)
+    invite = a.state(room, "m.room.member", d.user_id)
+    assert invite["membership"] == "join"
+    expected = {a.user_id: (None, 0), b.user_id: (a.user_id, 1), d.user_id: (b.user_id, 2)}
+    assert shape(tree(a, room)) == expected
+    # The second server derives the same tree from the room's state (a partial-state join).
+    wait_until(lambda: shape(tree(d, room)) == expected, timeout=60)
+    assert room in {x["room_id"] for x in d.laiwang("GET", "/clusters")["clusters"]}
+
+
+def test_local_caller_whose_only_friend_in_the_cluster_is_remote(hs1, hs2):
+    a = hs1.new_user("a")
+    x = hs2.new_user("x")  # a member on the second server
+    y = hs1.new_user("y")  # knows only X; hs1 is in the room (A)
+    make_acquainted(a, x)
+    make_acquainted(x, y)
+    room = a.laiwang("POST", "/clusters", {"topic": "Chess", "invite": [x.user_id]})["room_id"]
+    wait_until(lambda: room in x.invited_rooms(), timeout=60)
+    x.join(room, via=[hs1.server_name])
+    wait_until(lambda: x.user_id in a.joined_members(room), timeout=60)
+    wait_until(lambda: x.user_id in shape(tree(a, room)))
+
+    # Y's knock is a normal event in the room; X's server approves it in X's name.
+    assert join_by_asking(y, room) == {"room_id": room}
+    assert shape(tree(a, room))[y.user_id] == (x.user_id, 2)

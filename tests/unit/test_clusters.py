@@ -1,0 +1,141 @@
+"""The pure cluster code in rooms/clusters.py: bodies, the createRoom body, tree, ranking."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rooms import clusters
+from rooms.clusters import Candidate, MemberRow, compute_depths, compute_tree
+from rooms.validation import InvalidParam, MissingParam, ValidationError
+
+A, B, C, D, E = (f"@{n}:a.test" for n in "abcde")
+
+
+def test_create_body_topic_rules():
+    assert clusters.validate_create_body({"topic": "  Hiking  "}, A) == ("Hiking", [])
+    with pytest.raises(MissingParam):
+        clusters.validate_create_body({}, A)
+    for bad in ("", "   ", 5, None, ["x"], "x" * (clusters.MAX_TOPIC_LEN + 1)):
+        with pytest.raises(ValidationError) as e:
+            clusters.validate_create_body({"topic": bad}, A)
+        assert e.value.errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM")
+    assert clusters.validate_create_body({"topic": "x" * clusters.MAX_TOPIC_LEN}, A)[0]
+
+
+def test_create_body_invites():
+    topic, invitees = clusters.validate_create_body({"topic": "t", "invite": [B, C, B]}, A)
+    assert invitees == [B, C]
+    for bad in ("@b:a.test", [A], ["bob"], [5], [None]):
+        with pytest.raises(InvalidParam):
+            clusters.validate_create_body({"topic": "t", "invite": bad}, A)
+    many = [f"@u{i}:a.test" for i in range(clusters.MAX_INVITES + 1)]
+    with pytest.raises(InvalidParam):
+        clusters.validate_create_body({"topic": "t", "invite": many}, A)
+    with pytest.raises(InvalidParam):
+        clusters.validate_create_body({"topic": "t", "extra": 1}, A)
+
+
+def test_join_body_and_limit():
+    assert clusters.validate_join_body({}) == []
+    assert clusters.validate_join_body({"via": ["a.test", "localhost:8448", "a.test"]}) == [
+        "a.test",
+        "localhost:8448",
+    ]
+    assert clusters.validate_join_body({"via": ["[::1]:8448"]}) == ["[::1]:8448"]
+    for bad in ("a.test", ["a b"], [""], [3], ["x/y"], ["h"] * 11):
+        with pytest.raises(InvalidParam):
+            clusters.validate_join_body({"via": bad})
+    assert clusters.validate_limit(None) == clusters.DEFAULT_DISCOVER_LIMIT
+    assert clusters.validate_limit("5") == 5
+    for bad in ("0", "-1", "x", "1000", ""):
+        with pytest.raises(InvalidParam):
+            clusters.validate_limit(bad)
+
+
+def test_create_room_config_and_state():
+    cluster = clusters.Cluster("Hiking", A)
+    config = clusters.create_room_config(cluster)
+    assert config["power_level_content_override"] == {"invite": 0}
+    assert config["topic"] == "Hiking"
+    state = {(e["type"], e["state_key"]): e["content"] for e in config["initial_state"]}
+    assert state[("m.room.join_rules", "")] == {"join_rule": "knock"}
+    assert clusters.parse_cluster(state[(clusters.CLUSTER_STATE, "")]) == cluster
+    stripped = [{"type": clusters.CLUSTER_STATE, "state_key": "", "content": cluster.to_content()}]
+    assert clusters.find_cluster_in_stripped_state(stripped) == cluster
+    assert clusters.find_cluster_in_stripped_state([{"type": "m.room.name"}]) is None
+    for bad in (None, {}, {"topic": "", "creator": A}, {"topic": "t", "creator": "x"}):
+        assert clusters.parse_cluster(bad) is None
+
+
+def test_tree_of_a_chain_with_departures():
+    rows = [
+        MemberRow(A, None, 1),
+        MemberRow(B, A, 2),
+        MemberRow(C, B, 3, joined=False),  # C left: still links D to the chain
+        MemberRow(D, C, 4),
+    ]
+    tree = compute_tree(rows)
+    assert [(n.user_id, n.invited_by, n.depth) for n in tree.nodes] == [
+        (A, None, 0),
+        (B, A, 1),
+        (D, C, 3),
+    ]
+    assert (tree.size, tree.max_depth) == (3, 3)
+    assert tree.to_json()["nodes"][0] == {
+        "user_id": A,
+        "invited_by": None,
+        "joined_ts": 1,
+        "depth": 0,
+    }
+
+
+def test_depths_unknown_inviter_and_cycles():
+    assert compute_depths({B: "@ghost:x.test"}) == {B: 1}
+    # A brought B, then B brought A back: the cycle is cut, nobody loops forever.
+    assert compute_depths({A: B, B: A, C: A}) == {A: 0, B: 1, C: 1}
+    assert compute_tree([]).to_json() == {"nodes": [], "size": 0, "max_depth": 0}
+
+
+@st.composite
+def forests(draw):
+    """A random forest: each user brought by an earlier one (or by nobody)."""
+    n = draw(st.integers(1, 40))
+    users = [f"@u{i}:a.test" for i in range(n)]
+    inviters: dict[str, str | None] = {}
+    for i, u in enumerate(users):
+        parent = draw(st.one_of(st.none(), st.integers(0, i - 1))) if i else None
+        inviters[u] = users[parent] if parent is not None else None
+    order = draw(st.permutations(users))
+    return {u: inviters[u] for u in order}
+
+
+@given(forests())
+def test_depth_is_one_more_than_the_inviters(inviters):
+    depths = compute_depths(inviters)
+    assert set(depths) == set(inviters)
+    for user, inviter in inviters.items():
+        assert depths[user] == (0 if inviter is None else depths[inviter] + 1)
+
+
+@given(st.dictionaries(st.sampled_from([A, B, C, D, E]), st.sampled_from([A, B, C, D, E, None])))
+def test_depths_terminate_on_any_graph(inviters):
+    depths = compute_depths(inviters)
+    assert set(depths) == set(inviters)
+    assert all(0 <= d <= len(inviters) for d in depths.values())
+
+
+def test_ranking_most_acquaintances_then_most_recent():
+    cands = [
+        Candidate("!old:a", "t", 9, 100, [A, B]),
+        Candidate("!new:a", "t", 3, 500, [A, B]),
+        Candidate("!many:a", "t", 3, 1, [A, B, C]),
+        Candidate("!none:a", "t", 3, 999, []),
+    ]
+    random.Random(1).shuffle(cands)
+    assert [c.room_id for c in clusters.rank(cands, 10)] == ["!many:a", "!new:a", "!old:a"]
+    assert [c.room_id for c in clusters.rank(cands, 1)] == ["!many:a"]
+    assert Candidate("!r:a", "t", 2, 5, [B, A]).to_json()["acquaintances"] == [A, B]
