@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REMIND_INTERVAL_MS = 3600 * 1000  # at most one reminder an hour per request
+PAY_CLAIM_STALE_MS = 60 * 1000  # a `pay` still "under way" after this has died
 
 
 class AAStatusCache:
@@ -147,8 +148,21 @@ class AAHandler:
         text = aa.payment_body(
             self._name(members, payer), self._name(members, request.payee), payment, request.title
         )
-        event = await self._send(room_id, user_id, payment.content(text))
-        await self.apply_event(event)
+        # One `pay` at a time per share (a double click, two devices, two workers): the event
+        # check cannot see a payment that is sent but not yet in the ledger.
+        now = self._api.get_current_time_msec()
+        if not await self._store.aa_claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
+            raise SynapseError(
+                429,
+                "A payment for this share is under way; retry to get its result",
+                Codes.LIMIT_EXCEEDED,
+                additional_fields={"retry_after_ms": 1000},
+            )
+        try:
+            event = await self._send(room_id, user_id, payment.content(text))
+            await self.apply_event(event)
+        finally:
+            await self._store.aa_release_payment(event_id, payer)
         # A payment that raced another one is recorded but ignored: answer with the winner.
         first = await self._payment_of(event_id, payer)
         return first or await self._payment_json(event.event_id)

@@ -84,7 +84,18 @@ SCHEMA = Schema(
                 " request_event_id TEXT NOT NULL,"
                 " notice_claimed BOOLEAN NOT NULL)",
             ],
-        )
+        ),
+        (
+            2,
+            [
+                # A `pay` call in flight for a share, so that a double click sends one payment.
+                "CREATE TABLE IF NOT EXISTS laiwang_aa_pay_claims ("
+                " request_event_id TEXT NOT NULL,"
+                " payer TEXT NOT NULL,"
+                " claimed_ts BIGINT NOT NULL,"
+                " PRIMARY KEY (request_event_id, payer))",
+            ],
+        ),
     ],
 )
 
@@ -579,3 +590,28 @@ class AAStore:
             return [r[0] for r in txn.fetchall()]
 
         return await self.run("aa_room_request_ids", txn_fn)
+
+    async def aa_claim_payment(self, request_id: str, payer: str, now: int, stale_ms: int) -> bool:
+        """Take the share's in-flight slot; False while another `pay` for it is under way
+        (a claim older than `stale_ms` is taken over: its caller died)."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "INSERT INTO laiwang_aa_pay_claims (request_event_id, payer, claimed_ts)"
+                " VALUES (?, ?, ?) ON CONFLICT (request_event_id, payer) DO UPDATE"
+                " SET claimed_ts = excluded.claimed_ts"
+                " WHERE laiwang_aa_pay_claims.claimed_ts < ?",
+                (request_id, payer, now, now - stale_ms),
+            )
+            return txn.rowcount == 1
+
+        return await self.run("aa_claim_payment", txn_fn)
+
+    async def aa_release_payment(self, request_id: str, payer: str) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_aa_pay_claims WHERE request_event_id = ? AND payer = ?",
+                (request_id, payer),
+            )
+
+        await self.run("aa_release_payment", txn_fn)

@@ -228,6 +228,30 @@ def test_cash_payment_is_confirmed_by_the_payee_and_idempotent(hs1):
                  400, "M_INVALID_PARAM")  # fmt: skip
 
 
+def test_concurrent_pays_send_one_payment(hs1):
+    from concurrent.futures import ThreadPoolExecutor
+
+    room, (alice, bob) = aa_room(hs1, 2)
+    request_id = ask(alice, room, [alice.user_id, bob.user_id])["event_id"]
+    clients = [MatrixClient(hs1.base_url, alice.user_id, alice.access_token) for _ in range(6)]
+
+    def pay(client: MatrixClient) -> Any:
+        r = client.laiwang_raw("POST", path(room, request_id, "pay"),
+                               {"method": "cash", "payer": bob.user_id})  # fmt: skip
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        results = list(pool.map(pay, clients))
+    assert {status for status, _ in results} <= {200, 429}
+    paid = {body["event_id"] for status, body in results if status == 200}
+    assert len(paid) == 1
+    for status, body in results:
+        if status == 429:
+            assert body["errcode"] == "M_LIMIT_EXCEEDED" and body["retry_after_ms"] > 0
+    payments = [e for e in aa_events(alice, room) if e["content"]["msgtype"] == AA + "payment"]
+    assert [e["event_id"] for e in payments] == list(paid)
+
+
 def test_provider_payment_settles_and_balances(hs1, payment_keys):
     room, (alice, bob, carol) = aa_room(hs1)
     request_id = ask(alice, room, [bob.user_id, carol.user_id], total=5000)["event_id"]
