@@ -34,6 +34,17 @@ def lookup_hash(msisdn: str, pepper: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def hash_key(lookup: str) -> int:
+    """The first 64 bits of a lookup hash as a signed integer: the database key of the index.
+
+    A quarter of the size of the text hash, so the index of a million numbers stays in memory.
+    Two numbers sharing a key is harmless: every hit is checked against the full hash of the
+    user's stored number before it is returned.
+    """
+    raw = base64.urlsafe_b64decode(lookup[:11] + "=")  # 11 characters carry the first 8 bytes
+    return int.from_bytes(raw[:8], "big", signed=True)
+
+
 def new_pepper() -> str:
     """A fresh public pepper matching `[a-zA-Z0-9]+` (what MSC2134 allows)."""
     return "".join(secrets.choice(_PEPPER_ALPHABET) for _ in range(PEPPER_LENGTH))

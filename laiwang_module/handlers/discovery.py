@@ -1,7 +1,8 @@
 """Phone-number discovery (MSC2134): the pepper, lookups, limits, and the hash index upkeep.
 
-`laiwang_discovery_hashes` maps hash(msisdn, pepper) to a user for every local user with an
-msisdn 3pid, discoverable or not (the address book needs both); a lookup filters on the
+`laiwang_discovery_hashes` maps the key (first 64 bits) of hash(msisdn, pepper) to a user for
+every local user with an msisdn 3pid, discoverable or not (the address book needs both); a lookup
+filters on the
 `discoverable` setting at read time, so a settings change needs no index update. Each hit is
 checked against the user's numbers in Synapse's `user_threepids` before it is believed, so the
 index may lag a removal (it is rebuilt at every rotation) but never returns a wrong user.
@@ -18,7 +19,14 @@ from synapse.api.errors import Codes, SynapseError
 
 from laiwang_module.rest.base import bad_request
 from laiwang_module.storage.discovery import DAY_MS, PepperState
-from rooms.discovery import ALGORITHM, ALGORITHMS, LookupRequest, lookup_hash, new_pepper
+from rooms.discovery import (
+    ALGORITHM,
+    ALGORITHMS,
+    LookupRequest,
+    hash_key,
+    lookup_hash,
+    new_pepper,
+)
 from rooms.msisdn import MEDIUM, normalise_stored_msisdn
 
 if TYPE_CHECKING:
@@ -70,9 +78,9 @@ class DiscoveryHandler:
             )
 
         started = time.perf_counter()
-        found, numbers, chosen = await self._store.find_discovery_candidates(
-            state.gen, request.addresses
-        )
+        by_key = {hash_key(h): h for h in request.addresses}
+        hits, numbers, chosen = await self._store.find_discovery_candidates(state.gen, by_key)
+        found = {by_key[k]: user_id for k, user_id in hits.items()}
         confirmed: dict[str, str] = {}
         for user_id in set(found.values()):
             for address in numbers.get(user_id, []):
@@ -124,7 +132,10 @@ class DiscoveryHandler:
         if msisdn is None:
             return
         state = await self.state()
-        rows = [(gen, lookup_hash(msisdn, pepper), user_id) for gen, pepper in state.generations()]
+        rows = [
+            (gen, hash_key(lookup_hash(msisdn, pepper)), user_id)
+            for gen, pepper in state.generations()
+        ]
         await self._store.add_discovery_hashes(rows)
 
     async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
@@ -132,7 +143,7 @@ class DiscoveryHandler:
         if msisdn is None:
             return
         state = await self.state()
-        keys = [(gen, lookup_hash(msisdn, pepper)) for gen, pepper in state.generations()]
+        keys = [(gen, hash_key(lookup_hash(msisdn, pepper))) for gen, pepper in state.generations()]
         await self._store.remove_discovery_hashes(user_id, keys)
 
     async def maintain(self) -> None:
@@ -179,7 +190,7 @@ class DiscoveryHandler:
             for user_id, address in page:
                 msisdn = normalise_stored_msisdn(address)
                 if msisdn is not None:
-                    rows.append((gen, lookup_hash(msisdn, pepper), user_id))
+                    rows.append((gen, hash_key(lookup_hash(msisdn, pepper)), user_id))
             await self._store.add_discovery_hashes(rows)
             count += len(rows)
             after = page[-1][1]

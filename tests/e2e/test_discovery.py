@@ -126,6 +126,11 @@ def address_book(hs: TestHomeserver, owner_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def usage(hs: TestHomeserver, user_id: str) -> int:
+    rows = sql(hs, "SELECT SUM(addresses) FROM laiwang_discovery_usage WHERE user_id = ?", user_id)
+    return int(rows[0][0] or 0)
+
+
 def admin_set_msisdns(admin: MatrixClient, user_id: str, msisdns: list[str]) -> None:
     admin.call(
         "PUT",
@@ -289,6 +294,47 @@ def test_bad_lookups_get_matrix_errors(hs1, data, status, errcode):
     )
     assert r.status_code == status, r.text
     assert r.json()["errcode"] == errcode
+    assert usage(hs1, user.user_id) == 0
+
+
+def test_oversize_and_refused_lookups_change_nothing(hs1):
+    admin, target, user = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
+    _, known = new_number()
+    admin_set_msisdns(admin, target.user_id, [known])
+    p = pepper(user)
+    real = lookup_hash(known, p)
+    fillers = [lookup_hash(f"8613{i:09d}", p) for i in range(1000)]
+    cases = [
+        # 1,001 addresses: over the default cap of 1,000 per request.
+        ({"algorithm": "sha256", "pepper": p, "addresses": [real, *fillers]}, 429, None),
+        # A body far beyond the size limit.
+        ({"algorithm": "sha256", "pepper": p, "addresses": [real] * 3000}, 413, None),
+        ({"algorithm": "sha512", "pepper": p, "addresses": [real]}, 400, "M_INVALID_PARAM"),
+        (
+            {"algorithm": "sha256", "pepper": "old" + p, "addresses": [real]},
+            400,
+            "M_INVALID_PEPPER",
+        ),
+        ({"algorithm": "sha256", "pepper": p, "addresses": [real, 5]}, 400, "M_INVALID_PARAM"),
+    ]
+    for body, status, errcode in cases:
+        r = user.laiwang_raw("POST", "/discovery/lookup", body)
+        assert r.status_code == status, r.text
+        if errcode:
+            assert r.json()["errcode"] == errcode
+        if status == 429:
+            assert r.json()["errcode"] == "M_LIMIT_EXCEEDED" and "retry_after_ms" in r.json()
+        if status == 413:
+            assert r.json()["errcode"] == "M_TOO_LARGE"
+    assert usage(hs1, user.user_id) == 0
+    assert address_book(hs1, user.user_id) == []
+    # The same caller's valid lookup of exactly 1,000 addresses still works and is charged.
+    assert lookup(user, [known], p) == {known: target.user_id}
+    assert usage(hs1, user.user_id) == 1
+    r = user.laiwang_raw(
+        "POST", "/discovery/lookup", {"algorithm": "sha256", "pepper": p, "addresses": fillers}
+    )
+    assert r.status_code == 200 and usage(hs1, user.user_id) == 1001
 
 
 @pytest.mark.parametrize(

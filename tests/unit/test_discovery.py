@@ -19,6 +19,7 @@ from laiwang_module.devserver import MSISDN_DELEGATE_PATH
 from laiwang_module.rest.identity import IDENTITY_PREFIX
 from rooms.discovery import (
     PEPPER_RE,
+    hash_key,
     is_lookup_hash,
     lookup_hash,
     new_pepper,
@@ -63,6 +64,14 @@ def test_hash_matches_synapse_identity_client(msisdn, pepper):
 def test_another_pepper_gives_another_hash(msisdn, p1, p2):
     if p1 != p2:
         assert lookup_hash(msisdn, p1) != lookup_hash(msisdn, p2)
+
+
+@given(digits, peppers)
+def test_hash_key_is_the_first_64_bits_of_the_digest(msisdn, pepper):
+    digest = hashlib.sha256(f"{msisdn} msisdn {pepper}".encode()).digest()
+    key = hash_key(lookup_hash(msisdn, pepper))
+    assert key == int.from_bytes(digest[:8], "big", signed=True)
+    assert -(2**63) <= key < 2**63  # fits a BIGINT
 
 
 def test_new_peppers_are_valid_and_fresh():
