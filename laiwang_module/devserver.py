@@ -169,9 +169,14 @@ class HomeserverSpec:
             # Invites must carry the contact-request state so that the invitee's server can
             # apply its acquaintances-only policy before it is in the room.
             # Knocks carry the cluster state so that the knocker's server knows it asked a
-            # cluster (rooms.clusters.CLUSTER_STATE).
+            # cluster (rooms.clusters.CLUSTER_STATE). Timeline invites carry the timeline state
+            # so that the invitee's server accepts them (rooms.shares.TIMELINE_STATE).
             "room_prejoin_state": {
-                "additional_event_types": ["org.laiwang.acquaintance", "org.laiwang.cluster"]
+                "additional_event_types": [
+                    "org.laiwang.acquaintance",
+                    "org.laiwang.cluster",
+                    "org.laiwang.timeline",
+                ]
             },
             "modules": [{"module": "laiwang_module.LaiwangModule", "config": self.module_config}],
         }

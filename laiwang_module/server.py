@@ -15,8 +15,10 @@ from laiwang_module.handlers.aa import AAHandler
 from laiwang_module.handlers.acquaintances import AcquaintanceHandler
 from laiwang_module.handlers.clusters import ClusterHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
+from laiwang_module.handlers.feed import FeedHandler
 from laiwang_module.handlers.msisdn import MsisdnValidationHandler
 from laiwang_module.handlers.settings import SettingsHandler
+from laiwang_module.handlers.timeline import TimelineHandler
 from laiwang_module.storage import LaiwangStore
 
 
@@ -45,6 +47,14 @@ class LaiwangServer:
     @cached_property
     def msisdn_handler(self) -> MsisdnValidationHandler:
         return MsisdnValidationHandler(self)
+
+    @cached_property
+    def timeline_handler(self) -> TimelineHandler:
+        return TimelineHandler(self)
+
+    @cached_property
+    def feed_handler(self) -> FeedHandler:
+        return FeedHandler(self)
 
     @cached_property
     def cluster_handler(self) -> ClusterHandler:

@@ -30,3 +30,69 @@ async def invited_room_ids(api: ModuleApi, user_id: str) -> set[str]:
     store: Any = api._store
     rooms = await store.get_invited_rooms_for_local_user(user_id)
     return {r.room_id for r in rooms}
+
+
+async def events_visible_to(api: ModuleApi, user_id: str, event_ids: list[str]) -> list[Any]:
+    """The events among `event_ids` that the local user may see, as Synapse's /event and
+    /messages decide it (history visibility at each event, membership, soft-failure, erasure),
+    in the order given. Returns Synapse `FilteredEvent`s, ready for `serialize_for_client`."""
+    from synapse.visibility import filter_and_transform_events_for_client
+
+    hs: Any = api._hs  # no ModuleApi accessor for events or visibility
+    store = hs.get_datastores().main
+    events = await store.get_events_as_list(event_ids)
+    by_room: dict[str, list[Any]] = {}
+    for event in events:
+        by_room.setdefault(event.room_id, []).append(event)
+    visible: dict[str, Any] = {}
+    for room_id, room_events in by_room.items():
+        in_room = await store.check_local_user_in_room(user_id=user_id, room_id=room_id)
+        for filtered in await filter_and_transform_events_for_client(
+            hs.get_storage_controllers(), user_id, room_events, is_peeking=not in_room
+        ):
+            visible[filtered.event.event_id] = filtered
+    return [visible[e] for e in event_ids if e in visible]
+
+
+async def serialize_for_client(api: ModuleApi, user_id: str, events: list[Any]) -> list[Any]:
+    """Client-format JSON of `events_visible_to`'s result, with the unsigned fields modules add."""
+    from synapse.types import create_requester
+
+    hs: Any = api._hs
+    serializer = hs.get_event_client_serializer()
+    config = await serializer.create_config(requester=create_requester(user_id))
+    return list(
+        await serializer.serialize_events(events, api.get_current_time_msec(), config=config)
+    )
+
+
+async def is_joined(api: ModuleApi, user_id: str, room_id: str) -> bool:
+    """Whether a local user is joined to a room (cached by Synapse; False for unknown rooms)."""
+    store: Any = api._store
+    return bool(await store.check_local_user_in_room(user_id=user_id, room_id=room_id))
+
+
+async def recent_room_events(
+    api: ModuleApi, user_id: str, room_id: str, limit: int, pages: int
+) -> list[Any]:
+    """Up to `pages` × `limit` of the room's latest events the local user may see, newest first,
+    as `/messages` gives them (backfilling over federation what this server lacks)."""
+    from synapse.api.constants import Direction
+    from synapse.streams.config import PaginationConfig
+    from synapse.types import create_requester
+
+    hs: Any = api._hs
+    handler = hs.get_pagination_handler()
+    requester = create_requester(user_id)
+    events: list[Any] = []
+    token = None
+    for _ in range(pages):
+        config = PaginationConfig(
+            from_token=token, to_token=None, direction=Direction.BACKWARDS, limit=limit
+        )
+        result = await handler.get_messages(requester, room_id, config)
+        events.extend(filtered.event for filtered in result.messages_chunk)
+        token = result.end_token
+        if token is None:
+            break
+    return events

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from laiwang_module.callbacks import aa, acquaintances, clusters, discovery
+from laiwang_module.callbacks import aa, acquaintances, clusters, discovery, shares
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -19,6 +19,7 @@ REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (
     aa.register,
     acquaintances.register,
     discovery.register,
+    shares.register,  # after acquaintances: its invite policy decides before shares accept
     clusters.register,
 )
 

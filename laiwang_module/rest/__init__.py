@@ -10,8 +10,16 @@ from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
+from laiwang_module.rest.shares import SharesServlet
 
-SERVLETS = (SettingsServlet, ContactsServlet, DiscoveryServlet, AAServlet, ClustersServlet)
+SERVLETS = (
+    SettingsServlet,
+    ContactsServlet,
+    DiscoveryServlet,
+    AAServlet,
+    SharesServlet,
+    ClustersServlet,
+)
 
 
 def build_resource(server: Any) -> LaiwangResource:

@@ -15,12 +15,13 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, acquaintances, clusters, discovery, settings
+from laiwang_module.storage import aa, acquaintances, clusters, discovery, settings, timeline
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
 T = TypeVar("T")
 
 SCHEMAS: tuple[Schema, ...] = (aa.SCHEMA, settings.SCHEMA, discovery.SCHEMA, acquaintances.SCHEMA)
+SCHEMAS += (timeline.SCHEMA,)
 SCHEMAS += (clusters.SCHEMA,)
 
 
@@ -29,6 +30,7 @@ class LaiwangStore(
     settings.SettingsStore,
     discovery.DiscoveryStore,
     acquaintances.AcquaintanceStore,
+    timeline.TimelineStore,
     clusters.ClusterStore,
 ):
     def __init__(self, api: ModuleApi):

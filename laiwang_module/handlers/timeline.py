@@ -1,0 +1,277 @@
+"""Timelines: each user's share room, its membership following acquaintances, the posting
+rules, forwarding and the feed index.
+
+Membership: when a and b become acquainted, each server adds its own users' acquaintances to
+their timelines: a local acquaintance is invited and joined by this server; a remote one is
+invited, and their server's module accepts the invite (`accept_invite`, from the
+`federated_user_may_invite` callback: an out-of-band invite reaches no `on_new_event`). When the
+acquaintance ends, the owner's server removes the other (kick) and the other's server leaves.
+Every action first reads the current membership, so running it twice changes nothing; the
+acquaintance listener runs once per change per server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from synapse.api.errors import SynapseError
+from synapse.events import EventBase
+from synapse.types import StateMap, UserID
+from synapse.util.frozenutils import unfreeze
+
+from laiwang_module.rest.base import bad_request, not_found
+from laiwang_module.synapse_compat import events_visible_to, is_joined, recent_room_events
+from rooms import shares
+from rooms.validation import ValidationError
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+logger = logging.getLogger(__name__)
+
+# Seconds between attempts of a membership change another server must let through (it may not
+# have seen the acquaintance yet) or that waits for an invite to land.
+RETRY_DELAYS_S = (1, 2, 5, 10, 30, 60)
+# How much history of a remote timeline to index when this server joins it.
+CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
+
+
+class TimelineHandler:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._store = server.store
+
+    def _is_mine(self, user_id: str) -> bool:
+        return bool(self._api.is_mine(user_id))
+
+    def _now(self) -> int:
+        return int(self._api.get_current_time_msec())
+
+    # --- the room -----------------------------------------------------------------------------
+
+    async def get_or_create(self, owner: str) -> str:
+        """The owner's timeline room, created on first use with their acquaintances in it."""
+        room_id = await self._store.get_timeline(owner)
+        if room_id is not None:
+            return room_id
+        profile = await self._api.get_profile_for_user(UserID.from_string(owner).localpart)
+        name = profile.display_name or UserID.from_string(owner).localpart
+        created, _ = await self._api.create_room(
+            owner, shares.timeline_room_config(owner, f"{name}'s timeline"), ratelimit=False
+        )
+        room_id = await self._store.claim_timeline(owner, created, self._now())
+        if room_id != created:
+            # Another request (or worker) made the first timeline at the same time: keep theirs.
+            logger.info("laiwang: %s already has timeline %s; removing %s", owner, room_id, created)
+            await self._discard(owner, created)
+            return room_id
+        for other in await self._store.get_acquaintance_ids(owner):
+            self._in_background("laiwang_timeline_add", self._add_member, owner, other)
+        return room_id
+
+    async def _discard(self, owner: str, room_id: str) -> None:
+        try:
+            await self._api.delete_room(room_id)
+        except Exception:
+            logger.exception("laiwang: could not delete duplicate timeline %s", room_id)
+            await self._api.update_room_membership(owner, owner, room_id, "leave")
+
+    def _in_background(self, desc: Any, func: Any, *args: Any) -> None:
+        self._api.run_as_background_process(desc, func, *args)
+
+    async def _membership(self, room_id: str, user_id: str) -> str | None:
+        try:
+            state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
+        except SynapseError:
+            return None
+        event = state.get(("m.room.member", user_id))
+        return event.membership if event is not None else None
+
+    # --- following acquaintances --------------------------------------------------------------
+
+    async def on_acquaintance(self, a: str, b: str, added: bool) -> None:
+        """The acquaintance listener: each side's timeline on this server follows the change."""
+        for owner, other in ((a, b), (b, a)):
+            if self._is_mine(owner):
+                func = self._add_member if added else self._remove_member
+                self._in_background("laiwang_timeline_member", func, owner, other)
+            elif self._is_mine(other) and not added:
+                self._in_background("laiwang_timeline_leave", self._leave_remote, owner, other)
+
+    async def _add_member(self, owner: str, other: str, attempt: int = 0) -> None:
+        room_id = await self._store.get_timeline(owner)
+        if room_id is None or not await self._store.are_acquainted(owner, other):
+            return  # no timeline yet (it will invite on creation), or no longer acquainted
+        try:
+            membership = await self._membership(room_id, other)
+            if membership in ("join", "ban"):
+                return
+            if membership != "invite":
+                await self._api.update_room_membership(owner, other, room_id, "invite")
+            if self._is_mine(other):
+                await self._api.update_room_membership(other, other, room_id, "join")
+        except SynapseError as e:
+            # A remote server that has not yet seen the acquaintance refuses the invite: retry.
+            if attempt >= len(RETRY_DELAYS_S):
+                logger.warning("laiwang: gave up adding %s to %s's timeline: %s", other, owner, e)
+                return
+            logger.info(
+                "laiwang: adding %s to %s's timeline failed (%s); retrying", other, owner, e
+            )
+            self._later(RETRY_DELAYS_S[attempt], self._add_member, owner, other, attempt + 1)
+
+    def _later(self, seconds: float, func: Any, *args: Any) -> None:
+        self._api.delayed_background_call(
+            seconds * 1000, func, *args, desc="laiwang_timeline_retry"
+        )
+
+    async def _remove_member(self, owner: str, other: str) -> None:
+        room_id = await self._store.get_timeline(owner)
+        if room_id is None or await self._store.are_acquainted(owner, other):
+            return
+        if await self._membership(room_id, other) in ("join", "invite", "knock"):
+            try:
+                await self._api.update_room_membership(owner, other, room_id, "leave")
+            except SynapseError as e:
+                logger.info("laiwang: could not remove %s from %s: %s", other, room_id, e)
+
+    async def _leave_remote(self, owner: str, member: str) -> None:
+        """A local user leaves a remote owner's timeline when their acquaintance ends."""
+        room_id = await self._store.get_timeline(owner)
+        if room_id is None or await self._store.are_acquainted(owner, member):
+            return
+        if await self._membership(room_id, member) in ("join", "invite", "knock"):
+            try:
+                await self._api.update_room_membership(member, member, room_id, "leave")
+            except SynapseError as e:
+                logger.info("laiwang: %s could not leave %s: %s", member, room_id, e)
+
+    async def on_federated_invite(self, event: EventBase) -> None:
+        """A remote owner invites a local acquaintance to their timeline: accept it."""
+        invitee = event.state_key
+        if invitee is None or not self._is_mine(invitee) or event.membership != "invite":
+            return
+        owner = shares.find_timeline_in_stripped_state(event.unsigned.get("invite_room_state", []))
+        if owner is None or owner != event.sender:
+            return
+        if not await self._store.are_acquainted(owner, invitee):
+            return
+        await self._store.claim_timeline(owner, event.room_id, self._now())
+        # The invite is persisted after this callback returns: accept a moment later.
+        self._later(RETRY_DELAYS_S[0], self._accept, owner, invitee, event.room_id, 0)
+
+    async def _accept(self, owner: str, invitee: str, room_id: str, attempt: int) -> None:
+        if not await self._store.are_acquainted(owner, invitee):
+            return
+        if await is_joined(self._api, invitee, room_id):
+            return
+        try:
+            await self._api.update_room_membership(
+                invitee,
+                invitee,
+                room_id,
+                "join",
+                remote_room_hosts=[UserID.from_string(owner).domain],
+            )
+        except SynapseError as e:
+            if attempt + 1 >= len(RETRY_DELAYS_S):
+                logger.warning("laiwang: gave up joining %s to %s: %s", invitee, room_id, e)
+                return
+            self._later(
+                RETRY_DELAYS_S[attempt + 1], self._accept, owner, invitee, room_id, attempt + 1
+            )
+            return
+        await self._catch_up(owner, invitee, room_id)
+
+    async def _catch_up(self, owner: str, user_id: str, room_id: str) -> None:
+        """Index the posts made before this server joined a remote timeline: federation brings
+        only new events (and `on_new_event` never sees backfilled ones)."""
+        try:
+            events = await recent_room_events(
+                self._api, user_id, room_id, CATCH_UP_PAGE, CATCH_UP_PAGES
+            )
+        except SynapseError as e:
+            logger.info("laiwang: could not catch up on %s: %s", room_id, e)
+            return
+        for event in events:
+            await self._index(event, owner)
+
+    # --- posting rules ------------------------------------------------------------------------
+
+    async def _owner_of(self, room_id: str) -> str | None:
+        return await self._store.get_timeline_owner(room_id)
+
+    async def check_event(self, event: EventBase) -> tuple[str, str] | None:
+        """(errcode, sentence) refusing an event, or None. Shares are checked in every room;
+        the posting rules in timelines (a room is a timeline when this server recorded it:
+        created here, invited to, or joined)."""
+        content: Mapping[str, Any] = event.content
+        if event.type == "m.room.message":
+            try:
+                shares.check_share_content(content)
+            except ValidationError as e:
+                return e.errcode, f"Malformed share: {e.sentence}"
+        if event.is_state():
+            return None
+        owner = await self._owner_of(event.room_id)
+        if owner is None:
+            return None
+        refusal = shares.posting_refusal(event.sender, owner, event.type, content, False)
+        return ("M_FORBIDDEN", refusal) if refusal is not None else None
+
+    # --- the feed index -----------------------------------------------------------------------
+
+    async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        owner: str | None = None
+        timeline = state.get((shares.TIMELINE_STATE, ""))
+        if timeline is not None:
+            owner = shares.parse_timeline(timeline.content, timeline.sender)
+        if owner is None:
+            return  # `state` is the room's current state: this room is no timeline
+        if not self._is_mine(owner) and await self._store.get_timeline(owner) is None:
+            await self._store.claim_timeline(owner, event.room_id, self._now())
+        await self._index(event, owner)
+
+    async def _index(self, event: EventBase, owner: str) -> None:
+        if event.type == "m.room.redaction":
+            if event.redacts:
+                await self._store.unindex_event(event.redacts)
+            return
+        if event.is_state():
+            return
+        if shares.is_post(event.sender, owner, event.type, event.content):
+            await self._store.index_post(
+                event.event_id, event.room_id, owner, int(event.origin_server_ts)
+            )
+            return
+        related = shares.feed_relation(event.type, event.content)
+        if related is not None:
+            await self._store.index_relation(event.event_id, related[1], related[0])
+
+    # --- forwarding ---------------------------------------------------------------------------
+
+    async def forward(self, user_id: str, room_id: str, event_id: str, comment: str | None) -> str:
+        """Forward an event the caller can see into the caller's timeline, with attribution."""
+        missing = not_found("There is no such event that you can see.")
+        if not await is_joined(self._api, user_id, room_id):
+            raise missing  # not "forbidden": a stranger learns nothing about the room
+        visible = await events_visible_to(self._api, user_id, [event_id])
+        if not visible or visible[0].event.room_id != room_id:
+            raise missing
+        original: EventBase = visible[0].event
+        refusal = shares.forwardable_refusal(original.type, original.content)
+        if refusal is not None:
+            raise bad_request("M_INVALID_PARAM", refusal)
+        timeline = await self.get_or_create(user_id)
+        content = shares.forward_content(
+            unfreeze(original.content),
+            shares.ForwardSource(room_id, event_id, original.sender),
+            comment,
+        )
+        sent = await self._api.create_and_send_event_into_room(
+            {"type": "m.room.message", "room_id": timeline, "sender": user_id, "content": content}
+        )
+        return str(sent.event_id)

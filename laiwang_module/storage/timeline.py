@@ -1,0 +1,162 @@
+"""SQL for timelines and the feed index.
+
+- `laiwang_timelines`: owner → room id of every timeline this server knows (its own users',
+  created here, and remote users' it was invited to). The owner is the primary key and the room
+  id unique, so two processes creating a user's first timeline at once cannot both win.
+- `laiwang_timeline_posts`: the posts (top-level messages of the owner) of those timelines, by
+  (owner, ts, event_id), so a feed page is one indexed query.
+- `laiwang_timeline_relations`: reactions and comments keyed by their own event id, so that
+  indexing an event twice (every worker notifies it) counts it once.
+
+All of it is derived from events: every write is idempotent.
+"""
+
+from __future__ import annotations
+
+import attr
+from synapse.storage.database import LoggingTransaction
+
+from laiwang_module.storage.schema import Schema
+
+SCHEMA = Schema(
+    "timeline",
+    [
+        (
+            1,
+            [
+                "CREATE TABLE IF NOT EXISTS laiwang_timelines ("
+                " owner TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL UNIQUE,"
+                " created_ts BIGINT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS laiwang_timeline_posts ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL,"
+                " owner TEXT NOT NULL,"
+                " ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_timeline_posts_owner_ts"
+                " ON laiwang_timeline_posts (owner, ts, event_id)",
+                "CREATE TABLE IF NOT EXISTS laiwang_timeline_relations ("
+                " event_id TEXT NOT NULL PRIMARY KEY,"
+                " post_id TEXT NOT NULL,"
+                " kind TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_timeline_relations_post"
+                " ON laiwang_timeline_relations (post_id, kind)",
+            ],
+        )
+    ],
+)
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class FeedRow:
+    event_id: str
+    room_id: str
+    ts: int
+    reactions: int
+    comments: int
+
+
+# One statement: the page of posts by the caller and their acquaintances (newest first, strictly
+# after the cursor), then the counts of only those rows.
+_FEED_SQL = """
+SELECT p.event_id, p.room_id, p.ts,
+  (SELECT COUNT(*) FROM laiwang_timeline_relations AS r
+    WHERE r.post_id = p.event_id AND r.kind = 'reaction'),
+  (SELECT COUNT(*) FROM laiwang_timeline_relations AS r
+    WHERE r.post_id = p.event_id AND r.kind = 'comment')
+FROM (
+  SELECT event_id, room_id, ts FROM laiwang_timeline_posts
+  WHERE owner IN (
+    SELECT other_id FROM laiwang_acquaintances WHERE user_id = ?
+    UNION ALL SELECT ?
+  ) {after}
+  ORDER BY ts DESC, event_id DESC
+  LIMIT ?
+) AS p
+ORDER BY p.ts DESC, p.event_id DESC
+"""
+
+
+class TimelineStore:
+    """Mixin of LaiwangStore."""
+
+    async def get_timeline(self, owner: str) -> str | None:
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
+            row = txn.fetchone()
+            return str(row[0]) if row else None
+
+        return await self.run("get_timeline", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_timeline_owner(self, room_id: str) -> str | None:
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute("SELECT owner FROM laiwang_timelines WHERE room_id = ?", (room_id,))
+            row = txn.fetchone()
+            return str(row[0]) if row else None
+
+        return await self.run("get_timeline_owner", txn_fn)  # type: ignore[attr-defined]
+
+    async def claim_timeline(self, owner: str, room_id: str, now: int) -> str:
+        """Record room_id as owner's timeline unless one is recorded already; returns the
+        room id that is recorded (ours, or the one another process recorded first)."""
+
+        def txn_fn(txn: LoggingTransaction) -> str:
+            txn.execute(
+                "INSERT INTO laiwang_timelines (owner, room_id, created_ts) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (owner, room_id, now),
+            )
+            txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
+            row = txn.fetchone()
+            return str(row[0]) if row else room_id
+
+        return await self.run("claim_timeline", txn_fn)  # type: ignore[attr-defined]
+
+    async def index_post(self, event_id: str, room_id: str, owner: str, ts: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "INSERT INTO laiwang_timeline_posts (event_id, room_id, owner, ts)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, room_id, owner, ts),
+            )
+
+        await self.run("index_post", txn_fn)  # type: ignore[attr-defined]
+
+    async def index_relation(self, event_id: str, post_id: str, kind: str) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind)"
+                " VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, post_id, kind),
+            )
+
+        await self.run("index_relation", txn_fn)  # type: ignore[attr-defined]
+
+    async def unindex_event(self, event_id: str) -> None:
+        """A redacted post, reaction or comment leaves the feed and the counts."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_timeline_posts WHERE event_id = ?", (event_id,))
+            txn.execute("DELETE FROM laiwang_timeline_relations WHERE event_id = ?", (event_id,))
+
+        await self.run("unindex_event", txn_fn)  # type: ignore[attr-defined]
+
+    async def get_feed(
+        self, user_id: str, limit: int, before: tuple[int, str] | None
+    ) -> list[FeedRow]:
+        """Posts of user_id's and their acquaintances' timelines, newest first, strictly older
+        than `before` = (ts, event_id)."""
+
+        def txn_fn(txn: LoggingTransaction) -> list[FeedRow]:
+            args: list[object] = [user_id, user_id]
+            after = ""
+            if before is not None:
+                after = "AND (ts < ? OR (ts = ? AND event_id < ?))"
+                args += [before[0], before[0], before[1]]
+            args.append(limit)
+            txn.execute(_FEED_SQL.format(after=after), args)
+            return [
+                FeedRow(str(e), str(r), int(t), int(a), int(c)) for e, r, t, a, c in txn.fetchall()
+            ]
+
+        return await self.run("get_feed", txn_fn)  # type: ignore[attr-defined]

@@ -1,0 +1,268 @@
+"""Timelines on real homeservers: creation, membership following acquaintances (also across
+servers), the posting rules, share validation and forwarding."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.social import make_acquainted
+
+MUSIC: dict[str, Any] = {
+    "msgtype": "org.laiwang.share.music",
+    "body": "[Music] Blue Moon - Billie Holiday https://music.example/blue-moon",
+    "org.laiwang.share.music": {
+        "title": "Blue Moon",
+        "artist": "Billie Holiday",
+        "duration_ms": 185000,
+        "url": "https://music.example/blue-moon",
+    },
+}
+
+
+def timeline(user: MatrixClient) -> str:
+    return str(user.laiwang("GET", "/timeline")["room_id"])
+
+
+def error(call) -> MatrixError:
+    with pytest.raises(MatrixError) as e:
+        call()
+    return e.value
+
+
+def thread_reply(root: str, text: str) -> dict:
+    return {
+        "msgtype": "m.text",
+        "body": text,
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root},
+    }
+
+
+def reaction(target: str, key: str = "👍") -> dict:
+    return {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}}
+
+
+def test_timeline_created_once_with_acquaintances_in_it(hs1):
+    alice, bob, carol = hs1.new_user("alice"), hs1.new_user("bob"), hs1.new_user("carol")
+    make_acquainted(alice, bob)  # before alice's timeline exists
+    # Concurrent first calls give one room.
+    with ThreadPoolExecutor(4) as pool:
+        rooms = set(pool.map(lambda _: timeline(alice), range(4)))
+    assert len(rooms) == 1
+    room = rooms.pop()
+    assert timeline(alice) == room
+    assert alice.state(room, "org.laiwang.timeline") == {"owner": alice.user_id}
+    assert alice.state(room, "m.room.join_rules")["join_rule"] == "invite"
+    # The acquaintance who was there before is joined by the server.
+    wait_until(lambda: bob.membership(room, bob.user_id) == "join")
+    # A new acquaintance joins too; a stranger is not there.
+    make_acquainted(carol, alice)
+    wait_until(lambda: carol.membership(room, carol.user_id) == "join")
+    assert alice.joined_members(room) == {alice.user_id, bob.user_id, carol.user_id}
+    # Each side's own timeline follows too: alice is in carol's.
+    carols = timeline(carol)
+    wait_until(lambda: alice.membership(carols, alice.user_id) == "join")
+    # The acquaintance ends: they leave each other's timelines.
+    bob.laiwang("DELETE", f"/contacts/{alice.user_id}")
+    wait_until(lambda: alice.membership(room, bob.user_id) == "leave")
+    assert alice.joined_members(room) == {alice.user_id, carol.user_id}
+
+
+def test_posting_rules_and_share_validation(hs1):
+    alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
+    make_acquainted(alice, bob)
+    room = timeline(alice)
+    wait_until(lambda: bob.membership(room, bob.user_id) == "join")
+
+    post = alice.send(room, MUSIC)
+    assert alice.event(room, post)["content"]["org.laiwang.share.music"]["title"] == "Blue Moon"
+    # A member may react and comment in a thread, but not post at the top level.
+    bob.send(room, reaction(post), "m.reaction")
+    bob.send(room, thread_reply(post, "lovely"))
+    e = error(lambda: bob.send_text(room, "my own post"))
+    assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
+    assert "react" in e.body["error"] and alice.user_id in e.body["error"]
+    # Nor a reply outside a thread, nor another event type.
+    e = error(
+        lambda: bob.send(
+            room,
+            {
+                "msgtype": "m.text",
+                "body": "x",
+                "m.relates_to": {"m.in_reply_to": {"event_id": post}},
+            },
+        )
+    )
+    assert e.errcode == "M_FORBIDDEN"
+    assert (
+        error(lambda: bob.send(room, {"body": "x"}, "org.example.custom")).errcode == "M_FORBIDDEN"
+    )
+    # Nor change the room's state (power levels).
+    assert error(lambda: bob.put_state(room, "m.room.topic", {"topic": "mine"})).status == 403
+
+    # Malformed shares are refused, for the owner too, in any room.
+    for bad in (
+        {**MUSIC, "org.laiwang.share.music": {"title": "x", "url": "https://m.example/x"}},
+        {
+            **MUSIC,
+            "org.laiwang.share.music": {**MUSIC["org.laiwang.share.music"], "url": "ftp://x"},
+        },
+        {**MUSIC, "body": ""},
+        {"msgtype": "org.laiwang.share.item", "body": "[Shop] x", "org.laiwang.share.item": {}},
+    ):
+        e = error(lambda bad=bad: alice.send(room, bad))
+        # Synapse answers every event-check refusal with 403; the errcode says what was wrong.
+        assert e.status == 403 and e.errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM"), e.body
+        assert "Malformed share" in e.body["error"]
+    other = alice.create_room(preset="private_chat")
+    e = error(lambda: alice.send(other, {**MUSIC, "org.laiwang.share.music": "Blue Moon"}))
+    assert e.errcode == "M_INVALID_PARAM", e.body
+    # A well-formed item share passes.
+    alice.send(
+        room,
+        {
+            "msgtype": "org.laiwang.share.item",
+            "body": "[Shop] Tea CNY 99.00 https://shop.example/tea",
+            "org.laiwang.share.item": {
+                "item_id": "tea",
+                "shop_id": "s1",
+                "shop_name": "Tea House",
+                "title": "Tea",
+                "price": {"amount": 9900, "currency": "CNY"},
+                "url": "https://shop.example/tea",
+                "bought": False,
+            },
+            "com.beeper.linkpreviews": [
+                {"matched_url": "https://shop.example/tea", "og:title": "Tea"}
+            ],
+        },
+    )
+
+
+def test_remote_acquaintance_sees_reacts_and_comments_stranger_cannot(hs1, hs2):
+    alice = hs1.new_user("alice")
+    dave, eve = hs2.new_user("dave"), hs2.new_user("eve")
+    make_acquainted(alice, dave)
+    room = timeline(alice)
+    # dave's server accepts the invite for him.
+    wait_until(lambda: alice.membership(room, dave.user_id) == "join", timeout=90)
+    post = alice.send(room, MUSIC)
+
+    # dave sees the post in his feed (on hs2), reacts and comments.
+    def in_daves_feed():
+        return [c for c in dave.laiwang("GET", "/feed")["chunk"] if c["event_id"] == post]
+
+    seen = wait_until(in_daves_feed, timeout=60)[0]
+    assert seen["content"]["org.laiwang.share.music"]["artist"] == "Billie Holiday"
+    dave.send(room, reaction(post, "❤️"), "m.reaction")
+    dave.send(room, thread_reply(post, "from hs2"))
+
+    # Both servers count them.
+    def counts(user):
+        item = [c for c in user.laiwang("GET", "/feed")["chunk"] if c["event_id"] == post]
+        return item and (item[0]["reactions"], item[0]["comments"]) == (1, 1)
+
+    wait_until(lambda: counts(alice), timeout=60)
+    wait_until(lambda: counts(dave), timeout=60)
+    # dave's own server refuses his top-level post in alice's timeline.
+    assert error(lambda: dave.send_text(room, "hijack")).errcode == "M_FORBIDDEN"
+
+    # A stranger on hs2 sees nothing and cannot forward it.
+    assert error(lambda: eve.event(room, post)).status in (403, 404)
+    assert all(c["event_id"] != post for c in eve.laiwang("GET", "/feed")["chunk"])
+    e = error(lambda: eve.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post}))
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
+
+    # dave forwards it into his own timeline, with attribution; alice (hs1) is in dave's.
+    fwd = dave.laiwang(
+        "POST", "/shares/forward", {"room_id": room, "event_id": post, "comment": "listen"}
+    )["event_id"]
+    daves = timeline(dave)
+    content = dave.event(daves, fwd)["content"]
+    assert content["org.laiwang.forward"]["sender"] == alice.user_id
+    assert content["org.laiwang.forward"]["event_id"] == post
+    assert content["org.laiwang.share.music"] == MUSIC["org.laiwang.share.music"]
+    assert content["body"].startswith("listen\nForwarded from " + alice.user_id)
+    wait_until(lambda: alice.membership(daves, alice.user_id) == "join", timeout=90)
+    # hs1 joined dave's timeline after the forward: it indexed the earlier posts on joining.
+    wait_until(
+        lambda: any(c["event_id"] == fwd for c in alice.laiwang("GET", "/feed")["chunk"]),
+        timeout=60,
+    )
+    later = dave.send_text(daves, "after you joined")
+    wait_until(
+        lambda: alice.laiwang("GET", "/feed", params={"limit": 1})["chunk"][0]["event_id"] == later,
+        timeout=60,
+    )
+
+    # The acquaintance ends: dave leaves alice's timeline.
+    dave.laiwang("DELETE", f"/contacts/{alice.user_id}")
+    wait_until(lambda: alice.membership(room, dave.user_id) == "leave", timeout=90)
+
+
+def test_forward_rules_and_bad_input(hs1):
+    alice, bob, mallory = hs1.new_user("alice"), hs1.new_user("bob"), hs1.new_user("mallory")
+    make_acquainted(alice, bob)
+    room = timeline(alice)
+    wait_until(lambda: bob.membership(room, bob.user_id) == "join")
+    post = alice.send_text(room, "hello friends")
+
+    fwd = bob.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post})["event_id"]
+    content = bob.event(timeline(bob), fwd)["content"]
+    assert content["msgtype"] == "m.text"
+    assert content["org.laiwang.forward"] == {
+        "room_id": room,
+        "event_id": post,
+        "sender": alice.user_id,
+    }
+    assert content["body"] == f"Forwarded from {alice.user_id}: hello friends"
+
+    # A stranger cannot forward it (and learns nothing: 404).
+    e = error(
+        lambda: mallory.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post})
+    )
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
+    # Only messages: a reaction or state cannot be forwarded.
+    react = bob.send(room, reaction(post), "m.reaction")
+    e = error(lambda: bob.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": react}))
+    assert (e.status, e.errcode) == (400, "M_INVALID_PARAM")
+    # Bad input.
+    for body, code in (
+        ({}, "M_MISSING_PARAM"),
+        ({"room_id": room}, "M_MISSING_PARAM"),
+        ({"room_id": "nope", "event_id": post}, "M_INVALID_PARAM"),
+        ({"room_id": room, "event_id": "nope"}, "M_INVALID_PARAM"),
+        ({"room_id": room, "event_id": post, "comment": 5}, "M_INVALID_PARAM"),
+        ({"room_id": room, "event_id": post, "extra": 1}, "M_INVALID_PARAM"),
+    ):
+        e = error(lambda body=body: bob.laiwang("POST", "/shares/forward", body))
+        assert (e.status, e.errcode) == (400, code), (body, e.body)
+    r = bob.laiwang_raw("POST", "/shares/forward", data=b"{not json")
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_NOT_JSON")
+    e = error(
+        lambda: bob.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": "$nope"})
+    )
+    assert e.status == 404
+    assert hs1.anonymous().laiwang_raw("GET", "/timeline").status_code == 401
+
+
+def test_item_share_endpoint_without_commerce(hs1):
+    alice = hs1.new_user("alice")
+    room = timeline(alice)
+    e = error(
+        lambda: alice.laiwang(
+            "POST", "/shares/item", {"room_id": room, "url": "https://s.example/1"}
+        )
+    )
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
+    assert "commerce" in e.body["error"]
+    for body in (
+        {"room_id": room},
+        {"room_id": room, "url": "x"},
+        {"room_id": room, "url": "https://a.b", "item_id": "1"},
+    ):
+        e = error(lambda body=body: alice.laiwang("POST", "/shares/item", body))
+        assert e.status == 400, e.body
