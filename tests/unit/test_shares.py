@@ -1,0 +1,369 @@
+"""rooms/shares.py: posting rules, share blocks and their fallback bodies, forwards, the feed
+cursor (property tests where inputs vary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rooms import shares
+from rooms.validation import InvalidParam, MissingParam, ValidationError
+
+OWNER, FRIEND = "@alice:a.test", "@bob:b.test"
+POST = "$post"
+
+MUSIC_BLOCK = {
+    "title": "Blue Moon",
+    "artist": "Billie Holiday",
+    "album": "Lady in Autumn",
+    "duration_ms": 185000,
+    "url": "https://music.example/blue-moon",
+    "cover": "mxc://a.test/cover1",
+}
+ITEM_BLOCK: dict[str, Any] = {
+    "item_id": "tea-1",
+    "shop_id": "shop-1",
+    "shop_name": "Tea House",
+    "title": "Longjing tea",
+    "price": {"amount": 9900, "currency": "CNY"},
+    "url": "https://shop.example/tea-1",
+    "image": "mxc://a.test/tea",
+    "bought": True,
+    "order_id": "o-1",
+}
+
+event_types = st.sampled_from(
+    ["m.room.message", "m.reaction", "m.sticker", "m.room.encrypted", "org.example.x"]
+)
+rel_types = st.sampled_from([None, "m.thread", "m.annotation", "m.replace", "m.reference"])
+
+
+def with_relation(rel_type: str | None, event_id: Any = POST) -> dict[str, Any]:
+    content: dict[str, Any] = {"msgtype": "m.text", "body": "x"}
+    if rel_type is not None:
+        content["m.relates_to"] = {"rel_type": rel_type, "event_id": event_id, "key": "👍"}
+    return content
+
+
+# --- posting rules ------------------------------------------------------------------------
+
+
+@given(event_types, rel_types, st.booleans())
+def test_owner_may_send_anything(event_type, rel_type, is_state):
+    assert (
+        shares.posting_refusal(OWNER, OWNER, event_type, with_relation(rel_type), is_state) is None
+    )
+
+
+@given(event_types, rel_types)
+def test_members_only_react_and_comment(event_type, rel_type):
+    refusal = shares.posting_refusal(FRIEND, OWNER, event_type, with_relation(rel_type), False)
+    if event_type == "m.reaction":
+        allowed = rel_type == "m.annotation"
+    else:
+        allowed = rel_type in ("m.thread", "m.replace")
+    assert (refusal is None) == allowed, (event_type, rel_type, refusal)
+    if refusal is not None:
+        assert isinstance(refusal, str) and refusal
+
+
+def test_member_refusal_sentence_names_the_owner_and_the_way():
+    refusal = shares.posting_refusal(FRIEND, OWNER, "m.room.message", with_relation(None), False)
+    assert refusal is not None and OWNER in refusal and "thread" in refusal
+
+
+def test_members_may_redact_and_state_is_left_to_power_levels():
+    assert shares.posting_refusal(FRIEND, OWNER, "m.room.redaction", {}, False) is None
+    assert shares.posting_refusal(FRIEND, OWNER, "m.room.topic", {"topic": "x"}, True) is None
+
+
+def test_a_relation_without_a_valid_target_is_top_level():
+    for target in (None, "not-an-event-id", 5):
+        content = with_relation("m.thread", target)
+        assert shares.posting_refusal(FRIEND, OWNER, "m.room.message", content, False)
+    reply = {
+        "msgtype": "m.text",
+        "body": "x",
+        "m.relates_to": {"m.in_reply_to": {"event_id": POST}},
+    }
+    assert shares.posting_refusal(FRIEND, OWNER, "m.room.message", reply, False)
+
+
+# --- timeline state -----------------------------------------------------------------------
+
+
+def test_timeline_state_counts_only_from_its_owner():
+    assert shares.parse_timeline({"owner": OWNER}) == OWNER
+    assert shares.parse_timeline({"owner": OWNER}, OWNER) == OWNER
+    assert shares.parse_timeline({"owner": OWNER}, FRIEND) is None
+    for bad in (None, [], {}, {"owner": "alice"}, {"owner": 5}):
+        assert shares.parse_timeline(bad) is None
+    stripped = [
+        {"type": "m.room.name", "state_key": "", "content": {"name": "x"}, "sender": OWNER},
+        {
+            "type": shares.TIMELINE_STATE,
+            "state_key": "",
+            "content": {"owner": OWNER},
+            "sender": OWNER,
+        },
+    ]
+    assert shares.find_timeline_in_stripped_state(stripped) == OWNER
+    stripped[1]["sender"] = FRIEND
+    assert shares.find_timeline_in_stripped_state(stripped) is None
+    assert shares.find_timeline_in_stripped_state([]) is None
+
+
+def test_timeline_room_config_is_private_and_names_the_owner():
+    config = shares.timeline_room_config(OWNER, "Alice's timeline")
+    assert config["preset"] == "private_chat"
+    assert config["initial_state"][0]["content"] == {"owner": OWNER}
+    assert config["power_level_content_override"]["invite"] == 100
+
+
+# --- music --------------------------------------------------------------------------------
+
+
+def test_music_roundtrip_and_body():
+    music = shares.parse_music(MUSIC_BLOCK)
+    assert music.block() == MUSIC_BLOCK
+    assert music.body() == (
+        "[Music] Blue Moon - Billie Holiday (Lady in Autumn, 3:05) https://music.example/blue-moon"
+    )
+    minimal = shares.parse_music({k: MUSIC_BLOCK[k] for k in ("title", "artist", "url")})
+    assert minimal.body() == "[Music] Blue Moon - Billie Holiday https://music.example/blue-moon"
+    content = music.content()
+    shares.check_share_content(content)
+    assert content["msgtype"] == shares.MSGTYPE_MUSIC
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "error"),
+    [
+        ({"title": None}, "org.laiwang.share.music.title", MissingParam),
+        ({"title": "  "}, "org.laiwang.share.music.title", InvalidParam),
+        ({"artist": 5}, "org.laiwang.share.music.artist", InvalidParam),
+        ({"url": "javascript:alert(1)"}, "org.laiwang.share.music.url", InvalidParam),
+        ({"url": None}, "org.laiwang.share.music.url", MissingParam),
+        ({"cover": "https://x.example/c.png"}, "org.laiwang.share.music.cover", InvalidParam),
+        ({"duration_ms": 1.5}, "org.laiwang.share.music.duration_ms", InvalidParam),
+        ({"duration_ms": True}, "org.laiwang.share.music.duration_ms", InvalidParam),
+        ({"duration_ms": 0}, "org.laiwang.share.music.duration_ms", InvalidParam),
+        ({"extra": 1}, "org.laiwang.share.music.extra", InvalidParam),
+        ({"title": "x" * 301}, "org.laiwang.share.music.title", InvalidParam),
+    ],
+)
+def test_malformed_music_is_refused(change, param, error):
+    block = {k: v for k, v in {**MUSIC_BLOCK, **change}.items() if v is not None}
+    content = {"msgtype": shares.MSGTYPE_MUSIC, "body": "[Music] x", shares.MSGTYPE_MUSIC: block}
+    with pytest.raises(error) as e:
+        shares.check_share_content(content)
+    assert e.value.param == param
+
+
+def test_share_needs_block_and_body():
+    with pytest.raises(MissingParam):
+        shares.check_share_content({"msgtype": shares.MSGTYPE_MUSIC, "body": "[Music] x"})
+    with pytest.raises(InvalidParam):
+        shares.check_share_content(
+            {"msgtype": shares.MSGTYPE_MUSIC, "body": "[Music] x", shares.MSGTYPE_MUSIC: "x"}
+        )
+    with pytest.raises(InvalidParam) as e:
+        shares.check_share_content(
+            {"msgtype": shares.MSGTYPE_MUSIC, "body": " ", shares.MSGTYPE_MUSIC: MUSIC_BLOCK}
+        )
+    assert e.value.param == "body"
+    # An edit into a malformed share is refused too.
+    with pytest.raises(ValidationError) as e:
+        shares.check_share_content(
+            {
+                "msgtype": "m.text",
+                "body": "* x",
+                "m.new_content": {
+                    "msgtype": shares.MSGTYPE_MUSIC,
+                    "body": "x",
+                    shares.MSGTYPE_MUSIC: {},
+                },
+            }
+        )
+    assert str(e.value.param).startswith("m.new_content.")
+    # Other messages pass untouched.
+    shares.check_share_content({"msgtype": "m.text", "body": "hi"})
+    shares.check_share_content({})
+
+
+# --- shop items ---------------------------------------------------------------------------
+
+
+def test_item_roundtrip_body_and_link_preview():
+    item = shares.parse_item(ITEM_BLOCK)
+    assert item.block() == ITEM_BLOCK
+    assert item.body() == "[Shop] Longjing tea CNY 99.00 (bought) https://shop.example/tea-1"
+    content = item.content()
+    shares.check_share_content(content)
+    (preview,) = content[shares.LINK_PREVIEWS]
+    assert preview["matched_url"] == ITEM_BLOCK["url"]
+    assert preview["og:title"] == "Longjing tea"
+    assert preview["og:description"] == "Tea House · CNY 99.00"
+    assert preview["og:image"] == "mxc://a.test/tea"
+    jpy = shares.parse_item(
+        {**ITEM_BLOCK, "price": {"amount": 500, "currency": "JPY"}, "bought": False}
+    )
+    assert jpy.body() == "[Shop] Longjing tea JPY 500 https://shop.example/tea-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"price": {"amount": 99.0, "currency": "CNY"}}, "org.laiwang.share.item.price.amount"),
+        ({"price": {"amount": "99", "currency": "CNY"}}, "org.laiwang.share.item.price.amount"),
+        ({"price": {"amount": 0, "currency": "CNY"}}, "org.laiwang.share.item.price.amount"),
+        ({"price": {"amount": 1, "currency": "XYZ"}}, "org.laiwang.share.item.price.currency"),
+        ({"price": {"amount": 1}}, "org.laiwang.share.item.price.currency"),
+        ({"price": 99}, "org.laiwang.share.item.price"),
+        ({"bought": "yes"}, "org.laiwang.share.item.bought"),
+        ({"bought": True, "order_id": None}, "org.laiwang.share.item.bought"),
+        ({"item_id": ""}, "org.laiwang.share.item.item_id"),
+        ({"image": "http://x/y.png"}, "org.laiwang.share.item.image"),
+        ({"url": "shop.example/x"}, "org.laiwang.share.item.url"),
+    ],
+)
+def test_malformed_item_is_refused(change, param):
+    block = {k: v for k, v in {**ITEM_BLOCK, **change}.items() if v is not None}
+    content = {"msgtype": shares.MSGTYPE_ITEM, "body": "[Shop] x", shares.MSGTYPE_ITEM: block}
+    with pytest.raises(ValidationError) as e:
+        shares.check_share_content(content)
+    assert e.value.param == param
+
+
+@pytest.mark.parametrize(
+    "previews",
+    [
+        "https://x",
+        [5],
+        [{"matched_url": 5}],
+        [{"og:title": {"nested": 1}}],
+        [{"og:image": "https://x/y.png"}],
+        [{}] * 11,
+    ],
+)
+def test_malformed_link_previews_on_item_are_refused(previews):
+    content = {**shares.parse_item(ITEM_BLOCK).content(), shares.LINK_PREVIEWS: previews}
+    with pytest.raises(InvalidParam):
+        shares.check_share_content(content)
+
+
+# --- forwards -----------------------------------------------------------------------------
+
+
+def test_forward_keeps_the_original_and_attributes_it():
+    original = {
+        **shares.parse_music(MUSIC_BLOCK).content(),
+        "m.relates_to": {"rel_type": "m.thread", "event_id": POST},
+    }
+    source = shares.ForwardSource("!room:a.test", "$ev", OWNER)
+    content = shares.forward_content(original, source, "listen!")
+    assert "m.relates_to" not in content  # a forward is a top-level post
+    assert content[shares.MSGTYPE_MUSIC] == MUSIC_BLOCK
+    assert content[shares.FORWARD_BLOCK] == {**source.block(), "comment": "listen!"}
+    assert content["body"] == f"listen!\nForwarded from {OWNER}: {original['body']}"
+    shares.check_share_content(content)
+    html = shares.forward_content(
+        {
+            "msgtype": "m.text",
+            "body": "a<b",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "a&lt;b",
+        },
+        source,
+        "<script>",
+    )
+    assert html["formatted_body"].startswith("&lt;script&gt;<br><blockquote>")
+
+
+def test_forward_request_and_block_validation():
+    assert shares.parse_forward_request(
+        {"room_id": "!r:a.test", "event_id": "$e", "comment": "  "}
+    ) == (
+        "!r:a.test",
+        "$e",
+        None,
+    )
+    for body, error in (
+        ({"event_id": "$e"}, MissingParam),
+        ({"room_id": "!r:a.test"}, MissingParam),
+        ({"room_id": "r", "event_id": "$e"}, InvalidParam),
+        ({"room_id": "!r:a.test", "event_id": "e"}, InvalidParam),
+        ({"room_id": "!r:a.test", "event_id": "$e", "comment": 1}, InvalidParam),
+        ({"room_id": "!r:a.test", "event_id": "$e", "comment": "x" * 2001}, InvalidParam),
+        ({"room_id": "!r:a.test", "event_id": "$e", "x": 1}, InvalidParam),
+    ):
+        with pytest.raises(error):
+            shares.parse_forward_request(body)
+    for block in (
+        {},
+        {"room_id": "!r:a.test", "event_id": "$e"},
+        {"room_id": "!r:a.test", "event_id": "$e", "sender": "bob"},
+    ):
+        with pytest.raises(ValidationError):
+            shares.check_share_content(
+                {"msgtype": "m.text", "body": "x", shares.FORWARD_BLOCK: block}
+            )
+
+
+def test_what_may_be_forwarded():
+    assert shares.forwardable_refusal("m.room.message", {"msgtype": "m.text", "body": "x"}) is None
+    assert shares.forwardable_refusal("m.reaction", {})
+    assert shares.forwardable_refusal("m.room.message", {})  # redacted
+    assert shares.forwardable_refusal(
+        "m.room.message", {"msgtype": "org.laiwang.aa.request", "body": "x"}
+    )
+    edit = {
+        "msgtype": "m.text",
+        "body": "x",
+        "m.relates_to": {"rel_type": "m.replace", "event_id": POST},
+    }
+    assert shares.forwardable_refusal("m.room.message", edit)
+
+
+# --- the feed -----------------------------------------------------------------------------
+
+
+@given(
+    st.integers(min_value=0, max_value=2**62),
+    st.from_regex(r"\$[A-Za-z0-9_\-|:.]{1,60}", fullmatch=True),
+)
+def test_cursor_roundtrip(ts, event_id):
+    cursor = shares.FeedCursor(ts, event_id)
+    assert shares.decode_cursor(cursor.encode()) == cursor
+
+
+@given(st.text(max_size=80))
+def test_cursor_garbage_is_a_clear_error(token):
+    try:
+        shares.decode_cursor(token)
+    except InvalidParam as e:
+        assert e.param == "from"
+
+
+def test_feed_limit():
+    assert shares.parse_feed_limit(None) == shares.DEFAULT_FEED_LIMIT
+    assert shares.parse_feed_limit("100") == 100
+    for bad in ("0", "101", "-1", "1.5", "x", " 5"):
+        with pytest.raises(InvalidParam):
+            shares.parse_feed_limit(bad)
+
+
+def test_posts_and_relations_for_the_feed():
+    text = {"msgtype": "m.text", "body": "x"}
+    assert shares.is_post(OWNER, OWNER, "m.room.message", text)
+    assert not shares.is_post(FRIEND, OWNER, "m.room.message", text)
+    assert not shares.is_post(OWNER, OWNER, "m.room.message", with_relation("m.thread"))
+    assert not shares.is_post(OWNER, OWNER, "m.room.message", {})
+    assert not shares.is_post(OWNER, OWNER, "m.reaction", with_relation("m.annotation"))
+    assert shares.feed_relation("m.reaction", with_relation("m.annotation")) == ("reaction", POST)
+    assert shares.feed_relation("m.room.message", with_relation("m.thread")) == ("comment", POST)
+    assert shares.feed_relation("m.room.message", with_relation("m.replace")) is None
+    assert shares.feed_relation("m.room.message", text) is None
