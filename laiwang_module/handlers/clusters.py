@@ -280,14 +280,13 @@ class ClusterHandler:
             return
         room_id = event.room_id
         ts = int(event.origin_server_ts)
-        new = await self._store.record_cluster(
+        needs_sync = await self._store.record_cluster(
             room_id, cluster.topic, cluster.creator, int(cluster_event.origin_server_ts), ts
         )
-        if new:
+        if needs_sync:
             self._api.run_as_background_process(
                 "laiwang_cluster_sync_members", self.sync_members, room_id
             )
-        await self._store.touch_cluster(room_id, ts)
         if event.type != "m.room.member" or event.state_key is None:
             return
         current = state.get(("m.room.member", event.state_key))
@@ -302,8 +301,9 @@ class ClusterHandler:
 
     async def sync_members(self, room_id: str) -> None:
         """Read every member of a cluster from the room's full state, once per server (it waits
-        for the full state after a partial-state join). Fills gaps only."""
-        if not await self._store.claim_member_sync(room_id):
+        for the full state after a partial-state join). Fills gaps only: rows that events wrote
+        meanwhile are newer than this snapshot."""
+        if not await self._store.claim_member_sync(room_id, self._now()):
             return
         try:
             state = await self._api.get_room_state(room_id, [("m.room.member", None)])
@@ -318,8 +318,9 @@ class ClusterHandler:
             ]
             await self._store.update_cluster_members(room_id, updates, only_missing=True)
         except Exception:
-            await self._store.release_member_sync(room_id)
+            await self._store.end_member_sync(room_id, done=False)  # the next event retries
             raise
+        await self._store.end_member_sync(room_id, done=True)
 
     async def _member_update(self, member: EventBase) -> MemberUpdate:
         assert member.state_key is not None

@@ -131,10 +131,19 @@ def test_stranger_is_refused_and_bad_input(hs1):
     assert a.laiwang("GET", "/clusters")["clusters"][0]["room_id"] == room
 
     # Bad input.
-    for body in ({}, {"topic": ""}, {"topic": "   "}, {"topic": "x" * 201}, {"topic": 3},
-                 {"topic": "t", "invite": "nope"}, {"topic": "t", "invite": ["bob"]}):  # fmt: skip
-        status, errcode, _ = error_of(lambda body=body: a.laiwang("POST", "/clusters", body))
-        assert status == 400 and errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM"), body
+    bad_bodies: list[dict[str, Any]] = [
+        {},
+        {"topic": ""},
+        {"topic": "   "},
+        {"topic": "x" * 201},
+        {"topic": 3},
+        {"topic": "t", "invite": "nope"},
+        {"topic": "t", "invite": ["bob"]},
+    ]
+    for body in bad_bodies:
+        r = a.laiwang_raw("POST", "/clusters", body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["errcode"] in ("M_INVALID_PARAM", "M_MISSING_PARAM"), body
     status, errcode, _ = error_of(lambda: a.laiwang("POST", "/clusters", {"topic": "x" * 70000}))
     assert (status, errcode) == (413, "M_TOO_LARGE")
     r = a.laiwang_raw("POST", "/clusters", data=b"{not json")
