@@ -99,6 +99,7 @@ def test_timeline_state_counts_only_from_its_owner():
     assert shares.parse_timeline({"owner": OWNER}) == OWNER
     assert shares.parse_timeline({"owner": OWNER}, OWNER) == OWNER
     assert shares.parse_timeline({"owner": OWNER}, FRIEND) is None
+    bad: Any
     for bad in (None, [], {}, {"owner": "alice"}, {"owner": 5}):
         assert shares.parse_timeline(bad) is None
     stripped = [
@@ -176,7 +177,7 @@ def test_share_needs_block_and_body():
         )
     assert e.value.param == "body"
     # An edit into a malformed share is refused too.
-    with pytest.raises(ValidationError) as e:
+    with pytest.raises(ValidationError) as edit_error:
         shares.check_share_content(
             {
                 "msgtype": "m.text",
@@ -188,7 +189,7 @@ def test_share_needs_block_and_body():
                 },
             }
         )
-    assert str(e.value.param).startswith("m.new_content.")
+    assert str(edit_error.value.param).startswith("m.new_content.")
     # Other messages pass untouched.
     shares.check_share_content({"msgtype": "m.text", "body": "hi"})
     shares.check_share_content({})
