@@ -344,32 +344,27 @@ class DiscoveryStore:
         def txn_fn(
             txn: LoggingTransaction,
         ) -> tuple[dict[int, str], dict[str, list[str]], dict[str, bool]]:
-            engine = txn.database_engine
-            clause, args = make_in_list_sql_clause(engine, "hkey", keys)
+            clause, args = make_in_list_sql_clause(txn.database_engine, "h.hkey", keys)
+            # One statement: index hits, each hit user's 3pids, their setting. The medium is
+            # filtered here, not in SQL: with `t.medium = 'msisdn'` SQLite may pick the
+            # (medium, address) index and read every msisdn of the server.
             txn.execute(
-                f"SELECT hkey, user_id FROM laiwang_discovery_hashes WHERE gen = ? AND {clause}",
+                "SELECT h.hkey, h.user_id, t.medium, t.address, s.discoverable"
+                " FROM laiwang_discovery_hashes AS h"
+                " JOIN user_threepids AS t ON t.user_id = h.user_id"
+                " LEFT JOIN laiwang_user_settings AS s ON s.user_id = h.user_id"
+                f" WHERE h.gen = ? AND {clause}",
                 [gen, *args],
             )
-            found = {int(row[0]): row[1] for row in txn.fetchall()}
-            users = set(found.values())
+            found: dict[int, str] = {}
             numbers: dict[str, list[str]] = {}
             chosen: dict[str, bool] = {}
-            if users:
-                clause, args = make_in_list_sql_clause(engine, "user_id", users)
-                # Filtered on user_id alone: with `medium = ?` too, SQLite picks the
-                # (medium, address) index and reads every msisdn of the server.
-                txn.execute(
-                    f"SELECT user_id, medium, address FROM user_threepids WHERE {clause}", args
-                )
-                for user_id, medium, address in txn.fetchall():
-                    if medium == "msisdn":
-                        numbers.setdefault(user_id, []).append(address)
-                txn.execute(
-                    "SELECT user_id, discoverable FROM laiwang_user_settings"
-                    f" WHERE discoverable IS NOT NULL AND {clause}",
-                    args,
-                )
-                chosen = {row[0]: bool(row[1]) for row in txn.fetchall()}
+            for hkey, user_id, medium, address, discoverable in txn.fetchall():
+                found[int(hkey)] = user_id
+                if medium == "msisdn" and address not in numbers.get(user_id, ()):
+                    numbers.setdefault(user_id, []).append(address)
+                if discoverable is not None:
+                    chosen[user_id] = bool(discoverable)
             return found, numbers, chosen
 
         return await self.run("find_discovery_candidates", txn_fn)  # type: ignore[attr-defined]
