@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -72,6 +73,10 @@ def seed(server: BenchServer, caller: str, start: int, stop: int, now_ms: int) -
     columns = ("event_id", "room_id", "owner", "ts")
     server.bulk_insert("laiwang_timeline_posts", columns, posts(others, "post"))  # type: ignore[arg-type]
     server.bulk_insert("laiwang_timeline_posts", columns, posts(strangers, "noise"))  # type: ignore[arg-type]
+
+
+def joined(client: MatrixClient, room_id: str) -> bool:
+    return room_id in client.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"]
 
 
 def processed(server: BenchServer, offset: int, path_prefix: str) -> list[float]:
@@ -129,17 +134,11 @@ def run_backend(backend: str, sizes: list[int], reps: int, root: Path) -> list[t
                 for f in friends:
                     room = str(f.laiwang("GET", "/timeline")["room_id"])
                     timelines.append(room)
-                    wait_until(
-                        lambda room=room: (
-                            room
-                            in caller.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"]
-                        ),
-                        timeout=60,
-                    )
+                    wait_until(partial(joined, caller, room), timeout=60)
                 for p in range(REAL_POSTS_EACH):
-                    for f, room in zip(friends, timelines):
+                    for f, room in zip(friends, timelines, strict=True):
                         real_posts.append(f.send_text(room, f"real post {p}"))
-                for event_id, room in zip(real_posts[:5], timelines * 2):
+                for event_id, room in zip(real_posts[:REAL_FRIENDS], timelines, strict=True):
                     caller.send(
                         room,
                         {
