@@ -1,13 +1,9 @@
 """Money as integers: ISO 4217 codes, minor-unit exponents, per-currency limits and formatting.
 
 An amount is always an integer count of the currency's minor unit (CNY 100.00 is 10000, JPY 500
-is 500, KWD 1.005 is 1005), never a float. The currency list and the exponents come from the
-CLDR data that Babel ships (`territory_currencies`, `currency_fractions`), which is maintained
-upstream, rather than from a hand-typed table.
-
-CLDR's `digits` are the decimals a currency is written with; for a handful of currencies (IQD,
-IRR, LAK, HUF, COP, IDR, …) they are fewer than ISO 4217's minor unit. We use CLDR's, so that
-"IDR 15000" is 15000 and never "IDR 15000.00"; docs/api/aa.md lists this.
+is 500, KWD 1.005 is 1005), never a float. The currency list and the exponents are ISO 4217's
+own table, as the `iso4217` package ships it (kept current with the ISO maintenance agency's
+amendments), rather than a hand-typed dict: the wire contract names ISO 4217 exponents.
 """
 
 from __future__ import annotations
@@ -16,17 +12,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from babel.core import get_global
-from babel.numbers import get_currency_precision
+from iso4217 import Currency
 
 from rooms.validation import InvalidParam
-
-# Codes without a minor unit in ISO 4217 (precious metals, accounting units, test and "no
-# currency" codes) and CNH, which is a market code, not ISO 4217: no one splits a bill in them.
-_NOT_MONEY = frozenset(
-    {"XAU", "XAG", "XPD", "XPT", "XBA", "XBB", "XBC", "XBD", "XDR", "XSU", "XUA", "XTS", "XXX"}
-    | {"CNH"}
-)
 
 # The largest total of one bill, in major units: a billion of anything is not a dinner bill, and
 # every limit stays below 2**53 so that JSON numbers survive JavaScript clients.
@@ -36,14 +24,10 @@ JSON_SAFE_MAX = 2**53 - 1
 
 @lru_cache(maxsize=1)
 def currencies() -> Mapping[str, int]:
-    """Every currency in use today (CLDR: some territory's currency without an end date),
-    mapped to its minor-unit exponent."""
-    in_use: set[str] = set()
-    for entries in get_global("territory_currencies").values():
-        for code, _start, end, _tender in entries:
-            if end is None:
-                in_use.add(code)
-    return {code: get_currency_precision(code) for code in sorted(in_use - _NOT_MONEY)}
+    """Every ISO 4217 currency with a minor unit, mapped to its exponent. Codes without one
+    (precious metals, accounting units, test and "no currency" codes) are not money one splits
+    a bill in."""
+    return {c.code: c.exponent for c in Currency if c.exponent is not None}
 
 
 def is_currency(code: Any) -> bool:
