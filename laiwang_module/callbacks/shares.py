@@ -57,4 +57,5 @@ def register(server: LaiwangServer) -> None:
         federated_user_may_invite=federated_user_may_invite,
     )
     api.register_third_party_rules_callbacks(on_new_event=on_new_event)
+    api.register_cached_function(handler.owner_cache.get_timeline_owner)
     server.acquaintance_handler.add_listener(handler.on_acquaintance)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import SynapseError
 from synapse.events import EventBase
 from synapse.types import StateMap, UserID
+from synapse.util.caches.descriptors import cached
 from synapse.util.frozenutils import unfreeze
 
 from laiwang_module.rest.base import bad_request, not_found
@@ -38,11 +39,34 @@ RETRY_DELAYS_S = (1, 2, 5, 10, 30, 60)
 CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
 
 
+class TimelineOwnerCache:
+    """Which room is whose timeline, asked for every event by the posting rules. Cached per room
+    (a timeline's owner never changes) and invalidated across workers whenever a timeline is
+    recorded, since "not a timeline" can become "a timeline" (see `TimelineHandler._record`)."""
+
+    def __init__(self, server: LaiwangServer):
+        self._store = server.store
+        # What Synapse's @cached needs from its owner; ModuleApi has no public clock accessor.
+        self.server_name = server.api.server_name
+        self.clock = server.api._clock
+
+    @cached(max_entries=100000)
+    async def get_timeline_owner(self, room_id: str) -> str | None:
+        return await self._store.get_timeline_owner(room_id)
+
+
 class TimelineHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
         self._store = server.store
+        self.owner_cache = TimelineOwnerCache(server)
+
+    async def _record(self, owner: str, room_id: str) -> str:
+        """Record room_id as owner's timeline unless one is recorded; returns the recorded one."""
+        recorded = await self._store.claim_timeline(owner, room_id, self._now())
+        await self._api.invalidate_cache(self.owner_cache.get_timeline_owner, (room_id,))
+        return recorded
 
     def _is_mine(self, user_id: str) -> bool:
         return bool(self._api.is_mine(user_id))
@@ -62,7 +86,7 @@ class TimelineHandler:
         created, _ = await self._api.create_room(
             owner, shares.timeline_room_config(owner, f"{name}'s timeline"), ratelimit=False
         )
-        room_id = await self._store.claim_timeline(owner, created, self._now())
+        room_id = await self._record(owner, created)
         if room_id != created:
             # Another request (or worker) made the first timeline at the same time: keep theirs.
             logger.info("laiwang: %s already has timeline %s; removing %s", owner, room_id, created)
@@ -159,7 +183,7 @@ class TimelineHandler:
             return
         if not await self._store.are_acquainted(owner, invitee):
             return
-        await self._store.claim_timeline(owner, event.room_id, self._now())
+        await self._record(owner, event.room_id)
         # The invite is persisted after this callback returns: accept a moment later.
         self._later(RETRY_DELAYS_S[0], self._accept, owner, invitee, event.room_id, 0)
 
@@ -202,7 +226,9 @@ class TimelineHandler:
     # --- posting rules ------------------------------------------------------------------------
 
     async def _owner_of(self, room_id: str) -> str | None:
-        return await self._store.get_timeline_owner(room_id)
+        cache: Any = self.owner_cache  # @cached is typed by Synapse's mypy plugin only
+        owner: str | None = await cache.get_timeline_owner(room_id)
+        return owner
 
     async def check_event(self, event: EventBase) -> tuple[str, str] | None:
         """(errcode, sentence) refusing an event, or None. Shares are checked in every room;
@@ -232,7 +258,7 @@ class TimelineHandler:
         if owner is None:
             return  # `state` is the room's current state: this room is no timeline
         if not self._is_mine(owner) and await self._store.get_timeline(owner) is None:
-            await self._store.claim_timeline(owner, event.room_id, self._now())
+            await self._record(owner, event.room_id)
         await self._index(event, owner)
 
     async def _index(self, event: EventBase, owner: str) -> None:
