@@ -9,14 +9,14 @@ derived from room state and idempotent, so any worker may apply an event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.schema import Schema
-from rooms.clusters import MemberRow
+from rooms.clusters import MemberRow, discovery_key
 
 SCHEMA = Schema(
     "clusters",
@@ -111,65 +111,102 @@ SYNC_CLAIM_TTL_MS = 10 * 60 * 1000
 _CLUSTER_COLUMNS = "room_id, topic, creator, created_ts, member_count, last_active_ts"
 
 
-def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
-    """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id.
+# Ids per `IN (…)` list: far below SQLite's parameter limit.
+CHUNK = 500
 
-    Driven by the caller's acquaintances (a range of laiwang_acquaintances' primary key), each
-    looked up in the cluster by primary key: the cost grows with the caller's acquaintances, not
-    with the cluster. CROSS JOIN pins that order on SQLite, whose planner might otherwise scan
-    the cluster; PostgreSQL reads it as an inner join and plans it from its statistics.
-    A module-level function so that bench/clusters_bench.py times this very SQL."""
-    txn.execute(
-        "SELECT m.user_id, m.joined_ts FROM laiwang_acquaintances AS a"
-        " CROSS JOIN laiwang_cluster_members AS m"
-        " WHERE a.user_id = ? AND m.room_id = ? AND m.user_id = a.other_id"
-        " AND m.membership = 'join'"
-        " ORDER BY m.joined_ts, m.user_id",
-        (user_id, room_id),
-    )
-    return [(r[0], int(r[1])) for r in txn.fetchall()]
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i : i + CHUNK]
+
+
+def _acquaintance_ids(txn: Any, user_id: str) -> list[str]:
+    txn.execute("SELECT other_id FROM laiwang_acquaintances WHERE user_id = ?", (user_id,))
+    return [r[0] for r in txn.fetchall()]
+
+
+# The two queries below first read the caller's acquaintances (a range of a primary key), then
+# look each of them up by index with an explicit `IN (…)` list. A join would let PostgreSQL's
+# planner prefer scanning the members table (or a big cluster) and hashing it, which it did
+# (bench/clusters_bench.py: 300 ms for discovery); a list of ids leaves it only index lookups, on
+# both engines. They are module-level functions so that the benchmark times this very SQL.
+
+
+def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
+    """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id,
+    earliest first: one lookup per acquaintance in the (room_id, user_id, …) covering index, so
+    the cost grows with the caller's acquaintances, not with the cluster."""
+    found: list[tuple[str, int]] = []
+    for chunk in _chunks(_acquaintance_ids(txn, user_id)):
+        marks = ",".join("?" * len(chunk))
+        txn.execute(
+            "SELECT user_id, joined_ts FROM laiwang_cluster_members"
+            f" WHERE room_id = ? AND user_id IN ({marks}) AND membership = 'join'",
+            (room_id, *chunk),
+        )
+        found.extend((r[0], int(r[1])) for r in txn.fetchall())
+    found.sort(key=lambda r: (r[1], r[0]))
+    return found
 
 
 def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
     """Clusters with joined acquaintances of user_id that user_id is not in (nor banned from),
     most acquaintances first, then most recently active; with those acquaintances.
 
-    Counts per cluster come first, from index-only reads of the acquaintances' memberships; only
-    then is each counted cluster looked up (by a covering index) for its activity, and only the
-    chosen few for their details."""
+    The acquaintances' memberships come from index-only reads of (user_id, membership,
+    room_id); activity is then read (by a covering index) only for the clusters that compete for
+    the last places, and details only for the chosen ones."""
     txn.execute(
-        "SELECT counts.room_id, counts.n, c.last_active_ts FROM"
-        " (SELECT m.room_id AS room_id, COUNT(*) AS n FROM laiwang_acquaintances AS a"
-        "  CROSS JOIN laiwang_cluster_members AS m"
-        "  WHERE a.user_id = ? AND m.user_id = a.other_id AND m.membership = 'join'"
-        "  GROUP BY m.room_id) AS counts"
-        " CROSS JOIN laiwang_clusters AS c"
-        " WHERE c.room_id = counts.room_id AND counts.room_id NOT IN"
-        "  (SELECT room_id FROM laiwang_cluster_members"
-        "   WHERE user_id = ? AND membership IN ('join', 'ban'))"
-        " ORDER BY counts.n DESC, c.last_active_ts DESC, counts.room_id LIMIT ?",
-        (user_id, user_id, limit),
+        "SELECT room_id FROM laiwang_cluster_members"
+        " WHERE user_id = ? AND membership IN ('join', 'ban')",
+        (user_id,),
     )
-    chosen = [r[0] for r in txn.fetchall()]
+    own = {r[0] for r in txn.fetchall()}
+    friends: dict[str, list[str]] = {}
+    for chunk in _chunks(_acquaintance_ids(txn, user_id)):
+        marks = ",".join("?" * len(chunk))
+        txn.execute(
+            "SELECT room_id, user_id FROM laiwang_cluster_members"
+            f" WHERE user_id IN ({marks}) AND membership = 'join'",
+            chunk,
+        )
+        for room_id, other in txn.fetchall():
+            if room_id not in own:
+                friends.setdefault(room_id, []).append(other)
+    # Whole groups of equal count, most first, until `limit` clusters are in: only the last
+    # group's clusters need their activity compared.
+    by_count: dict[int, list[str]] = {}
+    for room_id, others in friends.items():
+        by_count.setdefault(len(others), []).append(room_id)
+    candidates: list[str] = []
+    for count in sorted(by_count, reverse=True):
+        if len(candidates) >= limit:
+            break
+        candidates.extend(by_count[count])
+    clusters: dict[str, ClusterRow] = {}
+    for chunk in _chunks(candidates):
+        marks = ",".join("?" * len(chunk))
+        txn.execute(
+            f"SELECT room_id, last_active_ts FROM laiwang_clusters WHERE room_id IN ({marks})",
+            chunk,
+        )
+        active = dict(txn.fetchall())
+        ranked = [r for r in chunk if r in active]
+        for room_id in ranked:
+            clusters[room_id] = ClusterRow(room_id, "", "", 0, 0, int(active[room_id]))
+    chosen = sorted(
+        clusters.values(),
+        key=lambda c: discovery_key(len(friends[c.room_id]), c.last_active_ts, c.room_id),
+    )[:limit]
     if not chosen:
         return []
     marks = ",".join("?" * len(chosen))
     txn.execute(
-        f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id IN ({marks})", chosen
+        f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id IN ({marks})",
+        [c.room_id for c in chosen],
     )
-    clusters = {r[0]: ClusterRow(*r) for r in txn.fetchall()}
-    txn.execute(
-        "SELECT m.room_id, a.other_id FROM laiwang_acquaintances AS a"
-        " CROSS JOIN laiwang_cluster_members AS m"
-        " WHERE a.user_id = ? AND m.room_id IN ("
-        + marks
-        + ") AND m.user_id = a.other_id AND m.membership = 'join'",
-        (user_id, *chosen),
-    )
-    friends: dict[str, list[str]] = {room_id: [] for room_id in chosen}
-    for room_id, other in txn.fetchall():
-        friends[room_id].append(other)
-    return [(clusters[r], friends[r]) for r in chosen if r in clusters]
+    rows = {r[0]: ClusterRow(*r) for r in txn.fetchall()}
+    return [(rows[c.room_id], friends[c.room_id]) for c in chosen if c.room_id in rows]
 
 
 def _recount(txn: LoggingTransaction, room_id: str) -> None:

@@ -183,6 +183,9 @@ def test_friend_on_another_server_joins_by_asking(hs1, hs2):
     # The second server derives the same tree from the room's state (a partial-state join).
     wait_until(lambda: shape(tree(d, room)) == expected, timeout=60)
     assert room in {x["room_id"] for x in d.laiwang("GET", "/clusters")["clusters"]}
+    # It is kept in the database: the same after a restart.
+    hs2.restart()
+    assert shape(tree(d, room)) == expected
 
 
 def test_local_caller_whose_only_friend_in_the_cluster_is_remote(hs1, hs2):
@@ -200,3 +203,27 @@ def test_local_caller_whose_only_friend_in_the_cluster_is_remote(hs1, hs2):
     # Y's knock is a normal event in the room; X's server approves it in X's name.
     assert join_by_asking(y, room) == {"room_id": room}
     assert shape(tree(a, room))[y.user_id] == (x.user_id, 2)
+
+
+@pytest.mark.postgres
+def test_a_knock_is_approved_once_with_workers(worker_homeserver):
+    """Both processes are notified of the knock; only one lets the knocker in."""
+    main, worker = worker_homeserver
+    a, b = main.new_user("a"), main.new_user("b")
+    b_on_worker = MatrixClient(worker.base_url, b.user_id, b.access_token)
+    make_acquainted(a, b)
+    room = a.laiwang("POST", "/clusters", {"topic": "Workers"})["room_id"]
+    # B asks with any client's "ask to join" (a plain knock): A's server lets B in, in A's name.
+    knock(b_on_worker, room)
+    wait_until(lambda: room in b.invited_rooms(), timeout=60)
+    b.join(room)
+    events = a.messages(room, limit=100)
+    invites = [
+        ev
+        for ev in events
+        if ev["type"] == "m.room.member"
+        and ev["state_key"] == b.user_id
+        and ev["content"]["membership"] == "invite"
+    ]
+    assert [ev["sender"] for ev in invites] == [a.user_id]
+    assert shape(tree(b_on_worker, room))[b.user_id] == (a.user_id, 1)
