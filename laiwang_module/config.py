@@ -231,6 +231,19 @@ class SmsConfig:
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
+class ClustersConfig:
+    """Clusters (扎堆): how long `POST /clusters/{room_id}/join` waits for a knock's approval."""
+
+    knock_wait_ms: int = 30 * 1000
+
+    @classmethod
+    def parse(cls, raw: Any, path: Path) -> ClustersConfig:
+        raw = _mapping(raw, path)
+        _reject_unknown(raw, {"knock_wait"}, path)
+        return cls(knock_wait_ms=_duration(raw, "knock_wait", "30s", path))
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class LaiwangConfig:
     acquaintances_only: bool = True
     defaults: UserDefaults = UserDefaults()
@@ -240,10 +253,12 @@ class LaiwangConfig:
     max_body_bytes: int = 65536
     discovery: DiscoveryConfig = DiscoveryConfig()
     sms: SmsConfig = SmsConfig()
+    clusters: ClustersConfig = ClustersConfig()
 
 
 KNOWN_KEYS = {"acquaintances_only", "defaults", "payment_providers", "commerce", "max_body_bytes"}
 KNOWN_KEYS |= {"discovery", "sms"}
+KNOWN_KEYS |= {"clusters"}
 
 
 def parse_config(raw: Any) -> LaiwangConfig:
@@ -268,4 +283,5 @@ def parse_config(raw: Any) -> LaiwangConfig:
         max_body_bytes=_positive_int(raw, "max_body_bytes", 65536, root),
         discovery=DiscoveryConfig.parse(raw.get("discovery"), ("discovery",)),
         sms=SmsConfig.parse(raw.get("sms"), ("sms",)),
+        clusters=ClustersConfig.parse(raw.get("clusters"), ("clusters",)),
     )

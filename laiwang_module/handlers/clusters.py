@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How long `POST /clusters/{room_id}/join` waits for a knock to be approved.
-KNOCK_WAIT_S = 30.0
 POLL_INTERVAL_S = 0.25
 # How far back a member's joins are followed to find the invite they rest on.
 MAX_AUTH_WALK = 20
@@ -61,7 +59,7 @@ class ClusterHandler:
         self._api = server.api
         self._store = server.store
         self._config = server.config
-        self.knock_wait_s = KNOCK_WAIT_S
+        self.knock_wait_s = server.config.clusters.knock_wait_ms / 1000
 
     def _now(self) -> int:
         return int(self._api.get_current_time_msec())

@@ -139,3 +139,22 @@ def test_ranking_most_acquaintances_then_most_recent():
     assert [c.room_id for c in clusters.rank(cands, 10)] == ["!many:a", "!new:a", "!old:a"]
     assert [c.room_id for c in clusters.rank(cands, 1)] == ["!many:a"]
     assert Candidate("!r:a", "t", 2, 5, [B, A]).to_json()["acquaintances"] == [A, B]
+
+
+def test_knock_wait_config():
+    from synapse.config._base import ConfigError
+
+    from laiwang_module.config import parse_config
+
+    assert parse_config({}).clusters.knock_wait_ms == 30_000
+    assert parse_config({"clusters": {"knock_wait": "5s"}}).clusters.knock_wait_ms == 5_000
+    assert parse_config({"clusters": {"knock_wait": 1500}}).clusters.knock_wait_ms == 1_500
+    for raw, path in (
+        ({"clusters": {"knock_wait": "soon"}}, ("clusters", "knock_wait")),
+        ({"clusters": {"knock_wait": 0}}, ("clusters", "knock_wait")),
+        ({"clusters": {"wait": "5s"}}, ("clusters", "wait")),
+        ({"clusters": []}, ("clusters",)),
+    ):
+        with pytest.raises(ConfigError) as e:
+            parse_config(raw)
+        assert tuple(e.value.path or ()) == path
