@@ -368,3 +368,60 @@ def test_posts_and_relations_for_the_feed():
     assert shares.feed_relation("m.room.message", with_relation("m.thread")) == ("comment", POST)
     assert shares.feed_relation("m.room.message", with_relation("m.replace")) is None
     assert shares.feed_relation("m.room.message", text) is None
+
+
+# --- the feed query (storage/timeline.py's SQL, on SQLite) -----------------------------------
+
+
+def _feed_db(acquainted: set[str], posts: list[tuple[str, str, int]]) -> Any:
+    import sqlite3
+
+    from laiwang_module.storage.timeline import SCHEMA
+
+    db = sqlite3.connect(":memory:")
+    for _version, statements in SCHEMA.migrations:
+        for statement in statements:
+            db.execute(statement)
+    db.execute(
+        "CREATE TABLE laiwang_acquaintances (user_id TEXT NOT NULL, other_id TEXT NOT NULL,"
+        " room_id TEXT NOT NULL, source TEXT NOT NULL, since_ts BIGINT NOT NULL,"
+        " PRIMARY KEY (user_id, other_id))"
+    )
+    db.executemany(
+        "INSERT INTO laiwang_acquaintances VALUES ('@me', ?, '!c', 'request', 0)",
+        [(a,) for a in acquainted],
+    )
+    db.executemany("INSERT INTO laiwang_timeline_posts VALUES (?, '!r', ?, ?)", posts)
+    return db
+
+
+feed_cases = st.tuples(
+    st.sets(st.sampled_from(["@a", "@b", "@c", "@d", "@e"])),  # the caller's acquaintances
+    st.lists(
+        st.tuples(st.sampled_from(["@me", "@a", "@b", "@c", "@d", "@e", "@x"]), st.integers(0, 30)),
+        max_size=60,
+    ),
+    st.integers(1, 7),
+)
+
+
+@given(feed_cases)
+def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
+    from laiwang_module.storage.timeline import feed_txn
+
+    acquainted, raw_posts, limit = case
+    posts = [(f"$e{i:03d}", owner, ts) for i, (owner, ts) in enumerate(raw_posts)]
+    db = _feed_db(acquainted, posts)
+    expected = sorted(
+        ((ts, e) for e, owner, ts in posts if owner in acquainted | {"@me"}), reverse=True
+    )
+    seen: list[tuple[int, str]] = []
+    before = None
+    while True:
+        page = feed_txn(db.cursor(), "@me", limit, before)
+        assert len(page) <= limit
+        seen += [(r.ts, r.event_id) for r in page]
+        if len(page) < limit:
+            break
+        before = (page[-1].ts, page[-1].event_id)
+    assert seen == expected
