@@ -98,7 +98,8 @@ ORDER BY p.ts DESC, p.event_id DESC
 
 def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None) -> list[FeedRow]:
     """The feed page; `txn` is a DB-API cursor taking `?` (Synapse's, or sqlite3's in tests)."""
-    bound_before, bound_args = "", []
+    bound_before = ""
+    bound_args: list[object] = []
     if before is not None:
         bound_before = "AND p.ts < ?"
         bound_args = [before[0]]
@@ -107,7 +108,8 @@ def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None)
         [*bound_args, user_id, user_id, limit - 1],
     )
     row = txn.fetchone()
-    conditions, args = [], []
+    conditions: list[str] = []
+    args: list[object] = []
     if row is not None:
         conditions.append("AND ts >= ?")
         args.append(int(row[0]))
