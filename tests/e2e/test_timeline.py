@@ -266,3 +266,36 @@ def test_item_share_endpoint_without_commerce(hs1):
     ):
         e = error(lambda body=body: alice.laiwang("POST", "/shares/item", body))
         assert e.status == 400, e.body
+
+
+@pytest.mark.postgres
+def test_timeline_with_a_worker_happens_once(worker_homeserver):
+    main, worker = worker_homeserver
+    alice, bob = main.new_user("alice"), main.new_user("bob")
+    alice_w = MatrixClient(worker.base_url, alice.user_id, alice.access_token)
+    bob_w = MatrixClient(worker.base_url, bob.user_id, bob.access_token)
+    make_acquainted(alice, bob)
+    # First calls on both processes at once: one timeline.
+    with ThreadPoolExecutor(4) as pool:
+        rooms = set(pool.map(lambda i: timeline(alice_w if i % 2 else alice), range(4)))
+    assert len(rooms) == 1
+    room = rooms.pop()
+    wait_until(lambda: bob.membership(room, bob.user_id) == "join")
+    # bob was invited and joined exactly once, whichever process acted.
+    members = [
+        e["content"]["membership"]
+        for e in alice.messages(room, limit=100)
+        if e["type"] == "m.room.member" and e["state_key"] == bob.user_id
+    ]
+    assert sorted(members) == ["invite", "join"]
+    # The rules hold on the worker; the feed indexes a post once, whichever process serves it.
+    assert error(lambda: bob_w.send_text(room, "top level")).errcode == "M_FORBIDDEN"
+    post = alice_w.send_text(room, "via the worker")
+    bob_w.send(room, reaction(post), "m.reaction")
+    bob.send(room, thread_reply(post, "via main"))
+
+    def counted(user: MatrixClient) -> bool:
+        chunk = user.laiwang("GET", "/feed")["chunk"]
+        return [(c["event_id"], c["reactions"], c["comments"]) for c in chunk] == [(post, 1, 1)]
+
+    wait_until(lambda: counted(bob) and counted(bob_w) and counted(alice_w))
