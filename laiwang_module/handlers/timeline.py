@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 # Seconds between attempts of a membership change another server must let through (it may not
 # have seen the acquaintance yet) or that waits for an invite to land.
 RETRY_DELAYS_S = (1, 2, 5, 10, 30, 60)
+# Acquaintances older than this with no membership in the timeline are added by `_repair`.
+REPAIR_AFTER_MS = 10 * 60 * 1000
 # How much history of a remote timeline to index when this server joins it.
 CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
 
@@ -75,6 +77,25 @@ class TimelineHandler:
         return int(self._api.get_current_time_msec())
 
     # --- the room -----------------------------------------------------------------------------
+
+    async def open_timeline(self, owner: str) -> str:
+        """`GET /timeline`: the room, and a repair of its membership in the background."""
+        existing = await self._store.get_timeline(owner)
+        room_id = await self.get_or_create(owner)
+        if existing is not None:
+            self._in_background("laiwang_timeline_repair", self._repair, owner, room_id)
+        return room_id
+
+    async def _repair(self, owner: str, room_id: str) -> None:
+        """Add acquaintances who never got any membership in the timeline (a retry lost to a
+        restart). Whoever left or was removed is left alone: leaving a timeline is a choice.
+        Recent acquaintances are the listener's to add, so that nobody is added twice."""
+        state = await self._api.get_room_state(room_id, [("m.room.member", None)])
+        known = {key[1] for key in state}
+        settled = self._now() - REPAIR_AFTER_MS
+        for row in await self._store.get_acquaintances(owner):
+            if row.other_id not in known and row.since_ts < settled:
+                await self._add_member(owner, row.other_id)
 
     async def get_or_create(self, owner: str) -> str:
         """The owner's timeline room, created on first use with their acquaintances in it."""

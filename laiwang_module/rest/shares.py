@@ -65,7 +65,7 @@ class SharesServlet(Servlet):
 
     async def on_timeline(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        return 200, {"room_id": await self._timelines.get_or_create(user_id)}
+        return 200, {"room_id": await self._timelines.open_timeline(user_id)}
 
     async def on_forward(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
