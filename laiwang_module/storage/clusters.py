@@ -125,28 +125,29 @@ def _acquaintance_ids(txn: Any, user_id: str) -> list[str]:
     return [r[0] for r in txn.fetchall()]
 
 
-# The two queries below first read the caller's acquaintances (a range of a primary key), then
-# look each of them up by index with an explicit `IN (…)` list. A join would let PostgreSQL's
-# planner prefer scanning the members table (or a big cluster) and hashing it, which it did
-# (bench/clusters_bench.py: 300 ms for discovery); a list of ids leaves it only index lookups, on
-# both engines. They are module-level functions so that the benchmark times this very SQL.
-
-
 def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
     """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id,
-    earliest first: one lookup per acquaintance in the (room_id, user_id, …) covering index, so
-    the cost grows with the caller's acquaintances, not with the cluster."""
-    found: list[tuple[str, int]] = []
-    for chunk in _chunks(_acquaintance_ids(txn, user_id)):
-        marks = ",".join("?" * len(chunk))
-        txn.execute(
-            "SELECT user_id, joined_ts FROM laiwang_cluster_members"
-            f" WHERE room_id = ? AND user_id IN ({marks}) AND membership = 'join'",
-            (room_id, *chunk),
-        )
-        found.extend((r[0], int(r[1])) for r in txn.fetchall())
+    earliest first.
+
+    A correlated subquery on the full (room_id, user_id) key: one index-only probe per
+    acquaintance of the caller, whatever the cluster's size. (A join let PostgreSQL merge-join
+    against a range scan of the whole cluster, and an `IN (…)` list let it filter such a scan.)
+    A module-level function so that bench/clusters_bench.py times this very SQL."""
+    txn.execute(
+        "SELECT a.other_id, (SELECT m.joined_ts FROM laiwang_cluster_members AS m"
+        "  WHERE m.room_id = ? AND m.user_id = a.other_id AND m.membership = 'join')"
+        " FROM laiwang_acquaintances AS a WHERE a.user_id = ?",
+        (room_id, user_id),
+    )
+    found = [(r[0], int(r[1])) for r in txn.fetchall() if r[1] is not None]
     found.sort(key=lambda r: (r[1], r[0]))
     return found
+
+
+# Discovery first reads the caller's acquaintances (a range of a primary key), then their
+# memberships by index with explicit `IN (…)` lists: a join let PostgreSQL's planner hash a scan
+# of the whole members table (bench/clusters_bench.py: 300 ms); a list of ids leaves it index
+# reads. A module-level function so that the benchmark times this very SQL.
 
 
 def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
