@@ -1,11 +1,13 @@
 """Phone-number discovery (MSC2134): the pepper, lookups, limits, and the hash index upkeep.
 
-`laiwang_discovery_hashes` maps the key (first 64 bits) of hash(msisdn, pepper) to a user for
+`laiwang_discovery_hashes` maps hash(msisdn, pepper) (keyed by its first 64 bits) to a user for
 every local user with an msisdn 3pid, discoverable or not (the address book needs both); a lookup
-filters on the
-`discoverable` setting at read time, so a settings change needs no index update. Each hit is
-checked against the user's numbers in Synapse's `user_threepids` before it is believed, so the
-index may lag a removal (it is rebuilt at every rotation) but never returns a wrong user.
+filters on the `discoverable` setting at read time, so a settings change needs no index update.
+
+The index follows Synapse's `user_threepids` exactly, so lookups need not read that table:
+the 3pid callbacks write every change to every pepper generation in use; every write checks, in
+its own transaction, that Synapse still holds the number; and removals made while a build runs
+are logged and applied again when it is done (a build write may race them on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 from synapse.api.errors import Codes, SynapseError
 
 from laiwang_module.rest.base import bad_request
-from laiwang_module.storage.discovery import DAY_MS, PepperState
+from laiwang_module.storage.discovery import DAY_MS, IndexRow, PepperState
 from rooms.discovery import (
     ALGORITHM,
     ALGORITHMS,
@@ -78,16 +80,12 @@ class DiscoveryHandler:
             )
 
         started = time.perf_counter()
-        by_key = {hash_key(h): h for h in request.addresses}
-        hits, numbers, chosen = await self._store.find_discovery_candidates(state.gen, by_key)
-        found = {by_key[k]: user_id for k, user_id in hits.items()}
-        confirmed: dict[str, str] = {}
-        for user_id in set(found.values()):
-            for address in numbers.get(user_id, []):
-                h = self._confirm(address, user_id, found, state.pepper)
-                if h is not None:
-                    confirmed[h] = user_id
-
+        hits, chosen = await self._store.find_discovery_hits(
+            state.gen, {hash_key(h) for h in request.addresses}
+        )
+        wanted = set(request.addresses)
+        # The key is 64 bits of the hash: the full hash decides.
+        confirmed = {h: user_id for h, user_id in hits if h in wanted}
         found_at = time.perf_counter()
         now = self._api.get_current_time_msec()
         day = now // DAY_MS
@@ -110,21 +108,6 @@ class DiscoveryHandler:
             )
         return {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
 
-    @staticmethod
-    def _confirm(address: str, user_id: str, found: dict[str, str], pepper: str) -> str | None:
-        """The hash of `address` if the index rightly maps it to `user_id`. Synapse stores
-        numbers bound through the client API in canonical form already, so the stored digits
-        are tried first; parsing with phonenumbers (the slow part) only for other spellings."""
-        h = lookup_hash(address, pepper)
-        if found.get(h) == user_id:
-            return h
-        msisdn = normalise_stored_msisdn(address)
-        if msisdn is not None and msisdn != address:
-            h = lookup_hash(msisdn, pepper)
-            if found.get(h) == user_id:
-                return h
-        return None
-
     # --- keeping the index current ---
 
     async def on_threepid_added(self, user_id: str, medium: str, address: str) -> None:
@@ -133,8 +116,7 @@ class DiscoveryHandler:
             return
         state = await self.state()
         rows = [
-            (gen, hash_key(lookup_hash(msisdn, pepper)), user_id)
-            for gen, pepper in state.generations()
+            _index_row(gen, pepper, msisdn, user_id, address) for gen, pepper in state.generations()
         ]
         await self._store.add_discovery_hashes(rows)
 
@@ -144,7 +126,8 @@ class DiscoveryHandler:
             return
         state = await self.state()
         keys = [(gen, hash_key(lookup_hash(msisdn, pepper))) for gen, pepper in state.generations()]
-        await self._store.remove_discovery_hashes(user_id, keys)
+        building = not state.built or state.next_gen is not None
+        await self._store.remove_discovery_hashes(user_id, keys, log=building)
 
     async def maintain(self) -> None:
         """The periodic job (one process): first build, pepper rotation, expiry."""
@@ -161,6 +144,7 @@ class DiscoveryHandler:
         now = self._api.get_current_time_msec()
         if not state.built:
             count = await self.build_index(state.gen, state.pepper)
+            await self._store.replay_discovery_removals(state.gen)
             await self._store.analyze_discovery_hashes()
             await self._store.mark_pepper_index_built(state.gen)
             logger.info("laiwang discovery: indexed %d phone numbers", count)
@@ -171,6 +155,7 @@ class DiscoveryHandler:
             state = await self._store.begin_pepper_rotation(new_pepper())
             assert state.next_gen is not None and state.next_pepper is not None
             count = await self.build_index(state.next_gen, state.next_pepper)
+            await self._store.replay_discovery_removals(state.next_gen)
             await self._store.analyze_discovery_hashes()
             await self._store.finish_pepper_rotation(state.next_gen)
             logger.info("laiwang discovery: pepper rotated, %d phone numbers indexed", count)
@@ -190,7 +175,12 @@ class DiscoveryHandler:
             for user_id, address in page:
                 msisdn = normalise_stored_msisdn(address)
                 if msisdn is not None:
-                    rows.append((gen, hash_key(lookup_hash(msisdn, pepper)), user_id))
+                    rows.append(_index_row(gen, pepper, msisdn, user_id, address))
             await self._store.add_discovery_hashes(rows)
             count += len(rows)
             after = page[-1][1]
+
+
+def _index_row(gen: int, pepper: str, msisdn: str, user_id: str, address: str) -> IndexRow:
+    h = lookup_hash(msisdn, pepper)
+    return IndexRow(gen=gen, hkey=hash_key(h), hash=h, user_id=user_id, address=address)

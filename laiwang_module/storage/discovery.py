@@ -106,6 +106,27 @@ SCHEMA = Schema(
                 " next_pepper = NULL",
             ],
         ),
+        (
+            4,
+            [
+                # The full hash rides along (not indexed) so a hit is exact without reading
+                # Synapse's user_threepids on every lookup; the index stays exact instead:
+                # writes check user_threepids, and removals during a build are replayed.
+                "DROP TABLE laiwang_discovery_hashes",
+                "CREATE TABLE laiwang_discovery_hashes ("
+                " hkey BIGINT NOT NULL,"
+                " gen BIGINT NOT NULL,"
+                " hash TEXT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " PRIMARY KEY (hkey, gen))",
+                "CREATE TABLE laiwang_discovery_removals ("
+                " gen BIGINT NOT NULL,"
+                " hkey BIGINT NOT NULL,"
+                " user_id TEXT NOT NULL)",
+                "UPDATE laiwang_discovery_state SET built = FALSE, next_gen = NULL,"
+                " next_pepper = NULL",
+            ],
+        ),
     ],
 )
 
@@ -128,6 +149,17 @@ class PepperState:
         if self.next_gen is not None and self.next_pepper is not None:
             out.append((self.next_gen, self.next_pepper))
         return out
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class IndexRow:
+    """One number of one user in the index of one pepper generation."""
+
+    gen: int
+    hkey: int  # rooms.discovery.hash_key(hash)
+    hash: str
+    user_id: str
+    address: str  # as Synapse stores it: the write checks it is still there
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -265,9 +297,13 @@ class DiscoveryStore:
                 " WHERE singleton = 1 AND next_gen = ?",
                 (now, True, next_gen),
             )
+
+        def drop_old(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_discovery_hashes WHERE gen < ?", (next_gen,))
 
+        # The switch is its own short transaction; the bulk delete follows it.
         await self.run("finish_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
+        await self.run("drop_old_discovery_hashes", drop_old)  # type: ignore[attr-defined]
 
     async def analyze_discovery_hashes(self) -> None:
         """Fresh planner statistics after a bulk build (PostgreSQL; autovacuum may lag)."""
@@ -303,71 +339,104 @@ class DiscoveryStore:
 
         return await self.run("get_msisdn_threepids_page", txn_fn)  # type: ignore[attr-defined]
 
-    async def add_discovery_hashes(self, rows: Collection[tuple[int, int, str]]) -> None:
-        """Insert (gen, hash key, user_id) rows; a number that moved to another user moves
-        too."""
+    async def add_discovery_hashes(self, rows: Collection[IndexRow]) -> None:
+        """Index numbers. A row is written only while Synapse still holds that number for that
+        user (checked in the same transaction), so a build page read before a removal cannot
+        bring the number back; a number that moved to another user moves too."""
         if not rows:
             return
 
         def txn_fn(txn: LoggingTransaction) -> None:
-            _upsert_many(
-                txn,
-                "laiwang_discovery_hashes",
-                ("gen", "hkey", "user_id"),
-                ("hkey", "gen"),
-                "user_id",
-                rows,
+            conflict = (
+                " ON CONFLICT (hkey, gen) DO UPDATE"
+                " SET user_id = excluded.user_id, hash = excluded.hash"
             )
+            exists = (
+                " EXISTS (SELECT 1 FROM user_threepids AS t WHERE t.medium = 'msisdn'"
+                " AND t.address = v.address AND t.user_id = v.user_id)"
+            )
+            if isinstance(txn.database_engine, PostgresEngine):
+                txn.execute_values(
+                    "INSERT INTO laiwang_discovery_hashes (gen, hkey, hash, user_id)"
+                    " SELECT v.gen, v.hkey, v.hash, v.user_id"
+                    " FROM (VALUES ?) AS v (gen, hkey, hash, user_id, address)"
+                    f" WHERE {exists}" + conflict,
+                    [attr.astuple(r) for r in rows],
+                    template="(%s::bigint, %s::bigint, %s, %s, %s)",
+                    fetch=False,
+                )
+            else:
+                txn.execute_batch(
+                    "INSERT INTO laiwang_discovery_hashes (gen, hkey, hash, user_id)"
+                    " SELECT v.gen, v.hkey, v.hash, v.user_id FROM (SELECT ? AS gen,"
+                    " ? AS hkey, ? AS hash, ? AS user_id, ? AS address) AS v"
+                    f" WHERE {exists}" + conflict,
+                    [attr.astuple(r) for r in rows],
+                )
 
         await self.run("add_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
 
-    async def remove_discovery_hashes(self, user_id: str, keys: Iterable[tuple[int, int]]) -> None:
-        args = [(gen, h, user_id) for gen, h in keys]
+    async def remove_discovery_hashes(
+        self, user_id: str, keys: Iterable[tuple[int, int]], log: bool
+    ) -> None:
+        """Unindex (gen, hkey) numbers of a user. With `log` (an index build is running), also
+        record the removal, to be applied again when the build is done: a build write that
+        raced this removal may land after it."""
+        args = [(gen, hkey, user_id) for gen, hkey in keys]
 
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute_batch(
                 "DELETE FROM laiwang_discovery_hashes WHERE gen = ? AND hkey = ? AND user_id = ?",
                 args,
             )
+            if log:
+                txn.execute_batch(
+                    "INSERT INTO laiwang_discovery_removals (gen, hkey, user_id) VALUES (?, ?, ?)",
+                    args,
+                )
 
         await self.run("remove_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
 
+    async def replay_discovery_removals(self, gen: int) -> None:
+        """After a build of `gen`: apply the removals logged meanwhile once more."""
+
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_discovery_hashes WHERE gen = ? AND EXISTS ("
+                " SELECT 1 FROM laiwang_discovery_removals AS r WHERE r.gen = ?"
+                " AND r.hkey = laiwang_discovery_hashes.hkey"
+                " AND r.user_id = laiwang_discovery_hashes.user_id)",
+                (gen, gen),
+            )
+            txn.execute("DELETE FROM laiwang_discovery_removals WHERE gen <= ?", (gen,))
+
+        await self.run("replay_discovery_removals", txn_fn)  # type: ignore[attr-defined]
+
     # --- a lookup ---
 
-    async def find_discovery_candidates(
+    async def find_discovery_hits(
         self, gen: int, keys: Collection[int]
-    ) -> tuple[dict[int, str], dict[str, list[str]], dict[str, bool]]:
-        """For the hash keys of one lookup: key -> user from the index, each such user's msisdn
-        3pids as Synapse stores them now (hits are checked against them), and the
+    ) -> tuple[list[tuple[str, str]], dict[str, bool]]:
+        """For the hash keys of one lookup: the (full hash, user) index hits, and the
         `discoverable` settings those users chose (absent: the default)."""
 
-        def txn_fn(
-            txn: LoggingTransaction,
-        ) -> tuple[dict[int, str], dict[str, list[str]], dict[str, bool]]:
+        def txn_fn(txn: LoggingTransaction) -> tuple[list[tuple[str, str]], dict[str, bool]]:
             clause, args = make_in_list_sql_clause(txn.database_engine, "h.hkey", keys)
-            # One statement: index hits, each hit user's 3pids, their setting. The medium is
-            # filtered here, not in SQL: with `t.medium = 'msisdn'` SQLite may pick the
-            # (medium, address) index and read every msisdn of the server.
             txn.execute(
-                "SELECT h.hkey, h.user_id, t.medium, t.address, s.discoverable"
-                " FROM laiwang_discovery_hashes AS h"
-                " JOIN user_threepids AS t ON t.user_id = h.user_id"
+                "SELECT h.hash, h.user_id, s.discoverable FROM laiwang_discovery_hashes AS h"
                 " LEFT JOIN laiwang_user_settings AS s ON s.user_id = h.user_id"
                 f" WHERE h.gen = ? AND {clause}",
                 [gen, *args],
             )
-            found: dict[int, str] = {}
-            numbers: dict[str, list[str]] = {}
+            hits: list[tuple[str, str]] = []
             chosen: dict[str, bool] = {}
-            for hkey, user_id, medium, address, discoverable in txn.fetchall():
-                found[int(hkey)] = user_id
-                if medium == "msisdn" and address not in numbers.get(user_id, ()):
-                    numbers.setdefault(user_id, []).append(address)
+            for full_hash, user_id, discoverable in txn.fetchall():
+                hits.append((full_hash, user_id))
                 if discoverable is not None:
                     chosen[user_id] = bool(discoverable)
-            return found, numbers, chosen
+            return hits, chosen
 
-        return await self.run("find_discovery_candidates", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("find_discovery_hits", txn_fn)  # type: ignore[attr-defined]
 
     async def charge_lookup_and_remember(
         self,
@@ -538,30 +607,4 @@ def _remember_contacts(
             "INSERT INTO laiwang_address_book (owner_id, contact_id, updated_ts)"
             " VALUES (?, ?, ?)" + conflict,
             [(owner_id, c, now, now - refresh_after) for c in contacts],
-        )
-
-
-def _upsert_many(
-    txn: LoggingTransaction,
-    table: str,
-    columns: tuple[str, ...],
-    key: tuple[str, ...],
-    update: str,
-    rows: Collection[tuple[object, ...]],
-) -> None:
-    """`INSERT … ON CONFLICT (key) DO UPDATE SET update = excluded.update` for many rows: one
-    statement per page on PostgreSQL (execute_values), a prepared batch on SQLite."""
-    if not rows:
-        return
-    conflict = f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {update} = excluded.{update}"
-    if isinstance(txn.database_engine, PostgresEngine):
-        txn.execute_values(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ?" + conflict,
-            list(rows),
-            fetch=False,
-        )
-    else:
-        marks = ", ".join("?" for _ in columns)
-        txn.execute_batch(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})" + conflict, rows
         )

@@ -227,6 +227,17 @@ def test_admin_set_numbers_are_found_and_removal_hides_them(hs1):
     assert lookup(dave, [m3]) == {m3: erin.user_id}
 
 
+def test_a_number_moved_to_another_account_finds_the_new_owner(hs1):
+    admin, old, new, asker = (hs1.new_user("admin", admin=True), *[hs1.new_user() for _ in "abc"])
+    _, m = new_number()
+    admin_set_msisdns(admin, old.user_id, [m])
+    assert lookup(asker, [m]) == {m: old.user_id}
+    admin_set_msisdns(admin, old.user_id, [])
+    admin_set_msisdns(admin, new.user_id, [m])
+    assert lookup(asker, [m]) == {m: new.user_id}
+    assert address_book(hs1, asker.user_id) == sorted([old.user_id, new.user_id])
+
+
 def test_non_discoverable_users_are_hidden(hs1):
     admin, frank, grace = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
     _, m = new_number()
@@ -593,6 +604,16 @@ def test_pepper_rotates_and_the_old_one_is_refused(special):
         return bool(r.json()["mappings"] == {lookup_hash(known, p): target.user_id})
 
     assert wait_until(found, timeout=30)
+
+    # Removed while the index is rebuilt every two seconds: it stays removed across rotations.
+    admin_set_msisdns(admin, target.user_id, [])
+    seen: set[str] = set()
+    while len(seen) < 3:
+        p = pepper(user)
+        r = raw_lookup(user, [lookup_hash(known, p)], p)
+        if r.status_code == 200:
+            assert r.json()["mappings"] == {}
+            seen.add(p)
 
 
 @pytest.mark.postgres
