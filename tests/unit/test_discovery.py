@@ -176,8 +176,8 @@ def test_lookup_validation_never_crashes(addresses):
 
 
 def token_body(**over):
-    body = {"client_secret": "s3cr.t=_-", "country": "CN", "phone_number": "13800138000"}
-    body["send_attempt"] = 1
+    body: dict[str, object] = {"client_secret": "s3cr.t=_-", "country": "CN"}
+    body.update(phone_number="13800138000", send_attempt=1)
     body.update(over)
     return body
 
