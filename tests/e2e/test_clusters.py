@@ -97,9 +97,14 @@ def test_chain_of_friends(hs1):
     wait_until(lambda: d.user_id not in shape(tree(a, room)))
     assert discovered(e)[room]["acquaintances"] == [c.user_id]
     assert room not in {x["room_id"] for x in d.laiwang("GET", "/clusters")["clusters"]}
+    # A ban hides the cluster from the banned user's discovery, though C is still in it.
+    a.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/ban", {"user_id": e.user_id})
+    wait_until(lambda: room not in discovered(e))
+    status, errcode, _ = error_of(lambda: join_by_asking(e, room))
+    assert (status, errcode) == (403, "M_FORBIDDEN")
     a.call("POST", f"/_matrix/client/v3/rooms/{quote(room)}/kick", {"user_id": c.user_id})
     wait_until(lambda: c.user_id not in shape(tree(a, room)))
-    assert room not in discovered(e)  # no acquaintance of E is left in it
+    assert room not in discovered(d)  # no acquaintance of D is left in it
     assert tree(a, room)["size"] == 2
 
 
