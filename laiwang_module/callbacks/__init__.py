@@ -1,4 +1,4 @@
-"""Synapse callbacks (spam checker, third-party rules, presence router, unsigned fields).
+"""Synapse callbacks (spam checker, third-party rules, unsigned fields).
 
 Each feature has a module here with `register(server)`, which calls `server.api.register_…`.
 Synapse keeps a list per callback kind, so several features may each register their own

@@ -20,9 +20,14 @@ from laiwang_module.storage.schema import Schema, apply_schema, create_version_t
 
 T = TypeVar("T")
 
-SCHEMAS: tuple[Schema, ...] = (aa.SCHEMA, settings.SCHEMA, discovery.SCHEMA, acquaintances.SCHEMA)
-SCHEMAS += (timeline.SCHEMA,)
-SCHEMAS += (clusters.SCHEMA,)
+SCHEMAS: tuple[Schema, ...] = (
+    settings.SCHEMA,
+    discovery.SCHEMA,
+    acquaintances.SCHEMA,
+    aa.SCHEMA,
+    timeline.SCHEMA,
+    clusters.SCHEMA,
+)
 
 
 class LaiwangStore(
