@@ -261,6 +261,18 @@ class TimelineHandler:
                 shares.check_share_content(content)
             except ValidationError as e:
                 return e.errcode, f"Malformed share: {e.sentence}"
+            block = content.get(shares.FORWARD_BLOCK)
+            if block is not None and self._is_mine(event.sender):
+                # A local sender's forward must be of something they can see, attributed to
+                # its real sender. (A remote sender's is checked by their server: this one may
+                # not have the source room at all.)
+                source = shares.parse_forward_block(block)
+                original = await self._visible_source(event.sender, source.room_id, source.event_id)
+                if original is None or original.sender != source.sender:
+                    return (
+                        "M_FORBIDDEN",
+                        "You can only forward a message you can see, attributed to its sender.",
+                    )
         if event.is_state():
             return None
         owner = await self._owner_of(event.room_id)
@@ -300,15 +312,22 @@ class TimelineHandler:
 
     # --- forwarding ---------------------------------------------------------------------------
 
-    async def forward(self, user_id: str, room_id: str, event_id: str, comment: str | None) -> str:
-        """Forward an event the caller can see into the caller's timeline, with attribution."""
-        missing = not_found("There is no such event that you can see.")
+    async def _visible_source(self, user_id: str, room_id: str, event_id: str) -> EventBase | None:
+        """The event, if the local user is joined to its room and may see it."""
         if not await is_joined(self._api, user_id, room_id):
-            raise missing  # not "forbidden": a stranger learns nothing about the room
+            return None
         visible = await events_visible_to(self._api, user_id, [event_id])
         if not visible or visible[0].event.room_id != room_id:
-            raise missing
-        original: EventBase = visible[0].event
+            return None
+        event: EventBase = visible[0].event
+        return event
+
+    async def forward(self, user_id: str, room_id: str, event_id: str, comment: str | None) -> str:
+        """Forward an event the caller can see into the caller's timeline, with attribution."""
+        original = await self._visible_source(user_id, room_id, event_id)
+        if original is None:
+            # Not "forbidden": a stranger learns nothing about the room.
+            raise not_found("There is no such event that you can see.")
         refusal = shares.forwardable_refusal(original.type, original.content)
         if refusal is not None:
             raise bad_request("M_INVALID_PARAM", refusal)

@@ -221,6 +221,13 @@ def test_forward_rules_and_bad_input(hs1):
     }
     assert content["body"] == f"Forwarded from {alice.user_id}: hello friends"
 
+    # A raw forward (any client) must be of something the sender sees, with its real sender.
+    block = {"room_id": room, "event_id": post, "sender": alice.user_id}
+    raw = {"msgtype": "m.text", "body": "fwd", "org.laiwang.forward": block}
+    bob.send(timeline(bob), raw)
+    forged = {**raw, "org.laiwang.forward": {**block, "sender": mallory.user_id}}
+    assert error(lambda: bob.send(timeline(bob), forged)).errcode == "M_FORBIDDEN"
+    assert error(lambda: mallory.send(timeline(mallory), raw)).errcode == "M_FORBIDDEN"
     # A stranger cannot forward it (and learns nothing: 404).
     e = error(
         lambda: mallory.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post})
