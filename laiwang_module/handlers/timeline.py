@@ -67,7 +67,8 @@ class TimelineHandler:
     async def _record(self, owner: str, room_id: str) -> str:
         """Record room_id as owner's timeline unless one is recorded; returns the recorded one."""
         recorded = await self._store.claim_timeline(owner, room_id, self._now())
-        await self._api.invalidate_cache(self.owner_cache.get_timeline_owner, (room_id,))
+        if recorded == room_id:
+            await self._api.invalidate_cache(self.owner_cache.get_timeline_owner, (room_id,))
         return recorded
 
     def _is_mine(self, user_id: str) -> bool:
@@ -290,7 +291,7 @@ class TimelineHandler:
             owner = shares.parse_timeline(timeline.content, timeline.sender)
         if owner is None:
             return  # `state` is the room's current state: this room is no timeline
-        if not self._is_mine(owner) and await self._store.get_timeline(owner) is None:
+        if not self._is_mine(owner) and await self._owner_of(event.room_id) != owner:
             await self._record(owner, event.room_id)
         await self._index(event, owner)
 
