@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import SynapseError
 from synapse.events import EventBase
 from synapse.types import StateMap, UserID
+from synapse.util.async_helpers import Linearizer
 from synapse.util.caches.descriptors import cached
 from synapse.util.frozenutils import unfreeze
 
@@ -63,6 +64,9 @@ class TimelineHandler:
         self._api = server.api
         self._store = server.store
         self.owner_cache = TimelineOwnerCache(server)
+        # Serialises first calls of one owner within this process (no wasted rooms); across
+        # processes the database decides (`_record`).
+        self._creating = Linearizer("laiwang_timeline_create", clock=server.api._clock)
 
     async def _record(self, owner: str, room_id: str) -> str:
         """Record room_id as owner's timeline unless one is recorded; returns the recorded one."""
@@ -103,6 +107,13 @@ class TimelineHandler:
         room_id = await self._store.get_timeline(owner)
         if room_id is not None:
             return room_id
+        async with self._creating.queue(owner):
+            return await self._create(owner)
+
+    async def _create(self, owner: str) -> str:
+        room_id = await self._store.get_timeline(owner)
+        if room_id is not None:
+            return room_id  # made while this call waited its turn
         profile = await self._api.get_profile_for_user(UserID.from_string(owner).localpart)
         name = profile.display_name or UserID.from_string(owner).localpart
         created, _ = await self._api.create_room(
