@@ -199,9 +199,11 @@ def test_remote_acquaintance_sees_reacts_and_comments_stranger_cannot(hs1, hs2):
         timeout=60,
     )
 
-    # The acquaintance ends: dave leaves alice's timeline.
+    # The acquaintance ends: each leaves the other's timeline, and the feeds follow.
     dave.laiwang("DELETE", f"/contacts/{alice.user_id}")
     wait_until(lambda: alice.membership(room, dave.user_id) == "leave", timeout=90)
+    wait_until(lambda: dave.membership(daves, alice.user_id) == "leave", timeout=90)
+    assert all(c["event_id"] != post for c in dave.laiwang("GET", "/feed")["chunk"])
 
 
 def test_forward_rules_and_bad_input(hs1):
