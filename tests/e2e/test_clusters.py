@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import TestHomeserver, start_all
 from tests.harness.social import make_acquainted
 
 
@@ -232,3 +233,43 @@ def test_a_knock_is_approved_once_with_workers(worker_homeserver):
     ]
     assert [ev["sender"] for ev in invites] == [a.user_id]
     assert shape(tree(b_on_worker, room))[b.user_id] == (a.user_id, 1)
+
+
+@pytest.fixture(scope="module")
+def impatient_pair(test_root):
+    """Two federating servers whose join-by-asking waits 3 s for an approval."""
+    config = {"clusters": {"knock_wait": "3s"}}
+    servers = start_all(
+        [
+            TestHomeserver(test_root / "hs-knock1", federation=True, module_config=config),
+            TestHomeserver(test_root / "hs-knock2", federation=True, module_config=config),
+        ]
+    )
+    yield servers[0], servers[1]
+    for s in servers:
+        s.stop()
+
+
+def test_stranger_on_another_server_is_left_knocking(impatient_pair):
+    one, two = impatient_pair
+    a = one.new_user("a")
+    stranger = two.new_user("stranger")
+    room = a.laiwang("POST", "/clusters", {"topic": "Private"})["room_id"]
+    # The stranger's server is not in the room: it knocks, nobody approves, 403 after the wait.
+    status, errcode, reason = error_of(
+        lambda: join_by_asking(stranger, room, via=[one.server_name])
+    )
+    assert (status, errcode) == (403, "M_FORBIDDEN") and "knock waits" in reason
+    # The knock stays for the members to decide; it was not approved.
+    assert a.state(room, "m.room.member", stranger.user_id)["membership"] == "knock"
+    status, errcode, _ = error_of(lambda: stranger.join(room, via=[one.server_name]))
+    assert status == 403
+    # A room that is not a cluster: 404, and the knock is withdrawn on the caller's server
+    # (Synapse cannot yet rescind a knock over federation: the room's side still shows it).
+    plain = a.create_room(preset="private_chat", initial_state=[
+        {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}])  # fmt: skip
+    status, errcode, reason = error_of(
+        lambda: join_by_asking(stranger, plain, via=[one.server_name])
+    )
+    assert (status, errcode) == (404, "M_NOT_FOUND"), reason
+    assert "not a cluster" in reason
