@@ -45,6 +45,7 @@ from tests.harness.servers import (
 
 LAIWANG = "/_synapse/client/laiwang/v1"
 SIZES = (100, 1000, 5000)
+WARMUP = 5  # requests per size before measuring
 _PROCESSED = re.compile(
     r"Processed request: (\d+\.\d+)sec/.* db=\((\d+\.\d+)sec/(\d+\.\d+)sec/\d+\)"
     r'.*"POST /_synapse/client/laiwang/v1/discovery/lookup '
@@ -194,10 +195,11 @@ def run_one(backend: str, n: int, reps: int, root: Path) -> list[tuple[Any, ...]
             "lookup_pepper"
         ]
         rng = random.Random(42)
+        time.sleep(5)  # let Synapse's own start-up jobs settle before measuring
         for size in SIZES:
             client_ms: list[float] = []
             since = log_size(spec)
-            for rep in range(reps + 2):
+            for rep in range(reps + WARMUP):
                 picks = rng.sample(range(n), size)
                 body = {
                     "algorithm": "sha256",
@@ -210,10 +212,10 @@ def run_one(backend: str, n: int, reps: int, root: Path) -> list[tuple[Any, ...]
                 r.raise_for_status()
                 found = len(r.json()["mappings"])
                 assert found == size, f"expected {size} matches, got {found}"
-                if rep >= 2:  # two warm-up requests per size
+                if rep >= WARMUP:
                     client_ms.append(elapsed)
             time.sleep(0.5)  # let the access log line of the last request land
-            server_ms = server_times(spec, since)[2:]
+            server_ms = server_times(spec, since)[WARMUP:]
             rows.append(
                 (
                     backend,
@@ -268,6 +270,18 @@ def main(argv: list[str]) -> int:
     for backend, n, size, server, client, _count in rows:
         print(f"{backend:<9} {n:>10,} {size:>9,} {server:>10.1f} {client:>10.1f}")
     print()
+    if len(populations) > 1:
+        small, large = min(populations), max(populations)
+        print(f"growth from {small:,} to {large:,} users (server median ratio), per request size:")
+        for backend in backends:
+            at = {(n, size): server for b, n, size, server, _, _ in rows if b == backend}
+            ratios = [
+                f"{size:,}: x{at[(large, size)] / max(at[(small, size)], 0.5):.2f}"
+                for size in SIZES
+                if (small, size) in at and (large, size) in at
+            ]
+            print(f"  {backend}: {', '.join(ratios)}")
+        print()
     for backend in backends:
         at = {(n, size): server for b, n, size, server, _, _ in rows if b == backend}
         thousand = [at[(n, 1000)] for n in populations if (n, 1000) in at]
