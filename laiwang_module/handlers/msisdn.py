@@ -65,18 +65,21 @@ class MsisdnValidationHandler:
         if session is not None and self._usable(session, now):
             if session.validated_ts is None and request.send_attempt > session.send_attempt:
                 # The client asks for another SMS: a new code, the attempt count kept.
+                # Sent first: a gateway failure leaves the session as it was.
                 code = new_code()
+                await self.sender.send(session.sid, request.msisdn, code)
                 await self._store.resend_msisdn_session(
                     session.sid,
                     request.send_attempt,
                     code_hash(session.sid, code),
                     now + self._config.code_ttl_ms,
                 )
-                await self.sender.send(session.sid, request.msisdn, code)
             return self._token_reply(session.sid, request.msisdn)
 
         sid = new_sid()
         code = new_code()
+        # Sent first: a gateway failure stores nothing.
+        await self.sender.send(sid, request.msisdn, code)
         await self._store.insert_msisdn_session(
             MsisdnSession(
                 sid=sid,
@@ -90,7 +93,6 @@ class MsisdnValidationHandler:
                 validated_ts=None,
             )
         )
-        await self.sender.send(sid, request.msisdn, code)
         return self._token_reply(sid, request.msisdn)
 
     @staticmethod

@@ -445,14 +445,19 @@ class SmsGateway:
 
     def __init__(self) -> None:
         self.received: list[tuple[str | None, dict]] = []
+        self.failing = False
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                gateway.received.append(
-                    (self.headers.get("Authorization"), json.loads(self.rfile.read(length)))
-                )
+                body = json.loads(self.rfile.read(length))
+                if gateway.failing:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                gateway.received.append((self.headers.get("Authorization"), body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -558,6 +563,25 @@ def test_http_sms_gateway_receives_the_code(special, gateway):
     add_threepid(user, secret, sid)
     assert [t["address"] for t in threepids(user)] == [msisdn]
     assert f"code {code} for session" not in hs.process.log()  # the http sender does not log it
+
+
+def test_a_failing_gateway_stores_nothing(special, gateway):
+    hs, _ = special
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sessions_before = sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0]
+    gateway.failing = True
+    try:
+        with pytest.raises(MatrixError) as e:
+            request_token(user, national, secret)
+        assert e.value.status >= 400
+    finally:
+        gateway.failing = False
+    assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
+    # The client tries again and it works.
+    sid = request_token(user, national, secret, attempt=2)["sid"]
+    assert submit_token(user, secret, sid, gateway.code_for(msisdn))["success"] is True
 
 
 def test_codes_expire(special, gateway):
