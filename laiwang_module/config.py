@@ -196,13 +196,24 @@ class SmsConfig:
     http: SmsHttpConfig | None = None
     code_ttl_ms: int = 10 * 60 * 1000
     max_attempts: int = 5
+    max_per_number_per_day: int = 10
     message: str = DEFAULT_SMS_MESSAGE
 
     @classmethod
     def parse(cls, raw: Any, path: Path) -> SmsConfig:
         raw = _mapping(raw, path)
         _reject_unknown(
-            raw, {"sender", "file", "http", "code_ttl", "max_attempts", "message"}, path
+            raw,
+            {
+                "sender",
+                "file",
+                "http",
+                "code_ttl",
+                "max_attempts",
+                "max_per_number_per_day",
+                "message",
+            },
+            path,
         )
         sender = raw.get("sender", "log")
         if sender not in SMS_SENDERS:
@@ -226,6 +237,7 @@ class SmsConfig:
             http=http,
             code_ttl_ms=_duration(raw, "code_ttl", "10m", path),
             max_attempts=_positive_int(raw, "max_attempts", 5, path),
+            max_per_number_per_day=_positive_int(raw, "max_per_number_per_day", 10, path),
             message=message,
         )
 

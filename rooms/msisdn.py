@@ -126,6 +126,12 @@ def session_lookup_key(client_secret: str, msisdn: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sms_number_key(msisdn: str) -> str:
+    """What the per-number SMS counter is keyed by: a hash, though a weak disguise (there are
+    few phone numbers); the counter is deleted when its day is over."""
+    return hashlib.sha256(f"laiwang-sms\x00{msisdn}".encode()).hexdigest()
+
+
 def _seal_key(client_secret: str) -> bytes:
     return hashlib.sha256(f"laiwang-seal\x00{client_secret}".encode()).digest()
 

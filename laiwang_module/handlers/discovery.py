@@ -162,6 +162,7 @@ class DiscoveryHandler:
         await self._store.purge_expired_address_book()
         await self._store.purge_old_lookup_usage(now // DAY_MS)
         await self._store.purge_expired_msisdn_sessions()
+        await self._store.purge_old_sms_sends(now // DAY_MS)
 
     async def build_index(self, gen: int, pepper: str) -> int:
         """Index every msisdn 3pid of Synapse's table under `pepper`, a page at a time."""

@@ -12,10 +12,10 @@ import logging
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from synapse.api.errors import SynapseError
+from synapse.api.errors import Codes, SynapseError
 
 from laiwang_module.sms import SmsSender, build_sender
-from laiwang_module.storage.discovery import MsisdnSession
+from laiwang_module.storage.discovery import DAY_MS, MsisdnSession
 from rooms.msisdn import (
     MEDIUM,
     SubmitToken,
@@ -27,6 +27,7 @@ from rooms.msisdn import (
     new_sid,
     seal_address,
     session_lookup_key,
+    sms_number_key,
     unseal_address,
 )
 
@@ -58,6 +59,19 @@ class MsisdnValidationHandler:
     def _usable(self, session: MsisdnSession, now: int) -> bool:
         return session.expires_ts > now and session.attempts < self._config.max_attempts
 
+    async def _send(self, sid: str, msisdn: str, code: str) -> None:
+        day = self._now() // DAY_MS
+        if not await self._store.count_sms_send(
+            sms_number_key(msisdn), day, self._config.max_per_number_per_day
+        ):
+            raise SynapseError(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "Too many codes sent to this number today",
+                Codes.LIMIT_EXCEEDED,
+                additional_fields={"retry_after_ms": (day + 1) * DAY_MS - self._now()},
+            )
+        await self.sender.send(sid, msisdn, code)
+
     async def request_token(self, request: TokenRequest) -> dict[str, Any]:
         now = self._now()
         key = session_lookup_key(request.client_secret, request.msisdn)
@@ -67,7 +81,7 @@ class MsisdnValidationHandler:
                 # The client asks for another SMS: a new code, the attempt count kept.
                 # Sent first: a gateway failure leaves the session as it was.
                 code = new_code()
-                await self.sender.send(session.sid, request.msisdn, code)
+                await self._send(session.sid, request.msisdn, code)
                 await self._store.resend_msisdn_session(
                     session.sid,
                     request.send_attempt,
@@ -79,7 +93,7 @@ class MsisdnValidationHandler:
         sid = new_sid()
         code = new_code()
         # Sent first: a gateway failure stores nothing.
-        await self.sender.send(sid, request.msisdn, code)
+        await self._send(sid, request.msisdn, code)
         await self._store.insert_msisdn_session(
             MsisdnSession(
                 sid=sid,

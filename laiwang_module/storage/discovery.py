@@ -127,6 +127,18 @@ SCHEMA = Schema(
                 " next_pepper = NULL",
             ],
         ),
+        (
+            5,
+            [
+                # SMS sent per number per UTC day (sms.max_per_number_per_day): the identity
+                # endpoints are public, so this caps what anyone can make the server send.
+                "CREATE TABLE IF NOT EXISTS laiwang_sms_sends ("
+                " number_key TEXT NOT NULL,"
+                " day BIGINT NOT NULL,"
+                " sends BIGINT NOT NULL,"
+                " PRIMARY KEY (number_key, day))",
+            ],
+        ),
     ],
 )
 
@@ -561,6 +573,33 @@ class DiscoveryStore:
             )
 
         await self.run("mark_msisdn_session_validated", txn_fn)  # type: ignore[attr-defined]
+
+    async def count_sms_send(self, number_key: str, day: int, max_per_day: int) -> bool:
+        """Count one SMS to a number today; False (nothing counted) when the cap is reached."""
+
+        def txn_fn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "SELECT sends FROM laiwang_sms_sends WHERE number_key = ? AND day = ?",
+                (number_key, day),
+            )
+            row = txn.fetchone()
+            sent = int(row[0]) if row else 0
+            if sent >= max_per_day:
+                return False
+            txn.execute(
+                "INSERT INTO laiwang_sms_sends (number_key, day, sends) VALUES (?, ?, ?)"
+                " ON CONFLICT (number_key, day) DO UPDATE SET sends = excluded.sends",
+                (number_key, day, sent + 1),
+            )
+            return True
+
+        return await self.run("count_sms_send", txn_fn)  # type: ignore[attr-defined]
+
+    async def purge_old_sms_sends(self, before_day: int) -> None:
+        def txn_fn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_sms_sends WHERE day < ?", (before_day,))
+
+        await self.run("purge_old_sms_sends", txn_fn)  # type: ignore[attr-defined]
 
     async def purge_expired_msisdn_sessions(self) -> None:
         now = self._now()

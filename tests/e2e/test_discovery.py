@@ -497,6 +497,7 @@ def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver
                 "sender": "http",
                 "http": {"url": gateway.url, "bearer_token": "gateway-token"},
                 "code_ttl": "3s",
+                "max_per_number_per_day": 2,
                 "message": "Laiwang: {code} is your code",
             },
         },
@@ -582,6 +583,21 @@ def test_a_failing_gateway_stores_nothing(special, gateway):
     # The client tries again and it works.
     sid = request_token(user, national, secret, attempt=2)["sid"]
     assert submit_token(user, secret, sid, gateway.code_for(msisdn))["success"] is True
+
+
+def test_sms_per_number_per_day_are_capped(special, gateway):
+    hs, _ = special
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret, attempt=1)["sid"]
+    assert request_token(user, national, secret, attempt=2)["sid"] == sid
+    with pytest.raises(MatrixError) as e:
+        request_token(user, national, secret, attempt=3)
+    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    with pytest.raises(MatrixError):  # another client secret: still the same number
+        request_token(hs.new_user(), national, secrets.token_hex(8))
+    assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
 
 
 def test_codes_expire(special, gateway):

@@ -300,6 +300,7 @@ def test_discovery_and_sms_config_defaults():
         ),
         ({"sms": {"file": 5}}, ("sms", "file")),
         ({"sms": {"max_attempts": 0}}, ("sms", "max_attempts")),
+        ({"sms": {"max_per_number_per_day": "10"}}, ("sms", "max_per_number_per_day")),
         ({"sms": {"code_ttl": "10 minutes"}}, ("sms", "code_ttl")),
         ({"sms": {"message": "no code here"}}, ("sms", "message")),
     ],
