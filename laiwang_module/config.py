@@ -8,6 +8,7 @@ Unknown keys are errors too: a typo must not silently fall back to a default.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -197,6 +198,8 @@ class SmsConfig:
     code_ttl_ms: int = 10 * 60 * 1000
     max_attempts: int = 5
     max_per_number_per_day: int = 10
+    # When set, the validation endpoints answer only under IDENTITY_PREFIX/<secret>.
+    delegate_secret: str | None = None
     message: str = DEFAULT_SMS_MESSAGE
 
     @classmethod
@@ -212,6 +215,7 @@ class SmsConfig:
                 "max_attempts",
                 "max_per_number_per_day",
                 "message",
+                "delegate_secret",
             },
             path,
         )
@@ -226,6 +230,13 @@ class SmsConfig:
             http = SmsHttpConfig.parse(raw["http"], path + ("http",))
         if sender == "http" and http is None:
             raise ConfigError("the http sender needs http.url", path + ("http",))
+        secret = raw.get("delegate_secret")
+        if secret is not None:
+            _expect(secret, str, path + ("delegate_secret",), "a string")
+            if not re.fullmatch(r"[A-Za-z0-9_-]{16,}", secret):
+                raise ConfigError(
+                    "expected at least 16 characters of [A-Za-z0-9_-]", path + ("delegate_secret",)
+                )
         message = _expect(
             raw.get("message", DEFAULT_SMS_MESSAGE), str, path + ("message",), "a string"
         )
@@ -238,6 +249,7 @@ class SmsConfig:
             code_ttl_ms=_duration(raw, "code_ttl", "10m", path),
             max_attempts=_positive_int(raw, "max_attempts", 5, path),
             max_per_number_per_day=_positive_int(raw, "max_per_number_per_day", 10, path),
+            delegate_secret=secret,
             message=message,
         )
 

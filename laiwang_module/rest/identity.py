@@ -5,6 +5,9 @@ Served at IDENTITY_PREFIX, so the delegate is this same homeserver:
     account_threepid_delegates:
       msisdn: https://<public base URL>/_synapse/client/laiwang/identity
 
+or, with `sms.delegate_secret` set, at IDENTITY_PREFIX/<secret> only (the same URL plus
+`/<secret>`), so that nobody but Synapse can call them.
+
 Synapse appends `/_matrix/identity/api/v1/validate/msisdn/requestToken`, `…/submitToken` and
 `/_matrix/identity/api/v1/3pid/getValidated3pid`. Synapse itself calls them (no user token);
 they are reachable by anyone, which is why codes expire and attempts are limited.
@@ -59,16 +62,18 @@ class IdentityResource(DirectServeJsonResource):
 
     isLeaf = True
 
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, secret: str | None):
         super().__init__()
         self._router = router
+        # With a delegate secret, only Synapse (which has the URL) can reach the endpoints.
+        self._prefix = f"{IDENTITY_PREFIX}/{secret}" if secret else IDENTITY_PREFIX
 
     async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
         method = request.method.decode("ascii")
         path = request.path.decode("utf-8", errors="replace")
         found = None
-        if path.startswith(IDENTITY_PREFIX):
-            found = self._router.match(method, path[len(IDENTITY_PREFIX) :])
+        if path.startswith(self._prefix + "/"):
+            found = self._router.match(method, path[len(self._prefix) :])
         if found is None:
             raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
         route, params = found
@@ -81,4 +86,4 @@ class IdentityResource(DirectServeJsonResource):
 def build_identity_resource(server: Any) -> IdentityResource:
     router = Router()
     MsisdnIdentityServlet(server).register(router)
-    return IdentityResource(router)
+    return IdentityResource(router, server.config.sms.delegate_secret)

@@ -26,6 +26,8 @@ from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.servers import TestHomeserver, start_all
 
 CLIENT = "/_matrix/client/v3"
+IDENTITY = "/_synapse/client/laiwang/identity"
+DELEGATE_SECRET = "only-synapse-knows-this-0123"
 
 
 def new_number() -> tuple[str, str]:
@@ -498,10 +500,15 @@ def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver
                 "http": {"url": gateway.url, "bearer_token": "gateway-token"},
                 "code_ttl": "3s",
                 "max_per_number_per_day": 2,
+                "delegate_secret": DELEGATE_SECRET,
                 "message": "Laiwang: {code} is your code",
             },
         },
     )
+    # Synapse is the only one that knows where the validation endpoints are.
+    limited.spec.extra["account_threepid_delegates"] = {
+        "msisdn": f"{limited.base_url}{IDENTITY}/{DELEGATE_SECRET}"
+    }
     rotating = TestHomeserver(
         test_root / "hs-discovery-rotation",
         module_config={"discovery": {"pepper_rotation_period": "2s"}},
@@ -510,6 +517,26 @@ def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver
     yield limited, rotating
     limited.stop()
     rotating.stop()
+
+
+def test_with_a_delegate_secret_only_synapse_reaches_the_endpoints(special, gateway):
+    hs, _ = special
+    body: dict[str, Any] = {"client_secret": "x", "country": "CN", "send_attempt": 1}
+    body["phone_number"] = "13800138000"
+    path = "/_matrix/identity/api/v1/validate/msisdn/requestToken"
+    r = hs.anonymous().raw("POST", IDENTITY + path, body)
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+    r = hs.anonymous().raw("POST", f"{IDENTITY}/wrong{DELEGATE_SECRET}{path}", body)
+    assert r.status_code == 404
+    sent = len(gateway.received)
+    r = hs.anonymous().raw("POST", f"{IDENTITY}/{DELEGATE_SECRET}{path}", {**body, "country": 1})
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    assert len(gateway.received) == sent
+    # Through Synapse, binding works (the other tests on this server bind numbers too).
+    user = hs.new_user()
+    national, msisdn = new_number()
+    sid = request_token(user, national, "s1")["sid"]
+    assert submit_token(user, "s1", sid, gateway.code_for(msisdn))["success"] is True
 
 
 def raw_lookup(user: MatrixClient, hashes: list[str], p: str) -> Any:
@@ -608,7 +635,7 @@ def test_codes_expire(special, gateway):
     sid = request_token(user, national, secret)["sid"]
     code = gateway.code_for(msisdn)
     time.sleep(3.5)  # past code_ttl (3s): waiting for expiry, not measuring speed
-    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
+    base = f"{IDENTITY}/{DELEGATE_SECRET}/_matrix/identity/api/v1"
     r = hs.anonymous().raw(
         "POST",
         f"{base}/validate/msisdn/submitToken",
