@@ -701,3 +701,31 @@ def test_bind_and_discover_on_postgres(pg_homeserver):
     assert lookup(carol, [msisdn, other]) == {msisdn: alice.user_id}
     r = carol.laiwang_raw("POST", "/discovery/lookup", data=b"{")
     assert r.json()["errcode"] == "M_NOT_JSON"
+
+
+@pytest.mark.postgres
+def test_discovery_through_a_worker_shares_pepper_index_and_budget(worker_homeserver):
+    """Lookups on a generic worker: same pepper, same index (3pids set on the main process),
+    and one daily budget for both processes (kept in the database)."""
+    main, worker = worker_homeserver
+    admin, target, asker = main.new_user("a", admin=True), main.new_user(), main.new_user()
+    asker_w = MatrixClient(worker.base_url, asker.user_id, asker.access_token)
+    _, m = new_number()
+    admin_set_msisdns(admin, target.user_id, [m])
+    p = pepper(asker)
+    assert pepper(asker_w) == p
+    assert lookup(asker_w, [m], p) == {m: target.user_id}
+
+    fillers = [lookup_hash(f"8615{i:09d}", p) for i in range(1000)]
+    spent = 1  # the lookup above
+    for i in range(9):
+        who = asker_w if i % 2 else asker
+        r = raw_lookup(who, fillers[: 1000 if i < 8 else 999], p)
+        assert r.status_code == 200, r.text
+        spent += 1000 if i < 8 else 999
+    assert spent == 9000
+    r = raw_lookup(asker, fillers, p)  # 10,000 would be reached exactly: allowed
+    assert r.status_code == 200
+    for who in (asker, asker_w):
+        r = raw_lookup(who, fillers[:1], p)
+        assert (r.status_code, r.json()["errcode"]) == (429, "M_LIMIT_EXCEEDED")
