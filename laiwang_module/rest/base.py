@@ -103,13 +103,14 @@ class Router:
 
 
 class LaiwangResource(DirectServeJsonResource):
-    """The one resource registered at PREFIX; routes to servlet callbacks."""
+    """A resource registered at `prefix` (PREFIX unless told otherwise); routes to servlets."""
 
     isLeaf = True
 
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, prefix: str = PREFIX):
         super().__init__()
         self._router = router
+        self._prefix = prefix
 
     async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
         method = request.method.decode("ascii")
@@ -118,9 +119,9 @@ class LaiwangResource(DirectServeJsonResource):
         if method == "HEAD":
             method = "GET"
         path = request.path.decode("utf-8", errors="replace")
-        if not path.startswith(PREFIX):
-            raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
-        found = self._router.match(method, path[len(PREFIX) :] or "/")
+        found = None
+        if path.startswith(self._prefix + "/"):
+            found = self._router.match(method, path[len(self._prefix) :])
         if found is None:
             raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
         route, params = found

@@ -15,15 +15,11 @@ they are reachable by anyone, which is why codes expire and attempts are limited
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from synapse.api.errors import Codes, SynapseError
-from synapse.module_api import DirectServeJsonResource
-
-from laiwang_module.rest.base import JsonDict, Router, Servlet, bad_request
+from laiwang_module.rest.base import JsonDict, LaiwangResource, Router, Servlet
 from rooms.msisdn import require_client_secret, validate_request_token, validate_submit_token
-from rooms.validation import ValidationError, require_str
+from rooms.validation import require_str
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -57,33 +53,9 @@ class MsisdnIdentityServlet(Servlet):
         return 200, await self.server.msisdn_handler.get_validated(sid, client_secret)
 
 
-class IdentityResource(DirectServeJsonResource):
-    """Routes IDENTITY_PREFIX paths; errors are Matrix errors, as everywhere in the module."""
-
-    isLeaf = True
-
-    def __init__(self, router: Router, secret: str | None):
-        super().__init__()
-        self._router = router
-        # With a delegate secret, only Synapse (which has the URL) can reach the endpoints.
-        self._prefix = f"{IDENTITY_PREFIX}/{secret}" if secret else IDENTITY_PREFIX
-
-    async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
-        method = request.method.decode("ascii")
-        path = request.path.decode("utf-8", errors="replace")
-        found = None
-        if path.startswith(self._prefix + "/"):
-            found = self._router.match(method, path[len(self._prefix) :])
-        if found is None:
-            raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
-        route, params = found
-        try:
-            return await route.callback(request, **params)
-        except ValidationError as e:
-            raise bad_request(e.errcode, e.sentence) from None
-
-
-def build_identity_resource(server: Any) -> IdentityResource:
+def build_identity_resource(server: Any) -> LaiwangResource:
     router = Router()
     MsisdnIdentityServlet(server).register(router)
-    return IdentityResource(router, server.config.sms.delegate_secret)
+    secret = server.config.sms.delegate_secret
+    # With a delegate secret, only Synapse (which has the URL) can reach the endpoints.
+    return LaiwangResource(router, f"{IDENTITY_PREFIX}/{secret}" if secret else IDENTITY_PREFIX)
