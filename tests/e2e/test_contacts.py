@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
+import yaml
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import TestHomeserver, start_all
 from tests.harness.social import make_acquainted
 
 
@@ -245,8 +249,6 @@ def test_remote_decline_and_leave_follow_membership(hs1, hs2):
 
 
 def test_index_is_rebuilt_from_the_rooms_after_loss(hs1):
-    import sqlite3
-
     alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
     room = make_acquainted(alice, bob)
     # Lose the module's records of this pair (Synapse keeps running; SQLite allows the write).
@@ -270,3 +272,44 @@ def test_request_to_an_unreachable_server_leaves_nothing_behind(hs1):
     assert r.json()["errcode"].startswith("M_")
     assert alice.laiwang("GET", "/contacts/requests")["outgoing"] == []
     assert contacts(alice) == {}
+
+
+def test_appservice_users_are_exempt(tmp_path):
+    """A bridge's users (the AS sender and its exclusive namespace) may invite anyone."""
+    registration = {
+        "id": "laiwang-test-bridge",
+        "url": None,
+        "as_token": "as-token-for-tests",
+        "hs_token": "hs-token-for-tests",
+        "sender_localpart": "shopbot",
+        "namespaces": {"users": [{"exclusive": True, "regex": "@shop_.*"}]},
+    }
+    reg_file = tmp_path / "registration.yaml"
+    reg_file.write_text(yaml.safe_dump(registration))
+    server = start_all(
+        [TestHomeserver(tmp_path / "hs", extra={"app_service_config_files": [str(reg_file)]})]
+    )[0]
+    try:
+        alice = server.new_user("alice")
+        bot = MatrixClient(server.base_url, server.user_id("shopbot"), "as-token-for-tests")
+        room = bot.create_room(preset="private_chat", invite=[alice.user_id])
+        wait_until(lambda: room in alice.invited_rooms())
+        # A ghost user in the bridge's namespace, acting through the AS token.
+        bot.call(
+            "POST",
+            "/_matrix/client/v3/register",
+            {"type": "m.login.application_service", "username": "shop_42"},
+        )
+        ghost = server.user_id("shop_42")
+        ghost_room = bot.call(
+            "POST",
+            "/_matrix/client/v3/createRoom",
+            {"preset": "private_chat", "invite": [alice.user_id]},
+            params={"user_id": ghost},
+        )["room_id"]
+        wait_until(lambda: ghost_room in alice.invited_rooms())
+        # ...while an ordinary user still may not.
+        zed = server.new_user("zed")
+        forbidden(lambda: zed.create_room(preset="private_chat", invite=[alice.user_id]))
+    finally:
+        server.stop()
