@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from synapse.module_api import ModuleApi
 
+from laiwang_module.synapse_compat import module_clock
+
 
 class ModuleCache:
     def __init__(self, api: ModuleApi):
         self.server_name = api.server_name
-        self.clock = api._clock  # ModuleApi has no public clock accessor
+        self.clock = module_clock(api)

@@ -8,6 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from synapse.module_api import ModuleApi
+from synapse.util.clock import Clock
+
+
+def module_clock(api: ModuleApi) -> Clock:
+    """Synapse's clock, which `@cached` and `Linearizer` need; ModuleApi has no accessor."""
+    return api._clock
 
 
 def is_appservice_user(api: ModuleApi, user_id: str) -> bool:

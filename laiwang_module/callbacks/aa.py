@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
-from synapse.types import StateMap
 
+from laiwang_module.callbacks.events import register_on_new_event
 from rooms.validation import ValidationError
 
 if TYPE_CHECKING:
@@ -41,11 +41,8 @@ def register(server: LaiwangServer) -> None:
             return Codes(e.errcode), {"error": f"AA rule: {e.sentence}"}
         return "NOT_SPAM"
 
-    async def on_new_event(event: EventBase, state_events: StateMap[EventBase]) -> None:
-        await handler.apply_event(event)
-
     api.register_spam_checker_callbacks(check_event_for_spam=check_event_for_spam)
-    api.register_third_party_rules_callbacks(on_new_event=on_new_event)
+    register_on_new_event(server, "aa", lambda event, state: handler.apply_event(event))
     api.register_add_extra_fields_to_unsigned_client_event_callbacks(
         add_field_to_unsigned_callback=handler.unsigned_fields
     )

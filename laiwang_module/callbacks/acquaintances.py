@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM, UserProfile
-from synapse.types import StateMap
 
+from laiwang_module.callbacks.events import register_on_new_event
 from laiwang_module.handlers.acquaintances import known_request
 from rooms.contacts import (
     ACQUAINTANCE_STATE,
@@ -108,13 +108,6 @@ class AcquaintanceCallbacks:
     async def check_username_for_spam(self, profile: UserProfile, requester_id: str) -> bool:
         return not await self._handler.may_see_in_directory(requester_id, profile["user_id"])
 
-    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
-        try:
-            await self._handler.on_event(event, state)
-        except Exception:
-            # A failure here must not disturb Synapse; a rebuild repairs the index.
-            logger.exception("laiwang: failed to index %s", event.event_id)
-
 
 def register(server: LaiwangServer) -> None:
     callbacks = AcquaintanceCallbacks(server)
@@ -126,4 +119,4 @@ def register(server: LaiwangServer) -> None:
         user_may_create_room=callbacks.user_may_create_room,
         check_username_for_spam=callbacks.check_username_for_spam,
     )
-    api.register_third_party_rules_callbacks(on_new_event=callbacks.on_new_event)
+    register_on_new_event(server, "acquaintances", server.acquaintance_handler.on_event)

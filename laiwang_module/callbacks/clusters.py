@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from synapse.events import EventBase
-from synapse.types import StateMap
+from laiwang_module.callbacks.events import register_on_new_event
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -21,11 +20,4 @@ logger = logging.getLogger(__name__)
 
 
 def register(server: LaiwangServer) -> None:
-    async def on_new_event(event: EventBase, state: StateMap[EventBase]) -> None:
-        try:
-            await server.cluster_handler.on_event(event, state)
-        except Exception:
-            # A failure here must not disturb Synapse; the next membership event repairs it.
-            logger.exception("laiwang: failed to index cluster event %s", event.event_id)
-
-    server.api.register_third_party_rules_callbacks(on_new_event=on_new_event)
+    register_on_new_event(server, "clusters", server.cluster_handler.on_event)

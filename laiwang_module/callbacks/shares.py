@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM
-from synapse.types import StateMap
+
+from laiwang_module.callbacks.events import register_on_new_event
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -46,16 +47,10 @@ def register(server: LaiwangServer) -> None:
             logger.exception("laiwang: could not schedule accepting %s", event.event_id)
         return NOT_SPAM
 
-    async def on_new_event(event: EventBase, state: StateMap[EventBase]) -> None:
-        try:
-            await handler.on_event(event, state)
-        except Exception:
-            logger.exception("laiwang: failed to index %s for the feed", event.event_id)
-
     api.register_spam_checker_callbacks(
         check_event_for_spam=check_event_for_spam,
         federated_user_may_invite=federated_user_may_invite,
     )
-    api.register_third_party_rules_callbacks(on_new_event=on_new_event)
+    register_on_new_event(server, "shares", handler.on_event)
     api.register_cached_function(handler.owner_cache.get_timeline_owner)
     server.acquaintance_handler.add_listener(handler.on_acquaintance)

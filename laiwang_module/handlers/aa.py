@@ -15,6 +15,7 @@ from synapse.api.errors import Codes, SynapseError
 from synapse.events import EventBase
 from synapse.util.caches.descriptors import cached
 
+from laiwang_module.caches import ModuleCache
 from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.storage.aa import LedgerChange
 from rooms import aa
@@ -30,15 +31,13 @@ REMIND_INTERVAL_MS = 3600 * 1000  # at most one reminder an hour per request
 PAY_CLAIM_STALE_MS = 60 * 1000  # a `pay` still "under way" after this has died
 
 
-class AAStatusCache:
+class AAStatusCache(ModuleCache):
     """`unsigned["org.laiwang.aa.status"]` of request events, cached per event and invalidated
     across workers whenever the ledger changes the request (see `AAHandler._changed`)."""
 
     def __init__(self, server: LaiwangServer):
+        super().__init__(server.api)
         self._store = server.store
-        # What Synapse's @cached needs from its owner; ModuleApi has no public clock accessor.
-        self.server_name = server.api.server_name
-        self.clock = server.api._clock
 
     @cached(max_entries=50000)
     async def get_aa_status(self, event_id: str) -> dict[str, Any] | None:

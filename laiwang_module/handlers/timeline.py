@@ -23,8 +23,14 @@ from synapse.util.async_helpers import Linearizer
 from synapse.util.caches.descriptors import cached
 from synapse.util.frozenutils import unfreeze
 
+from laiwang_module.caches import ModuleCache
 from laiwang_module.rest.base import bad_request, not_found
-from laiwang_module.synapse_compat import events_visible_to, is_joined, recent_room_events
+from laiwang_module.synapse_compat import (
+    events_visible_to,
+    is_joined,
+    module_clock,
+    recent_room_events,
+)
 from rooms import shares
 from rooms.validation import ValidationError
 
@@ -42,16 +48,14 @@ REPAIR_AFTER_MS = 10 * 60 * 1000
 CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
 
 
-class TimelineOwnerCache:
+class TimelineOwnerCache(ModuleCache):
     """Which room is whose timeline, asked for every event by the posting rules. Cached per room
     (a timeline's owner never changes) and invalidated across workers whenever a timeline is
     recorded, since "not a timeline" can become "a timeline" (see `TimelineHandler._record`)."""
 
     def __init__(self, server: LaiwangServer):
+        super().__init__(server.api)
         self._store = server.store
-        # What Synapse's @cached needs from its owner; ModuleApi has no public clock accessor.
-        self.server_name = server.api.server_name
-        self.clock = server.api._clock
 
     @cached(max_entries=100000)
     async def get_timeline_owner(self, room_id: str) -> str | None:
@@ -66,7 +70,7 @@ class TimelineHandler:
         self.owner_cache = TimelineOwnerCache(server)
         # Serialises first calls of one owner within this process (no wasted rooms); across
         # processes the database decides (`_record`).
-        self._creating = Linearizer("laiwang_timeline_create", clock=server.api._clock)
+        self._creating = Linearizer("laiwang_timeline_create", clock=module_clock(server.api))
 
     async def _record(self, owner: str, room_id: str) -> str:
         """Record room_id as owner's timeline unless one is recorded; returns the recorded one."""
