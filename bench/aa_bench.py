@@ -17,43 +17,17 @@ from __future__ import annotations
 import argparse
 import random
 import secrets
-import shutil
-import sqlite3
 import statistics
-import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-from laiwang_module.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
-from tests.harness.client import MatrixClient
-from tests.harness.servers import (
-    create_postgres_database,
-    drop_postgres_database,
-    postgres_available,
-)
+from bench.common import BenchServer, for_each_backend, median_p95_ms, timed
 
 CURRENCIES = ("CNY", "JPY", "USD")
 
 
-def new_user(spec: HomeserverSpec, name: str) -> MatrixClient:
-    localpart = f"{name}_{secrets.token_hex(3)}"
-    reply = register_user(
-        spec.base_url, spec.registration_shared_secret, localpart, secrets.token_urlsafe(12)
-    )
-    return MatrixClient(spec.base_url, reply["user_id"], reply["access_token"])
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def bench_flow(spec: HomeserverSpec, rounds: int) -> dict[str, float]:
-    alice, bob, carol = (new_user(spec, n) for n in ("alice", "bob", "carol"))
+def bench_flow(server: BenchServer, rounds: int) -> dict[str, float]:
+    alice, bob, carol = (server.register(n) for n in ("alice", "bob", "carol"))
     room = alice.create_room(preset="public_chat")
     bob.join(room)
     carol.join(room)
@@ -112,75 +86,52 @@ def seed_rows(user_id: str, server_name: str, bills: int) -> dict[str, list[tupl
     return rows
 
 
-INSERTS = {
-    "laiwang_aa_events": "(event_id, kind, request_event_id, outcome)",
-    "laiwang_aa_requests": "(event_id, room_id, payee, title, currency, total, state, ts)",
-    "laiwang_aa_shares": "(request_event_id, user_id, position, amount, paid)",
-    "laiwang_aa_balances": "(user_id, counterparty, currency, net)",
+COLUMNS = {
+    "laiwang_aa_events": ("event_id", "kind", "request_event_id", "outcome"),
+    "laiwang_aa_requests": (
+        "event_id",
+        "room_id",
+        "payee",
+        "title",
+        "currency",
+        "total",
+        "state",
+        "ts",
+    ),
+    "laiwang_aa_shares": ("request_event_id", "user_id", "position", "amount", "paid"),
+    "laiwang_aa_balances": ("user_id", "counterparty", "currency", "net"),
 }
 
 
-def insert_all(execute_many: Callable[[str, Iterable[tuple[Any, ...]]], Any],
-               rows: dict[str, list[tuple[Any, ...]]], mark: str) -> None:  # fmt: skip
-    for table, columns in INSERTS.items():
-        marks = ", ".join([mark] * (columns.count(",") + 1))
-        execute_many(f"INSERT INTO {table} {columns} VALUES ({marks})", rows[table])
-
-
-def bench_balances(spec: HomeserverSpec, bills: int, requests: int) -> dict[str, float]:
-    carol = new_user(spec, "payer")
+def bench_balances(server: BenchServer, bills: int, requests: int) -> dict[str, float]:
+    carol = server.register("payer")
     carol.laiwang("GET", "/aa/balances")  # the schema exists once the module has answered
-    rows = seed_rows(carol.user_id, spec.server_name, bills)
-    if spec.database is None:
-        conn = sqlite3.connect(spec.directory / "homeserver.db", timeout=60)
-        with conn:
-            insert_all(conn.executemany, rows, "?")
-        conn.close()
-    else:
-        import psycopg2
-
-        pg = psycopg2.connect(**{k: v for k, v in spec.database.items() if k[:2] != "cp"})
-        with pg, pg.cursor() as cur:
-            insert_all(cur.executemany, rows, "%s")
-        pg.close()
+    rows = seed_rows(carol.user_id, server.spec.server_name, bills)
+    with server.database() as db:  # seeded while the server runs
+        for table, columns in COLUMNS.items():
+            db.insert(table, columns, rows[table])
     entries = len(carol.laiwang("GET", "/aa/balances")["balances"])
     for _ in range(5):
         carol.laiwang("GET", "/aa/balances")
-    times = [timed(lambda: carol.laiwang("GET", "/aa/balances")) for _ in range(requests)]
-    times.sort()
-    return {
-        "bills": bills,
-        "balance_entries": entries,
-        "median_ms": statistics.median(times) * 1000,
-        "p95_ms": times[int(len(times) * 0.95) - 1] * 1000,
-    }
+    median_ms, p95_ms = median_p95_ms(
+        [timed(lambda: carol.laiwang("GET", "/aa/balances")) for _ in range(requests)]
+    )
+    return {"bills": bills, "balance_entries": entries, "median_ms": median_ms, "p95_ms": p95_ms}
 
 
-def run(database: dict[str, Any] | None, args: argparse.Namespace) -> None:
-    directory = Path(tempfile.mkdtemp(prefix="laiwang-aa-bench-"))
-    port = free_port()
-    spec = HomeserverSpec(directory=directory, client_port=port,
-                          server_name=f"localhost:{port}", database=database,
-                          relaxed_ratelimits=True)  # fmt: skip
-    process = SynapseProcess(spec)
-    process.start()
-    try:
-        process.wait_ready()
-        name = "SQLite" if database is None else "PostgreSQL"
-        flow = bench_flow(spec, args.rounds)
-        print(
-            f"[{name}] request+payment flow: {flow['aa_median_ms']:.1f} ms median vs two plain "
-            f"messages {flow['plain_median_ms']:.1f} ms -> ratio {flow['ratio_median']:.2f} "
-            f"(medians), {flow['ratio_total']:.2f} (totals); target <= 1.3, {args.rounds} rounds"
-        )
-        bal = bench_balances(spec, args.bills, args.requests)
-        print(
-            f"[{name}] GET /aa/balances, {bal['bills']} bills ({bal['balance_entries']} entries): "
-            f"median {bal['median_ms']:.1f} ms, p95 {bal['p95_ms']:.1f} ms; target median < 50 ms"
-        )
-    finally:
-        process.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+def run(server: BenchServer, args: argparse.Namespace) -> None:
+    name = server.name
+    flow = bench_flow(server, args.rounds)
+    print(
+        f"[{name}] request+payment flow: {flow['aa_median_ms']:.1f} ms median vs two plain "
+        f"messages {flow['plain_median_ms']:.1f} ms -> ratio {flow['ratio_median']:.2f} "
+        f"(medians), {flow['ratio_total']:.2f} (totals); target <= 1.3, {args.rounds} rounds"
+    )
+    bal = bench_balances(server, args.bills, args.requests)
+    print(
+        f"[{name}] GET /aa/balances, {bal['bills']} bills ({bal['balance_entries']} entries): "
+        f"median {bal['median_ms']:.1f} ms, p95 {bal['p95_ms']:.1f} ms; target median < 50 ms"
+    )
 
 
 def main() -> None:
@@ -190,13 +141,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
-    run(None, args)
-    if not args.sqlite_only and postgres_available():
-        db = create_postgres_database()
-        try:
-            run(db, args)
-        finally:
-            drop_postgres_database(db)
+    for_each_backend(lambda server: run(server, args), args.sqlite_only, "laiwang-aa-bench-")
 
 
 if __name__ == "__main__":

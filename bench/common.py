@@ -1,20 +1,26 @@
 """Shared pieces of the benchmarks: a real homeserver to seed, restart and measure.
 
-A benchmark starts Synapse with the module (SQLite, or a fresh PostgreSQL database), registers
-the users it drives, stops it, bulk-loads its module tables straight into the database, restarts
-it and measures. Figures are medians of what the server itself logs.
+A benchmark starts Synapse with the module on each database (SQLite, and a fresh PostgreSQL
+database when one answers at 127.0.0.1:5432), registers the users it drives, seeds its tables
+straight into the database (COPY on PostgreSQL, executemany on SQLite), with the server stopped
+or running, and measures: round trips on the client side, and what the server itself logs
+(its access log, or the module's DEBUG lines) read back from the log.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import secrets
+import shutil
 import sqlite3
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from laiwang_module.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
 from tests.harness.client import MatrixClient
@@ -24,14 +30,122 @@ from tests.harness.servers import (
     postgres_available,
 )
 
+T = TypeVar("T")
+Row = Sequence[Any]
 
-def backends() -> list[str]:
-    return ["sqlite", "postgres"] if postgres_available() else ["sqlite"]
+ACQUAINTANCE_COLUMNS = ("user_id", "other_id", "room_id", "source", "since_ts")
+NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def backends(
+    skip_postgres: bool = False, skip_sqlite: bool = False, say_if_missing: bool = False
+) -> list[str]:
+    """The databases to run on: SQLite, then PostgreSQL when one answers."""
+    chosen = [] if skip_sqlite else ["sqlite"]
+    if not skip_postgres and postgres_available():
+        chosen.append("postgres")
+    elif not skip_postgres and say_if_missing:
+        print("PostgreSQL not reachable at 127.0.0.1:5432: SQLite only")
+    return chosen
+
+
+class BenchDatabase:
+    """The homeserver's database, opened next to Synapse (running or not) for seeding and SQL."""
+
+    def __init__(self, spec: HomeserverSpec):
+        self.postgres = spec.database is not None
+        if spec.database is not None:
+            import psycopg2
+
+            args = {k: v for k, v in spec.database.items() if not k.startswith("cp_")}
+            self.conn: Any = psycopg2.connect(**args)
+        else:
+            self.conn = sqlite3.connect(spec.directory / "homeserver.db", timeout=120)
+
+    def insert(self, table: str, columns: Sequence[str], rows: Iterable[Row]) -> int:
+        """Load and commit rows: COPY on PostgreSQL, executemany on SQLite; returns the count."""
+        count = 0
+        names = ",".join(columns)
+        cur = self.conn.cursor()
+        for chunk in _chunks(rows, 100_000):
+            if self.postgres:
+                buf = io.StringIO("".join("\t".join(map(_copy_value, r)) + "\n" for r in chunk))
+                cur.copy_expert(f"COPY {table} ({names}) FROM STDIN", buf)
+            else:
+                marks = ",".join("?" * len(columns))
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", chunk)
+            count += len(chunk)
+        cur.close()
+        self.conn.commit()
+        return count
+
+    def execute(self, sql: str) -> None:
+        cur = self.conn.cursor()
+        cur.execute(sql)
+        cur.close()
+        self.conn.commit()
+
+    def fetchone(self, sql: str) -> Row | None:
+        cur = self.conn.cursor()
+        cur.execute(sql)
+        row: Row | None = cur.fetchone()
+        cur.close()
+        self.conn.commit()
+        return row
+
+    def maintain(self, sql: str) -> None:
+        """A statement that must run outside a transaction on PostgreSQL (ANALYZE, VACUUM)."""
+        if self.postgres:
+            self.conn.autocommit = True
+            self.conn.cursor().execute(sql)
+            self.conn.autocommit = False
+        else:
+            self.execute(sql)
+
+    def txn(self) -> Any:
+        """A cursor that takes `?` placeholders on both engines, as Synapse's transactions do."""
+        cur = self.conn.cursor()
+        if not self.postgres:
+            return cur
+
+        class Txn:
+            def execute(self, sql: str, args: Iterable[Any] = ()) -> None:
+                cur.execute(sql.replace("?", "%s"), tuple(args))
+
+            def fetchall(self) -> list[Row]:
+                return list(cur.fetchall())
+
+        return Txn()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _copy_value(value: Any) -> str:
+    """One field of COPY's text format."""
+    if value is None:
+        return "\\N"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class BenchServer:
+    """One Synapse with the module on `backend` ("sqlite", or a fresh PostgreSQL database)."""
+
     def __init__(self, root: Path, backend: str, module_config: dict[str, Any] | None = None):
         self.backend = backend
+        self.name = NAMES[backend]
         self.db = create_postgres_database() if backend == "postgres" else None
         port = free_port()
         self.spec = HomeserverSpec(
@@ -51,9 +165,9 @@ class BenchServer:
     def stop(self) -> None:
         self.process.stop()
 
-    def close(self) -> None:
+    def close(self, keep_database: bool = False) -> None:
         self.stop()
-        if self.db is not None:
+        if self.db is not None and not keep_database:
             drop_postgres_database(self.db)
 
     def user_id(self, localpart: str) -> str:
@@ -69,33 +183,20 @@ class BenchServer:
         )
         return MatrixClient(self.spec.base_url, reply["user_id"], reply["access_token"])
 
-    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """Load rows while the server is stopped: COPY on PostgreSQL, executemany on SQLite."""
-        count = 0
-        if self.db is None:
-            conn = sqlite3.connect(self.spec.directory / "homeserver.db")
-            marks = ",".join("?" * len(columns))
-            with conn:
-                for chunk in _chunks(rows, 100_000):
-                    conn.executemany(
-                        f"INSERT INTO {table} ({','.join(columns)}) VALUES ({marks})", chunk
-                    )
-                    count += len(chunk)
-            conn.close()
-            return count
-        import psycopg2
+    @contextmanager
+    def database(self) -> Iterator[BenchDatabase]:
+        db = BenchDatabase(self.spec)
+        try:
+            yield db
+        finally:
+            db.close()
 
-        a = self.db
-        pg = psycopg2.connect(host=a["host"], port=a["port"], user=a["user"], dbname=a["database"])
-        with pg, pg.cursor() as cur:
-            for chunk in _chunks(rows, 100_000):
-                buf = io.StringIO("".join("\t".join(map(str, r)) + "\n" for r in chunk))
-                cur.copy_expert(f"COPY {table} ({','.join(columns)}) FROM STDIN", buf)
-                count += len(chunk)
-        pg.autocommit = True
-        with pg.cursor() as cur:
-            cur.execute(f"ANALYZE {table}")
-        pg.close()
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Row]) -> int:
+        """Load rows (typically while the server is stopped), then ANALYZE them on PostgreSQL."""
+        with self.database() as db:
+            count = db.insert(table, columns, rows)
+            if db.postgres:
+                db.maintain(f"ANALYZE {table}")
         return count
 
     def log_offset(self) -> int:
@@ -104,28 +205,82 @@ class BenchServer:
     def log_since(self, offset: int) -> str:
         return self.process.log()[offset:]
 
+    def logged(self, offset: int, pattern: re.Pattern[str], group: int = 1) -> list[float]:
+        """The numbers `pattern` captures in `group` in the server's log since `offset`."""
+        return [float(m.group(group)) for m in pattern.finditer(self.log_since(offset))]
 
-def _chunks(rows: Iterable[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]]:
-    chunk: list[Sequence[Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    def processed_ms(self, offset: int, method: str, path_prefix: str) -> list[float]:
+        """Processing times (ms) Synapse's access log gives since `offset` for the requests
+        `method` whose path starts with `path_prefix` (millisecond resolution)."""
+        return [
+            float(m.group(1)) * 1000
+            for m in _PROCESSED.finditer(self.log_since(offset))
+            if m.group(2) == method and m.group(3).startswith(path_prefix)
+        ]
+
+
+_PROCESSED = re.compile(r'Processed request: (\d+\.\d+)sec/.*"([A-Z]+) ([^ ]+) ')
+
+
+@contextmanager
+def bench_root(prefix: str = "laiwang-bench-", keep: bool = False) -> Iterator[Path]:
+    """A temporary folder for the servers, removed afterwards unless `keep`."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        if keep:
+            print(f"bench data kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
 def bench_server(
-    root: Path, backend: str, module_config: dict[str, Any] | None = None
+    root: Path,
+    backend: str,
+    module_config: dict[str, Any] | None = None,
+    keep_database: bool = False,
 ) -> Iterator[BenchServer]:
+    """A started server, stopped (and its PostgreSQL database dropped) on the way out."""
     server = BenchServer(root, backend, module_config)
     try:
         server.start()
         yield server
     finally:
-        server.close()
+        server.close(keep_database)
+
+
+def for_each_backend(
+    fn: Callable[[BenchServer], T], sqlite_only: bool = False, prefix: str = "laiwang-bench-"
+) -> list[T]:
+    """`fn` on a fresh started server on SQLite, then on PostgreSQL when one answers."""
+    with bench_root(prefix) as root:
+        results = []
+        for backend in backends(skip_postgres=sqlite_only):
+            with bench_server(root, backend) as server:
+                results.append(fn(server))
+        return results
+
+
+def acquaintance_rows(pairs: Iterable[tuple[str, str, str]], since_ts: int) -> Iterator[Row]:
+    """Rows of `laiwang_acquaintances` for (user, other, room) pairs: both directions, as the
+    module keeps them."""
+    for user_id, other_id, room_id in pairs:
+        yield (user_id, other_id, room_id, "request", since_ts)
+        yield (other_id, user_id, room_id, "request", since_ts)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds `fn` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_p95_ms(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.95) - 1] * 1000
 
 
 def summary(values: list[float]) -> str:

@@ -22,17 +22,22 @@ more acquaintances to show the growth. Target: under 100 ms (median) at 500 acqu
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
-from bench.common import BenchServer, backends
+from bench.common import (
+    ACQUAINTANCE_COLUMNS,
+    BenchServer,
+    acquaintance_rows,
+    backends,
+    bench_root,
+    bench_server,
+)
 from tests.harness.client import MatrixClient, wait_until
 
 LAIWANG = "/_synapse/client/laiwang/v1"
@@ -40,27 +45,19 @@ POSTS_EACH = 20
 REAL_FRIENDS = 5
 REAL_POSTS_EACH = 4
 PAGE = 20
-_PROCESSED = re.compile(r'Processed request: (\d+\.\d+)sec/.*"GET ([^ ]+) ')
+FeedRow = tuple[str, int, int, float, float, float, float]
 
 
 def seed(server: BenchServer, caller: str, start: int, stop: int, now_ms: int) -> None:
     """Acquaintances start..stop-1 of the caller, their posts, and as many strangers' posts."""
     others = [server.user_id(f"seeded{i}") for i in range(start, stop)]
     strangers = [server.user_id(f"stranger{i}") for i in range(start, stop)]
+    pairs = ((caller, other, f"!contact{start + i}:seed") for i, other in enumerate(others))
     server.bulk_insert(
-        "laiwang_acquaintances",
-        ("user_id", "other_id", "room_id", "source", "since_ts"),
-        (
-            row
-            for i, other in enumerate(others)
-            for row in (
-                (caller, other, f"!contact{start + i}:seed", "request", now_ms),
-                (other, caller, f"!contact{start + i}:seed", "request", now_ms),
-            )
-        ),
+        "laiwang_acquaintances", ACQUAINTANCE_COLUMNS, acquaintance_rows(pairs, now_ms)
     )
 
-    def posts(users: list[str], prefix: str) -> object:
+    def posts(users: list[str], prefix: str) -> Iterator[tuple[str, str, str, int]]:
         for i, user in enumerate(users):
             room = f"!{prefix}{start + i}:seed"
             for p in range(POSTS_EACH):
@@ -71,20 +68,12 @@ def seed(server: BenchServer, caller: str, start: int, stop: int, now_ms: int) -
                 yield (f"${prefix}{start + i}_{p}", room, user, ts)
 
     columns = ("event_id", "room_id", "owner", "ts")
-    server.bulk_insert("laiwang_timeline_posts", columns, posts(others, "post"))  # type: ignore[arg-type]
-    server.bulk_insert("laiwang_timeline_posts", columns, posts(strangers, "noise"))  # type: ignore[arg-type]
+    server.bulk_insert("laiwang_timeline_posts", columns, posts(others, "post"))
+    server.bulk_insert("laiwang_timeline_posts", columns, posts(strangers, "noise"))
 
 
 def joined(client: MatrixClient, room_id: str) -> bool:
     return room_id in client.call("GET", "/_matrix/client/v3/joined_rooms")["joined_rooms"]
-
-
-def processed(server: BenchServer, offset: int, path_prefix: str) -> list[float]:
-    return [
-        float(m.group(1)) * 1000
-        for m in _PROCESSED.finditer(server.log_since(offset))
-        if m.group(2).startswith(path_prefix)
-    ]
 
 
 def measure(client: MatrixClient, path: str, params: dict[str, object], reps: int) -> list[float]:
@@ -99,27 +88,17 @@ def measure(client: MatrixClient, path: str, params: dict[str, object], reps: in
     return times
 
 
-def run_backend(backend: str, sizes: list[int], reps: int, root: Path) -> list[tuple]:
-    server = BenchServer(root, backend)
-    rows: list[tuple] = []
-    try:
-        server.start()
+def run_backend(backend: str, sizes: list[int], reps: int, root: Path) -> list[FeedRow]:
+    rows: list[FeedRow] = []
+    with bench_server(root, backend) as server:
         caller = server.register("caller")
         friends = [server.register(f"friend{i}") for i in range(REAL_FRIENDS)]
         caller.laiwang("GET", "/feed")  # the module's tables exist once it answered
         server.stop()
         now_ms = int(time.time() * 1000)
+        pairs = ((caller.user_id, f.user_id, f"!real{i}:seed") for i, f in enumerate(friends))
         server.bulk_insert(
-            "laiwang_acquaintances",
-            ("user_id", "other_id", "room_id", "source", "since_ts"),
-            (
-                row
-                for i, f in enumerate(friends)
-                for row in (
-                    (caller.user_id, f.user_id, f"!real{i}:seed", "request", now_ms),
-                    (f.user_id, caller.user_id, f"!real{i}:seed", "request", now_ms),
-                )
-            ),
+            "laiwang_acquaintances", ACQUAINTANCE_COLUMNS, acquaintance_rows(pairs, now_ms)
         )
         seeded = REAL_FRIENDS
         real_posts: list[str] = []
@@ -165,8 +144,8 @@ def run_backend(backend: str, sizes: list[int], reps: int, root: Path) -> list[t
             msgs_path = f"/_matrix/client/v3/rooms/{quote(timelines[0])}/messages"
             plain_client = measure(caller, msgs_path, {"dir": "b", "limit": PAGE}, reps)
             time.sleep(0.5)  # let the access log lines land
-            feed_server = processed(server, offset, LAIWANG + "/feed")[3:]
-            plain_server = processed(server, offset, "/_matrix/client/v3/rooms/")[3:]
+            feed_server = server.processed_ms(offset, "GET", LAIWANG + "/feed")[3:]
+            plain_server = server.processed_ms(offset, "GET", "/_matrix/client/v3/rooms/")[3:]
             row = (
                 backend,
                 n,
@@ -184,8 +163,6 @@ def run_backend(backend: str, sizes: list[int], reps: int, root: Path) -> list[t
                 flush=True,
             )
             server.stop()
-    finally:
-        server.close()
     return rows
 
 
@@ -198,17 +175,12 @@ def main(argv: list[str]) -> int:
     sizes = sorted(args.acquaintances or [100, 500, 1000, 2000, 5000])
     if sizes[0] <= REAL_FRIENDS:
         parser.error(f"sizes must be above {REAL_FRIENDS}")
-    chosen = ["sqlite"] if args.skip_postgres else backends()
-    if "postgres" not in chosen and not args.skip_postgres:
-        print("PostgreSQL not reachable at 127.0.0.1:5432: SQLite only")
+    chosen = backends(skip_postgres=args.skip_postgres, say_if_missing=True)
 
-    root = Path(tempfile.mkdtemp(prefix="laiwang-bench-"))
-    rows: list[tuple] = []
-    try:
+    rows: list[FeedRow] = []
+    with bench_root() as root:
         for backend in chosen:
             rows.extend(run_backend(backend, sizes, args.reps, root))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
     print()
     print(f"GET /feed?limit={PAGE}, first page (medians; plain = GET /messages?limit={PAGE})")

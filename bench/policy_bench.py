@@ -19,12 +19,18 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import backends, bench_server, summary
+from bench.common import (
+    ACQUAINTANCE_COLUMNS,
+    acquaintance_rows,
+    backends,
+    bench_root,
+    bench_server,
+    summary,
+)
 from tests.harness.client import MatrixError
 
 _DECISION = re.compile(r"invite policy \S+ -> (\S+): (allowed|refused) in ([0-9.]+) ms")
@@ -38,20 +44,15 @@ def run(backend: str, pairs: int, reps: int, root: Path) -> None:
         now = int(time.time() * 1000)
         room = "!seeded:bench"
 
-        def rows() -> Iterator[tuple[str, str, str, str, int]]:
+        def index_pairs() -> Iterator[tuple[str, str, str]]:
             for friend in friends:
-                yield (alice.user_id, friend.user_id, room, "request", now)
-                yield (friend.user_id, alice.user_id, room, "request", now)
+                yield (alice.user_id, friend.user_id, room)
             for i in range(pairs - len(friends)):
-                a, b = server.user_id(f"p{i}a"), server.user_id(f"p{i}b")
-                yield (a, b, room, "request", now)
-                yield (b, a, room, "request", now)
+                yield (server.user_id(f"p{i}a"), server.user_id(f"p{i}b"), room)
 
         t0 = time.monotonic()
         n = server.bulk_insert(
-            "laiwang_acquaintances",
-            ("user_id", "other_id", "room_id", "source", "since_ts"),
-            rows(),
+            "laiwang_acquaintances", ACQUAINTANCE_COLUMNS, acquaintance_rows(index_pairs(), now)
         )
         print(f"  {backend}: {n:,} index rows ({pairs:,} pairs) in {time.monotonic() - t0:.1f}s")
         server.start()
@@ -66,7 +67,7 @@ def run(backend: str, pairs: int, reps: int, root: Path) -> None:
                 except MatrixError as e:
                     assert not allowed and e.status == 403, e
             time.sleep(0.5)
-            return [float(m.group(3)) for m in _DECISION.finditer(server.log_since(offset))]
+            return server.logged(offset, _DECISION, group=3)
 
         # Each friend once: the pair is not in the cache yet (a database lookup).
         first = decisions([(f.user_id, True) for f in friends])
@@ -86,10 +87,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pairs", type=int, action="append", help="pair counts (repeatable)")
     parser.add_argument("--reps", type=int, default=100)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="laiwang-bench-") as tmp:
+    with bench_root() as root:
         for backend in backends():
             for pairs in args.pairs or [10_000, 1_000_000]:
-                run(backend, pairs, args.reps, Path(tmp))
+                run(backend, pairs, args.reps, root)
     return 0
 
 
