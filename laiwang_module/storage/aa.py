@@ -9,11 +9,12 @@ counterparty and currency in the same transaction as the share they come from, s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attr
 from synapse.storage.database import LoggingTransaction
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 from rooms.aa import CLOSED, OPEN, SETTLED, VOID, AAPayment, AARequest, RequestView
 
@@ -376,14 +377,8 @@ def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     return [r[0] for r in txn.fetchall()]
 
 
-class AAStore:
+class AAStore(StoreMixin):
     """Mixin of LaiwangStore."""
-
-    if TYPE_CHECKING:  # provided by LaiwangStore
-
-        async def run(self, desc: str, func: Any) -> Any: ...
-
-        async def run_with(self, desc: str, func: Any, *args: Any) -> Any: ...
 
     async def aa_apply_request(
         self, event_id: str, room_id: str, req: AARequest, ts: int

@@ -14,6 +14,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -75,7 +76,7 @@ def _contact_room(row: Any) -> ContactRoom:
     return ContactRoom(*row)
 
 
-class AcquaintanceStore:
+class AcquaintanceStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def record_contact_room(
@@ -100,7 +101,7 @@ class AcquaintanceStore:
                 (room_id, requester, target, message, source, state, now, now),
             )
 
-        await self.run("record_contact_room", txn_fn)  # type: ignore[attr-defined]
+        await self.run("record_contact_room", txn_fn)
 
     async def get_contact_room(self, room_id: str) -> ContactRoom | None:
         def txn_fn(txn: LoggingTransaction) -> ContactRoom | None:
@@ -111,7 +112,7 @@ class AcquaintanceStore:
             row = txn.fetchone()
             return _contact_room(row) if row else None
 
-        return await self.run("get_contact_room", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_contact_room", txn_fn)
 
     async def get_contact_rooms_between(self, a: str, b: str) -> list[ContactRoom]:
         """Rooms of requests between a and b in either direction, newest first."""
@@ -125,7 +126,7 @@ class AcquaintanceStore:
             )
             return [_contact_room(r) for r in txn.fetchall()]
 
-        return await self.run("get_contact_rooms_between", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_contact_rooms_between", txn_fn)
 
     async def get_pending_requests(
         self, user_id: str
@@ -143,7 +144,7 @@ class AcquaintanceStore:
                 out.append([_contact_room(r) for r in txn.fetchall()])
             return out[0], out[1]
 
-        return await self.run("get_pending_requests", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_pending_requests", txn_fn)
 
     async def get_all_contact_room_ids(self) -> list[str]:
         """Every room known as a contact room: our own records, and (should those be lost)
@@ -157,7 +158,7 @@ class AcquaintanceStore:
             )
             return sorted(r[0] for r in txn.fetchall())
 
-        return await self.run("get_all_contact_room_ids", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_all_contact_room_ids", txn_fn)
 
     async def add_acquaintance(self, a: str, b: str, room_id: str, source: str, now: int) -> bool:
         """Record a and b as acquainted through room_id; True if they were not before."""
@@ -173,7 +174,7 @@ class AcquaintanceStore:
                 added = added or txn.rowcount > 0
             return added
 
-        return await self.run("add_acquaintance", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("add_acquaintance", txn_fn)
 
     async def remove_acquaintance_via(self, a: str, b: str, room_id: str) -> bool:
         """End a and b's acquaintance if it rests on room_id (another room may carry it).
@@ -188,7 +189,7 @@ class AcquaintanceStore:
             )
             return txn.rowcount > 0
 
-        return await self.run("remove_acquaintance_via", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("remove_acquaintance_via", txn_fn)
 
     async def are_acquainted(self, a: str, b: str) -> bool:
         def txn_fn(txn: LoggingTransaction) -> bool:
@@ -197,7 +198,7 @@ class AcquaintanceStore:
             )
             return txn.fetchone() is not None
 
-        return await self.run("are_acquainted", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("are_acquainted", txn_fn)
 
     async def get_acquaintances(self, user_id: str) -> list[AcquaintanceRow]:
         def txn_fn(txn: LoggingTransaction) -> list[AcquaintanceRow]:
@@ -208,7 +209,7 @@ class AcquaintanceStore:
             )
             return [AcquaintanceRow(*r) for r in txn.fetchall()]
 
-        return await self.run("get_acquaintances", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_acquaintances", txn_fn)
 
     async def get_acquaintance_ids(self, user_id: str) -> set[str]:
         return {row.other_id for row in await self.get_acquaintances(user_id)}
@@ -235,4 +236,4 @@ class AcquaintanceStore:
                     counts[other] = int(n)
             return counts
 
-        return await self.run("count_mutual_acquaintances", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("count_mutual_acquaintances", txn_fn)

@@ -15,6 +15,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 from rooms.clusters import MemberRow, discovery_key
 
@@ -218,7 +219,7 @@ def _recount(txn: LoggingTransaction, room_id: str) -> None:
     )
 
 
-class ClusterStore:
+class ClusterStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def record_cluster(
@@ -251,7 +252,7 @@ class ClusterStore:
                 )
             return not row[2]
 
-        return await self.run("record_cluster", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("record_cluster", txn_fn)
 
     async def get_cluster(self, room_id: str) -> ClusterRow | None:
         def txn_fn(txn: LoggingTransaction) -> ClusterRow | None:
@@ -261,7 +262,7 @@ class ClusterStore:
             row = txn.fetchone()
             return ClusterRow(*row) if row else None
 
-        return await self.run("get_cluster", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_cluster", txn_fn)
 
     async def claim_member_sync(self, room_id: str, now: int) -> bool:
         """True for the one process that should read the cluster's members from full state
@@ -276,7 +277,7 @@ class ClusterStore:
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_member_sync", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("claim_member_sync", txn_fn)
 
     async def end_member_sync(self, room_id: str, done: bool) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -286,7 +287,7 @@ class ClusterStore:
                 (1 if done else 0, room_id),
             )
 
-        await self.run("end_member_sync", txn_fn)  # type: ignore[attr-defined]
+        await self.run("end_member_sync", txn_fn)
 
     async def update_cluster_members(
         self, room_id: str, updates: Iterable[MemberUpdate], *, only_missing: bool = False
@@ -315,7 +316,7 @@ class ClusterStore:
             )
             _recount(txn, room_id)
 
-        await self.run("update_cluster_members", txn_fn)  # type: ignore[attr-defined]
+        await self.run("update_cluster_members", txn_fn)
 
     async def get_member_event_ids(self, room_id: str, user_ids: list[str]) -> dict[str, str]:
         def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
@@ -331,7 +332,7 @@ class ClusterStore:
                 out.update({r[0]: r[1] for r in txn.fetchall()})
             return out
 
-        return await self.run("get_member_event_ids", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_member_event_ids", txn_fn)
 
     async def get_cluster_member_rows(self, room_id: str) -> list[MemberRow]:
         """Every user this server has seen in the cluster, joined or not (for the tree)."""
@@ -344,7 +345,7 @@ class ClusterStore:
             )
             return [MemberRow(r[0], r[1], int(r[2]), r[3] == "join") for r in txn.fetchall()]
 
-        return await self.run("get_cluster_member_rows", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_cluster_member_rows", txn_fn)
 
     async def get_cluster_membership(self, room_id: str, user_id: str) -> str | None:
         def txn_fn(txn: LoggingTransaction) -> str | None:
@@ -355,7 +356,7 @@ class ClusterStore:
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_cluster_membership", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_cluster_membership", txn_fn)
 
     async def get_acquainted_members(self, room_id: str, user_id: str) -> list[str]:
         """Joined members of the cluster who are acquaintances of user_id, earliest first."""
@@ -363,7 +364,7 @@ class ClusterStore:
         def txn_fn(txn: LoggingTransaction) -> list[str]:
             return [m for m, _ in acquainted_members_txn(txn, room_id, user_id)]
 
-        return await self.run("get_acquainted_members", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_acquainted_members", txn_fn)
 
     async def get_user_clusters(self, user_id: str) -> list[ClusterRow]:
         def txn_fn(txn: LoggingTransaction) -> list[ClusterRow]:
@@ -377,7 +378,7 @@ class ClusterStore:
             )
             return [ClusterRow(*r) for r in txn.fetchall()]
 
-        return await self.run("get_user_clusters", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_user_clusters", txn_fn)
 
     async def discover_clusters(
         self, user_id: str, limit: int
@@ -385,7 +386,7 @@ class ClusterStore:
         def txn_fn(txn: LoggingTransaction) -> list[tuple[ClusterRow, list[str]]]:
             return discover_txn(txn, user_id, limit)
 
-        return await self.run("discover_clusters", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("discover_clusters", txn_fn)
 
     async def claim_knock(self, event_id: str, room_id: str, knocker: str, now: int) -> bool:
         """True for the one process (of several workers) that decides on this knock."""
@@ -398,7 +399,7 @@ class ClusterStore:
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_knock", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("claim_knock", txn_fn)
 
     async def record_knock_approver(self, event_id: str, approver: str) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -407,4 +408,4 @@ class ClusterStore:
                 (approver, event_id),
             )
 
-        await self.run("record_knock_approver", txn_fn)  # type: ignore[attr-defined]
+        await self.run("record_knock_approver", txn_fn)

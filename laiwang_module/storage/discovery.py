@@ -14,6 +14,7 @@ import attr
 from synapse.storage.database import LoggingTransaction, make_in_list_sql_clause
 from synapse.storage.engines import PostgresEngine
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -193,7 +194,7 @@ _SESSION_COLUMNS = (
 )
 
 
-class DiscoveryStore:
+class DiscoveryStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     # Set from the module config at start (callbacks.discovery.register).
@@ -203,7 +204,7 @@ class DiscoveryStore:
         self.address_book_ttl_ms = address_book_ttl_ms
 
     def _now(self) -> int:
-        return int(self._api.get_current_time_msec())  # type: ignore[attr-defined]
+        return int(self._api.get_current_time_msec())
 
     def _book_cutoff(self) -> int:
         return self._now() - self.address_book_ttl_ms
@@ -222,7 +223,7 @@ class DiscoveryStore:
             )
             return txn.fetchone() is not None
 
-        return await self.run("is_in_address_book", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("is_in_address_book", txn_fn)
 
     async def get_address_book_user_ids(self, owner_id: str) -> list[str]:
         """The users whose numbers `owner_id` has in their book (sorted)."""
@@ -236,7 +237,7 @@ class DiscoveryStore:
             )
             return [row[0] for row in txn.fetchall()]
 
-        return await self.run("get_address_book_user_ids", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_address_book_user_ids", txn_fn)
 
     async def get_address_book_owners_of(self, contact_user_id: str) -> list[str]:
         """The users who have `contact_user_id`'s number in their book (sorted)."""
@@ -250,7 +251,7 @@ class DiscoveryStore:
             )
             return [row[0] for row in txn.fetchall()]
 
-        return await self.run("get_address_book_owners_of", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_address_book_owners_of", txn_fn)
 
     async def purge_expired_address_book(self) -> int:
         cutoff = self._book_cutoff()
@@ -259,12 +260,12 @@ class DiscoveryStore:
             txn.execute("DELETE FROM laiwang_address_book WHERE updated_ts < ?", (cutoff,))
             return int(txn.rowcount)
 
-        return await self.run("purge_expired_address_book", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("purge_expired_address_book", txn_fn)
 
     # --- the pepper and the hash index ---
 
     async def get_pepper_state(self) -> PepperState | None:
-        return await self.run("get_pepper_state", _select_state)  # type: ignore[attr-defined]
+        return await self.run("get_pepper_state", _select_state)
 
     async def create_pepper_state(self, pepper: str) -> PepperState:
         """The state, created with `pepper` (generation 1, index not yet built) if absent."""
@@ -281,7 +282,7 @@ class DiscoveryStore:
             assert state is not None
             return state
 
-        return await self.run("create_pepper_state", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("create_pepper_state", txn_fn)
 
     async def begin_pepper_rotation(self, next_pepper: str) -> PepperState:
         """Announce the next pepper, so index updates cover it while it is being built."""
@@ -296,7 +297,7 @@ class DiscoveryStore:
             assert state is not None
             return state
 
-        return await self.run("begin_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("begin_pepper_rotation", txn_fn)
 
     async def finish_pepper_rotation(self, next_gen: int) -> None:
         """Make the next pepper current, then drop the old generation's index."""
@@ -314,8 +315,8 @@ class DiscoveryStore:
             txn.execute("DELETE FROM laiwang_discovery_hashes WHERE gen < ?", (next_gen,))
 
         # The switch is its own short transaction; the bulk delete follows it.
-        await self.run("finish_pepper_rotation", txn_fn)  # type: ignore[attr-defined]
-        await self.run("drop_old_discovery_hashes", drop_old)  # type: ignore[attr-defined]
+        await self.run("finish_pepper_rotation", txn_fn)
+        await self.run("drop_old_discovery_hashes", drop_old)
 
     async def analyze_discovery_hashes(self) -> None:
         """Fresh planner statistics after a bulk build (PostgreSQL; autovacuum may lag)."""
@@ -324,7 +325,7 @@ class DiscoveryStore:
             if isinstance(txn.database_engine, PostgresEngine):
                 txn.execute("ANALYZE laiwang_discovery_hashes")
 
-        await self.run("analyze_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+        await self.run("analyze_discovery_hashes", txn_fn)
 
     async def mark_pepper_index_built(self, gen: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -333,7 +334,7 @@ class DiscoveryStore:
                 (True, gen),
             )
 
-        await self.run("mark_pepper_index_built", txn_fn)  # type: ignore[attr-defined]
+        await self.run("mark_pepper_index_built", txn_fn)
 
     async def get_msisdn_threepids_page(
         self, after: str | None, limit: int
@@ -349,7 +350,7 @@ class DiscoveryStore:
             )
             return [(row[0], row[1]) for row in txn.fetchall()]
 
-        return await self.run("get_msisdn_threepids_page", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_msisdn_threepids_page", txn_fn)
 
     async def add_discovery_hashes(self, rows: Collection[IndexRow]) -> None:
         """Index numbers. A row is written only while Synapse still holds that number for that
@@ -386,7 +387,7 @@ class DiscoveryStore:
                     [attr.astuple(r) for r in rows],
                 )
 
-        await self.run("add_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+        await self.run("add_discovery_hashes", txn_fn)
 
     async def remove_discovery_hashes(
         self, user_id: str, keys: Iterable[tuple[int, int]], log: bool
@@ -407,7 +408,7 @@ class DiscoveryStore:
                     args,
                 )
 
-        await self.run("remove_discovery_hashes", txn_fn)  # type: ignore[attr-defined]
+        await self.run("remove_discovery_hashes", txn_fn)
 
     async def replay_discovery_removals(self, gen: int) -> None:
         """After a build of `gen`: apply the removals logged meanwhile once more."""
@@ -422,7 +423,7 @@ class DiscoveryStore:
             )
             txn.execute("DELETE FROM laiwang_discovery_removals WHERE gen <= ?", (gen,))
 
-        await self.run("replay_discovery_removals", txn_fn)  # type: ignore[attr-defined]
+        await self.run("replay_discovery_removals", txn_fn)
 
     # --- a lookup ---
 
@@ -448,7 +449,7 @@ class DiscoveryStore:
                     chosen[user_id] = bool(discoverable)
             return hits, chosen
 
-        return await self.run("find_discovery_hits", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("find_discovery_hits", txn_fn)
 
     async def charge_lookup_and_remember(
         self,
@@ -485,7 +486,7 @@ class DiscoveryStore:
             _remember_contacts(txn, owner_id, contacts, now, refresh_after)
             return True
 
-        return await self.run("charge_lookup_and_remember", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("charge_lookup_and_remember", txn_fn)
 
     async def get_lookup_usage(self, owner_id: str, day: int) -> int:
         def txn_fn(txn: LoggingTransaction) -> int:
@@ -496,13 +497,13 @@ class DiscoveryStore:
             row = txn.fetchone()
             return int(row[0]) if row else 0
 
-        return await self.run("get_lookup_usage", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_lookup_usage", txn_fn)
 
     async def purge_old_lookup_usage(self, before_day: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_discovery_usage WHERE day < ?", (before_day,))
 
-        await self.run("purge_old_lookup_usage", txn_fn)  # type: ignore[attr-defined]
+        await self.run("purge_old_lookup_usage", txn_fn)
 
     # --- msisdn validation sessions (the identity endpoints) ---
 
@@ -519,7 +520,7 @@ class DiscoveryStore:
             row = txn.fetchone()
             return MsisdnSession(*row) if row else None
 
-        return await self.run("get_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_msisdn_session", txn_fn)
 
     async def insert_msisdn_session(self, session: MsisdnSession) -> None:
         """Store a new session, replacing an expired one of the same client and number."""
@@ -534,7 +535,7 @@ class DiscoveryStore:
                 attr.astuple(session),
             )
 
-        await self.run("insert_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+        await self.run("insert_msisdn_session", txn_fn)
 
     async def resend_msisdn_session(
         self, sid: str, send_attempt: int, code_hash: str, expires_ts: int
@@ -546,7 +547,7 @@ class DiscoveryStore:
                 (send_attempt, code_hash, expires_ts, sid),
             )
 
-        await self.run("resend_msisdn_session", txn_fn)  # type: ignore[attr-defined]
+        await self.run("resend_msisdn_session", txn_fn)
 
     async def claim_code_attempt(self, sid: str, max_attempts: int) -> bool:
         """Count one code submission; False when the session has no attempts left. Counting
@@ -560,7 +561,7 @@ class DiscoveryStore:
             )
             return bool(txn.rowcount == 1)
 
-        return await self.run("claim_code_attempt", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("claim_code_attempt", txn_fn)
 
     async def mark_msisdn_session_validated(self, sid: str, expires_ts: int) -> None:
         now = self._now()
@@ -572,7 +573,7 @@ class DiscoveryStore:
                 (now, expires_ts, sid),
             )
 
-        await self.run("mark_msisdn_session_validated", txn_fn)  # type: ignore[attr-defined]
+        await self.run("mark_msisdn_session_validated", txn_fn)
 
     async def count_sms_send(self, number_key: str, day: int, max_per_day: int) -> bool:
         """Count one SMS to a number today; False (nothing counted) when the cap is reached."""
@@ -593,13 +594,13 @@ class DiscoveryStore:
             )
             return True
 
-        return await self.run("count_sms_send", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("count_sms_send", txn_fn)
 
     async def purge_old_sms_sends(self, before_day: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_sms_sends WHERE day < ?", (before_day,))
 
-        await self.run("purge_old_sms_sends", txn_fn)  # type: ignore[attr-defined]
+        await self.run("purge_old_sms_sends", txn_fn)
 
     async def purge_expired_msisdn_sessions(self) -> None:
         now = self._now()
@@ -607,7 +608,7 @@ class DiscoveryStore:
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_msisdn_sessions WHERE expires_ts < ?", (now,))
 
-        await self.run("purge_expired_msisdn_sessions", txn_fn)  # type: ignore[attr-defined]
+        await self.run("purge_expired_msisdn_sessions", txn_fn)
 
 
 def _select_state(txn: LoggingTransaction) -> PepperState | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from synapse.storage.database import LoggingTransaction
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -25,7 +26,7 @@ SCHEMA = Schema(
 )
 
 
-class SettingsStore:
+class SettingsStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def get_user_settings(self, user_id: str) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class SettingsStore:
                 out["accept_requests_from"] = row[1]
             return out
 
-        return await self.run("get_user_settings", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_user_settings", txn_fn)
 
     async def update_user_settings(self, user_id: str, update: dict[str, Any], now: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -65,4 +66,4 @@ class SettingsStore:
                         (update[column], now, user_id),
                     )
 
-        await self.run("update_user_settings", txn_fn)  # type: ignore[attr-defined]
+        await self.run("update_user_settings", txn_fn)

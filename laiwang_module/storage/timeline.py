@@ -18,6 +18,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
+from laiwang_module.storage.base import StoreMixin
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -123,7 +124,7 @@ def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None)
     return [FeedRow(str(e), str(r), int(t), int(a), int(c)) for e, r, t, a, c in txn.fetchall()]
 
 
-class TimelineStore:
+class TimelineStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def get_timeline(self, owner: str) -> str | None:
@@ -132,7 +133,7 @@ class TimelineStore:
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_timeline", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_timeline", txn_fn)
 
     async def get_timeline_owner(self, room_id: str) -> str | None:
         def txn_fn(txn: LoggingTransaction) -> str | None:
@@ -140,7 +141,7 @@ class TimelineStore:
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_timeline_owner", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("get_timeline_owner", txn_fn)
 
     async def claim_timeline(self, owner: str, room_id: str, now: int) -> str:
         """Record room_id as owner's timeline unless one is recorded already; returns the
@@ -156,7 +157,7 @@ class TimelineStore:
             row = txn.fetchone()
             return str(row[0]) if row else room_id
 
-        return await self.run("claim_timeline", txn_fn)  # type: ignore[attr-defined]
+        return await self.run("claim_timeline", txn_fn)
 
     async def index_post(self, event_id: str, room_id: str, owner: str, ts: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -166,7 +167,7 @@ class TimelineStore:
                 (event_id, room_id, owner, ts),
             )
 
-        await self.run("index_post", txn_fn)  # type: ignore[attr-defined]
+        await self.run("index_post", txn_fn)
 
     async def index_relation(self, event_id: str, post_id: str, kind: str) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
@@ -176,7 +177,7 @@ class TimelineStore:
                 (event_id, post_id, kind),
             )
 
-        await self.run("index_relation", txn_fn)  # type: ignore[attr-defined]
+        await self.run("index_relation", txn_fn)
 
     async def unindex_event(self, event_id: str) -> None:
         """A redacted post, reaction or comment leaves the feed and the counts."""
@@ -185,11 +186,11 @@ class TimelineStore:
             txn.execute("DELETE FROM laiwang_timeline_posts WHERE event_id = ?", (event_id,))
             txn.execute("DELETE FROM laiwang_timeline_relations WHERE event_id = ?", (event_id,))
 
-        await self.run("unindex_event", txn_fn)  # type: ignore[attr-defined]
+        await self.run("unindex_event", txn_fn)
 
     async def get_feed(
         self, user_id: str, limit: int, before: tuple[int, str] | None
     ) -> list[FeedRow]:
         """Posts of user_id's and their acquaintances' timelines, newest first, strictly older
         than `before` = (ts, event_id)."""
-        return await self.run_with("get_feed", feed_txn, user_id, limit, before)  # type: ignore[attr-defined]
+        return await self.run_with("get_feed", feed_txn, user_id, limit, before)
