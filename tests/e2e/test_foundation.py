@@ -140,6 +140,17 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
         )
+        try:
+            return check_demo(proc)
+        finally:
+            if proc.poll() is None:  # a failed check must not leave a homeserver running
+                proc.send_signal(2)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def check_demo(proc: subprocess.Popen[str]) -> str:
         lines: list[str] = []
         assert proc.stdout is not None
         deadline = time.monotonic() + 300
