@@ -3,6 +3,8 @@ servers), the posting rules, share validation and forwarding."""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -358,3 +360,28 @@ def test_a_server_without_the_module_is_held_to_the_rules(hs1, test_root):
         assert [c["event_id"] for c in alice.laiwang("GET", "/feed")["chunk"]] == [post]
     finally:
         plain.stop()
+
+
+def test_get_timeline_repairs_an_acquaintance_who_never_got_a_membership(hs1):
+    """The backstop for a membership change lost with a restarted process: an acquaintance of
+    long standing who has no membership at all is added when the owner opens the timeline."""
+    alice, bob, carol = hs1.new_user("alice"), hs1.new_user("bob"), hs1.new_user("carol")
+    room = timeline(alice)
+    # The index learns of alice & bob an hour ago, but no listener ran (as after a crash).
+    hour_ago = int(time.time() * 1000) - 3600 * 1000
+    conn = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
+    with conn:
+        for a, b in ((alice.user_id, bob.user_id), (bob.user_id, alice.user_id)):
+            conn.execute(
+                "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
+                " VALUES (?, ?, ?, 'request', ?)",
+                (a, b, "!lost:example.org", hour_ago),
+            )
+    conn.close()
+    assert bob.user_id not in alice.joined_members(room)
+    timeline(alice)  # opening it repairs in the background
+    wait_until(lambda: bob.user_id in alice.joined_members(room))
+    # A recent acquaintance is left to the listener, and strangers are never added.
+    make_acquainted(alice, carol)
+    wait_until(lambda: carol.user_id in alice.joined_members(room))
+    assert alice.joined_members(room) == {alice.user_id, bob.user_id, carol.user_id}
