@@ -13,7 +13,13 @@ from typing import Any
 
 import attr
 
-from rooms.validation import InvalidParam, is_user_id, optional_str, require_user_id
+from rooms.validation import (
+    InvalidParam,
+    is_user_id,
+    optional_str,
+    reject_unknown_keys,
+    require_user_id,
+)
 
 ACQUAINTANCE_STATE = "org.laiwang.acquaintance"
 MAX_MESSAGE_LEN = 500
@@ -97,9 +103,7 @@ def request_state(requester_membership: str | None, target_membership: str | Non
 
 def validate_request_body(body: Mapping[str, Any], caller: str) -> tuple[str, str | None]:
     """`POST /contacts/requests` → (target, message)."""
-    for key in body:
-        if key not in ("user_id", "message"):
-            raise InvalidParam(key, "is not a known field")
+    reject_unknown_keys(body, ("user_id", "message"))
     target = require_user_id(body, "user_id")
     if target == caller:
         raise InvalidParam("user_id", "is yourself: you cannot send a contact request to yourself")

@@ -28,6 +28,7 @@ from rooms.validation import (
     is_event_id,
     is_room_id,
     is_user_id,
+    reject_unknown_keys,
 )
 
 TIMELINE_STATE = "org.laiwang.timeline"
@@ -216,13 +217,6 @@ def _block(content: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     return block
 
 
-def _reject_unknown(block: Mapping[str, Any], known: Iterable[str], prefix: str) -> None:
-    allowed = set(known)
-    for key in block:
-        if key not in allowed:
-            raise InvalidParam(f"{prefix}.{key}", "is not a known field")
-
-
 # --- music ----------------------------------------------------------------------------------
 
 
@@ -253,7 +247,7 @@ class Music:
 def parse_music(block: Any, prefix: str = MSGTYPE_MUSIC) -> Music:
     if not isinstance(block, Mapping):
         raise InvalidParam(prefix, "must be an object")
-    _reject_unknown(block, ("title", "artist", "album", "duration_ms", "url", "cover"), prefix)
+    reject_unknown_keys(block, ("title", "artist", "album", "duration_ms", "url", "cover"), prefix)
     duration = block.get("duration_ms")
     if duration is not None and (
         isinstance(duration, bool)
@@ -346,7 +340,7 @@ class Item:
 def parse_item(block: Any, prefix: str = MSGTYPE_ITEM) -> Item:
     if not isinstance(block, Mapping):
         raise InvalidParam(prefix, "must be an object")
-    _reject_unknown(
+    reject_unknown_keys(
         block,
         ("item_id", "shop_id", "shop_name", "title", "price", "url", "image", "bought", "order_id"),
         prefix,
@@ -356,7 +350,7 @@ def parse_item(block: Any, prefix: str = MSGTYPE_ITEM) -> Item:
         raise MissingParam(f"{prefix}.price")
     if not isinstance(price, Mapping):
         raise InvalidParam(f"{prefix}.price", "must be an object {amount, currency}")
-    _reject_unknown(price, ("amount", "currency"), f"{prefix}.price")
+    reject_unknown_keys(price, ("amount", "currency"), f"{prefix}.price")
     if price.get("currency") is None:
         raise MissingParam(f"{prefix}.price.currency")
     currency = require_currency(price["currency"], f"{prefix}.price.currency")
@@ -429,7 +423,7 @@ class ForwardSource:
 def parse_forward_block(block: Any) -> ForwardSource:
     if not isinstance(block, Mapping):
         raise InvalidParam(FORWARD_BLOCK, "must be an object {room_id, event_id, sender}")
-    _reject_unknown(block, ("room_id", "event_id", "sender", "comment"), FORWARD_BLOCK)
+    reject_unknown_keys(block, ("room_id", "event_id", "sender", "comment"), FORWARD_BLOCK)
     for key, check in (("room_id", is_room_id), ("event_id", is_event_id), ("sender", is_user_id)):
         if block.get(key) is None:
             raise MissingParam(f"{FORWARD_BLOCK}.{key}")
@@ -447,7 +441,7 @@ def parse_forward_block(block: Any) -> ForwardSource:
 
 def parse_forward_request(body: Mapping[str, Any]) -> tuple[str, str, str | None]:
     """`POST /shares/forward` `{room_id, event_id, comment?}`."""
-    _reject_unknown(body, ("room_id", "event_id", "comment"), "body")
+    reject_unknown_keys(body, ("room_id", "event_id", "comment"), "body")
     for key, check, what in (
         ("room_id", is_room_id, "a Matrix room id like !abc:example.org"),
         ("event_id", is_event_id, "a Matrix event id like $abc"),

@@ -41,11 +41,14 @@ class BadJson(ValidationError):
     errcode = "M_BAD_JSON"
 
 
-def reject_unknown_keys(body: Mapping[str, Any], known: Iterable[str]) -> None:
+def reject_unknown_keys(
+    body: Mapping[str, Any], known: Iterable[str], prefix: str | None = None
+) -> None:
+    """Refuse fields outside `known`; `prefix` names the block they sit in (`block.key`)."""
     allowed = set(known)
     for key in body:
         if key not in allowed:
-            raise InvalidParam(key, "is not a known field")
+            raise InvalidParam(f"{prefix}.{key}" if prefix else key, "is not a known field")
 
 
 # The grammar of a Matrix user id: "@localpart:server_name". The localpart rules are the
