@@ -218,7 +218,7 @@ class AcquaintanceHandler:
                 )
                 await self._apply_memberships(room.room_id)
                 return room.room_id
-        existing = await self._acquaintance_room(requester, target)
+        existing = await self._store.get_acquaintance_room(requester, target)
         if existing is not None:
             return existing
 
@@ -275,12 +275,6 @@ class AcquaintanceHandler:
         await self._add_to_m_direct(requester, target, room_id)
         return room_id
 
-    async def _acquaintance_room(self, a: str, b: str) -> str | None:
-        for row in await self._store.get_acquaintances(a):
-            if row.other_id == b:
-                return row.room_id
-        return None
-
     async def _add_to_m_direct(self, user_id: str, other: str, room_id: str) -> None:
         """Mark the room as a direct chat in the user's `m.direct`, as clients do."""
         manager = self._api.account_data_manager
@@ -326,7 +320,7 @@ class AcquaintanceHandler:
         }
 
     async def remove(self, user_id: str, other: str) -> None:
-        room_id = await self._acquaintance_room(user_id, other)
+        room_id = await self._store.get_acquaintance_room(user_id, other)
         if room_id is None:
             raise not_found(f"{other} is not your acquaintance.")
         await self._api.update_room_membership(user_id, user_id, room_id, "leave")

@@ -191,14 +191,21 @@ class AcquaintanceStore(StoreMixin):
 
         return await self.run("remove_acquaintance_via", txn_fn)
 
-    async def are_acquainted(self, a: str, b: str) -> bool:
-        def txn_fn(txn: LoggingTransaction) -> bool:
-            txn.execute(
-                "SELECT 1 FROM laiwang_acquaintances WHERE user_id = ? AND other_id = ?", (a, b)
-            )
-            return txn.fetchone() is not None
+    async def get_acquaintance_room(self, a: str, b: str) -> str | None:
+        """The contact room a and b's acquaintance rests on, or None if they are not."""
 
-        return await self.run("are_acquainted", txn_fn)
+        def txn_fn(txn: LoggingTransaction) -> str | None:
+            txn.execute(
+                "SELECT room_id FROM laiwang_acquaintances WHERE user_id = ? AND other_id = ?",
+                (a, b),
+            )
+            row = txn.fetchone()
+            return row[0] if row else None
+
+        return await self.run("get_acquaintance_room", txn_fn)
+
+    async def are_acquainted(self, a: str, b: str) -> bool:
+        return await self.get_acquaintance_room(a, b) is not None
 
     async def get_acquaintances(self, user_id: str) -> list[AcquaintanceRow]:
         def txn_fn(txn: LoggingTransaction) -> list[AcquaintanceRow]:
