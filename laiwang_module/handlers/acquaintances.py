@@ -373,9 +373,11 @@ class AcquaintanceHandler:
         known = await self._store.get_acquaintance_ids(user_id)
         known.add(user_id)
         picked: dict[str, str] = {}
-        for other in await self._store.get_address_book_user_ids(user_id):
-            if other not in known and (await self._server.settings_handler.get(other)).discoverable:
-                picked.setdefault(other, "in_your_address_book")
+        in_book = [
+            u for u in await self._store.get_address_book_user_ids(user_id) if u not in known
+        ]
+        for other in await self._server.settings_handler.discoverable_among(in_book):
+            picked.setdefault(other, "in_your_address_book")
         for other in await self._store.get_address_book_owners_of(user_id):
             if other not in known:
                 picked.setdefault(other, "has_you_in_their_address_book")

@@ -37,6 +37,11 @@ class SettingsHandler:
             ),
         )
 
+    async def discoverable_among(self, user_ids: list[str]) -> set[str]:
+        """Those of `user_ids` who can be found by phone number (one query for all)."""
+        chosen = await self._store.get_discoverable_choices(user_ids)
+        return {u for u in user_ids if chosen.get(u, self._defaults.discoverable)}
+
     async def update(self, user_id: str, update: dict[str, Any]) -> UserSettings:
         if update:
             await self._store.update_user_settings(

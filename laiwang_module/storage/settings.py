@@ -50,6 +50,24 @@ class SettingsStore(StoreMixin):
 
         return await self.run("get_user_settings", txn_fn)
 
+    async def get_discoverable_choices(self, user_ids: list[str]) -> dict[str, bool]:
+        """The `discoverable` value each of these users set (absent: they kept the default)."""
+
+        def txn_fn(txn: LoggingTransaction) -> dict[str, bool]:
+            chosen: dict[str, bool] = {}
+            # Chunked so that a large address book never exceeds SQLite's parameter limit.
+            for i in range(0, len(user_ids), 500):
+                chunk = user_ids[i : i + 500]
+                txn.execute(
+                    "SELECT user_id, discoverable FROM laiwang_user_settings"
+                    f" WHERE discoverable IS NOT NULL AND user_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                chosen.update((user_id, bool(value)) for user_id, value in txn.fetchall())
+            return chosen
+
+        return await self.run("get_discoverable_choices", txn_fn)
+
     async def update_user_settings(self, user_id: str, update: dict[str, Any], now: int) -> None:
         def txn_fn(txn: LoggingTransaction) -> None:
             txn.execute(
