@@ -58,8 +58,12 @@ def test_weighted_split_sums_is_within_one_unit_and_deterministic(total, weights
     shares = aa.split_weights(total, weights)
     assert sum(shares.values()) == total
     weight_sum = sum(w for _, w in weights)
+    # Each share is the floor of its exact proportion, plus one unit for the first participants
+    # in the order given until the remainder is gone (an exact share can so be one unit over).
+    extra = [shares[user] - total * w // weight_sum for user, w in weights]
+    assert extra == sorted(extra, reverse=True) and set(extra) <= {0, 1}
     for user, w in weights:
-        assert abs(shares[user] - Fraction(total * w, weight_sum)) < 1
+        assert abs(shares[user] - Fraction(total * w, weight_sum)) <= 1
     assert aa.split_weights(total, weights) == shares
 
 
