@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     os.chdir(ROOT)
     if command == "demo":
-        return _run_forwarding_signals([str(PY), "-m", "laiwang_module.demo", *rest])
+        return _run_forwarding_signals([str(PY), "-m", "devtools.demo", *rest])
     if command == "test":
         return subprocess.call([str(PY), "-m", "pytest", *rest])
     status = subprocess.call([str(PY), "-m", "ruff", "check", "."])

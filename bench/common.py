@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from laiwang_module.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
+from devtools.devserver import HomeserverSpec, SynapseProcess, free_port, register_user
 from tests.harness.client import MatrixClient
 from tests.harness.servers import (
     create_postgres_database,

@@ -1,4 +1,4 @@
-"""`laiwang-demo`: a working homeserver with the module on SQLite, in one command.
+"""`python3 run.py demo`: a working homeserver with the module on SQLite, in one command.
 
 Writes its config and data into ./demo-data (or --data), starts Synapse on localhost:8008,
 creates demo users and prints how to log in. Ctrl-C stops it; running it again reuses the data
@@ -16,7 +16,7 @@ import urllib.error
 from pathlib import Path
 from types import FrameType
 
-from laiwang_module.devserver import HomeserverSpec, SynapseProcess, login, register_user
+from devtools.devserver import HomeserverSpec, SynapseProcess, login, register_user
 
 DEMO_USERS = ("alice", "bob", "carol")
 

@@ -27,7 +27,7 @@ import attr
 import yaml
 
 LOOPBACK_WHITELIST = ["127.0.0.0/8", "::1/128"]
-# Where the module serves the msisdn validation endpoints (laiwang_module.rest.identity).
+# Where the module serves the msisdn validation endpoints (laiwang_module.rest.msisdn).
 MSISDN_DELEGATE_PATH = "/_synapse/client/laiwang/identity"
 
 

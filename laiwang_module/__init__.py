@@ -17,7 +17,7 @@ from laiwang_module.callbacks import register_all
 from laiwang_module.config import LaiwangConfig, parse_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
-from laiwang_module.rest.identity import IDENTITY_PREFIX, build_identity_resource
+from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource
 from laiwang_module.server import LaiwangServer
 
 __all__ = ["LaiwangModule"]

@@ -12,13 +12,12 @@ from synapse.module_api import ModuleApi
 
 from laiwang_module.config import LaiwangConfig
 from laiwang_module.handlers.aa import AAHandler
-from laiwang_module.handlers.acquaintances import AcquaintanceHandler
-from laiwang_module.handlers.clusters import ClusterHandler
+from laiwang_module.handlers.clusters import ClustersHandler
+from laiwang_module.handlers.contacts import ContactsHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
-from laiwang_module.handlers.feed import FeedHandler
-from laiwang_module.handlers.msisdn import MsisdnValidationHandler
+from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
-from laiwang_module.handlers.timeline import TimelineHandler
+from laiwang_module.handlers.shares import SharesHandler
 from laiwang_module.storage import LaiwangStore
 
 
@@ -33,8 +32,8 @@ class LaiwangServer:
         return AAHandler(self)
 
     @cached_property
-    def acquaintance_handler(self) -> AcquaintanceHandler:
-        return AcquaintanceHandler(self)
+    def contacts_handler(self) -> ContactsHandler:
+        return ContactsHandler(self)
 
     @cached_property
     def settings_handler(self) -> SettingsHandler:
@@ -45,17 +44,13 @@ class LaiwangServer:
         return DiscoveryHandler(self)
 
     @cached_property
-    def msisdn_handler(self) -> MsisdnValidationHandler:
-        return MsisdnValidationHandler(self)
+    def msisdn_handler(self) -> MsisdnHandler:
+        return MsisdnHandler(self)
 
     @cached_property
-    def timeline_handler(self) -> TimelineHandler:
-        return TimelineHandler(self)
+    def shares_handler(self) -> SharesHandler:
+        return SharesHandler(self)
 
     @cached_property
-    def feed_handler(self) -> FeedHandler:
-        return FeedHandler(self)
-
-    @cached_property
-    def cluster_handler(self) -> ClusterHandler:
-        return ClusterHandler(self)
+    def clusters_handler(self) -> ClustersHandler:
+        return ClustersHandler(self)

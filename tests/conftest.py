@@ -17,7 +17,7 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.types import SigningKey
 
-from laiwang_module.devserver import SynapseProcess, free_port
+from devtools.devserver import SynapseProcess, free_port
 from tests.harness.servers import (
     TestHomeserver,
     create_postgres_database,

@@ -10,16 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from laiwang_module.callbacks import aa, acquaintances, clusters, discovery, shares
+from laiwang_module.callbacks import aa, clusters, contacts, discovery, shares
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
 REGISTRARS: tuple[Callable[[LaiwangServer], None], ...] = (
     aa.register,
-    acquaintances.register,
+    contacts.register,
     discovery.register,
-    shares.register,  # after acquaintances: its invite policy decides before shares accept
+    shares.register,  # after contacts: its invite policy decides before shares accept
     clusters.register,
 )
 

@@ -20,4 +20,4 @@ logger = logging.getLogger(__name__)
 
 
 def register(server: LaiwangServer) -> None:
-    register_on_new_event(server, "clusters", server.cluster_handler.on_event)
+    register_on_new_event(server, "clusters", server.clusters_handler.on_event)

@@ -21,7 +21,7 @@ from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM, UserProfile
 
 from laiwang_module.callbacks.events import register_on_new_event
-from laiwang_module.handlers.acquaintances import known_request
+from laiwang_module.handlers.contacts import known_request
 from rooms.contacts import (
     ACQUAINTANCE_STATE,
     Acquaintance,
@@ -42,14 +42,14 @@ def _refuse(reason: str) -> tuple[Codes, dict[str, Any]]:
     return Codes.FORBIDDEN, {"error": reason}
 
 
-class AcquaintanceCallbacks:
+class ContactsCallbacks:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
 
     @property
     def _handler(self) -> Any:
-        return self._server.acquaintance_handler
+        return self._server.contacts_handler
 
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Decision:
         if not self._api.is_mine(inviter):
@@ -110,13 +110,13 @@ class AcquaintanceCallbacks:
 
 
 def register(server: LaiwangServer) -> None:
-    callbacks = AcquaintanceCallbacks(server)
+    callbacks = ContactsCallbacks(server)
     api = server.api
-    api.register_cached_function(server.acquaintance_handler.cache.are_acquainted)
+    api.register_cached_function(server.contacts_handler.cache.are_acquainted)
     api.register_spam_checker_callbacks(
         user_may_invite=callbacks.user_may_invite,
         federated_user_may_invite=callbacks.federated_user_may_invite,
         user_may_create_room=callbacks.user_may_create_room,
         check_username_for_spam=callbacks.check_username_for_spam,
     )
-    register_on_new_event(server, "acquaintances", server.acquaintance_handler.on_event)
+    register_on_new_event(server, "acquaintances", server.contacts_handler.on_event)

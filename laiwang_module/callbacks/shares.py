@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def register(server: LaiwangServer) -> None:
-    handler = server.timeline_handler
+    handler = server.shares_handler
     api = server.api
 
     async def check_event_for_spam(event: EventBase) -> str | tuple[Codes, dict[str, Any]]:
@@ -53,4 +53,4 @@ def register(server: LaiwangServer) -> None:
     )
     register_on_new_event(server, "shares", handler.on_event)
     api.register_cached_function(handler.owner_cache.get_timeline_owner)
-    server.acquaintance_handler.add_listener(handler.on_acquaintance)
+    server.contacts_handler.add_listener(handler.on_acquaintance)

@@ -28,7 +28,7 @@ from synapse.api.errors import SynapseError
 from synapse.events import EventBase
 from synapse.types import StateMap
 
-from laiwang_module.handlers.acquaintances import known_request
+from laiwang_module.handlers.contacts import known_request
 from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.storage.clusters import ClusterRow, MemberUpdate
 from laiwang_module.synapse_compat import invited_room_ids
@@ -53,7 +53,7 @@ POLL_INTERVAL_S = 0.25
 MAX_AUTH_WALK = 20
 
 
-class ClusterHandler:
+class ClustersHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
@@ -103,7 +103,7 @@ class ClusterHandler:
     async def _invite_refusal(self, inviter: str, invitee: str) -> str | None:
         """Why a member may not invite invitee into a cluster (the acquaintances-only policy);
         remote invitees are checked here too, since their server's refusal comes too late."""
-        handler = self._server.acquaintance_handler
+        handler = self._server.contacts_handler
         if self._is_mine(invitee):
             reason: str | None = await handler.invite_refusal(inviter, invitee, known_request(None))
             return reason

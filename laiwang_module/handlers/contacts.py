@@ -68,7 +68,7 @@ def known_request(acquaintance: Acquaintance | None) -> RoomRequest:
 
 class AcquaintanceCache(ModuleCache):
     """`are_acquainted`, asked on every invite, cached on each process and invalidated on
-    every worker when the pair changes (`AcquaintanceHandler._changed`)."""
+    every worker when the pair changes (`ContactsHandler._changed`)."""
 
     def __init__(self, server: LaiwangServer):
         super().__init__(server.api)
@@ -82,7 +82,7 @@ class AcquaintanceCache(ModuleCache):
 AcquaintanceListener = Callable[[str, str, bool], Awaitable[None]]
 
 
-class AcquaintanceHandler:
+class ContactsHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api

@@ -46,7 +46,7 @@ def _no_session() -> SynapseError:
     return SynapseError(HTTPStatus.NOT_FOUND, "No such validation session", NO_VALID_SESSION)
 
 
-class MsisdnValidationHandler:
+class MsisdnHandler:
     def __init__(self, server: LaiwangServer):
         self._store = server.store
         self._api = server.api

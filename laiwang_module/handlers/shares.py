@@ -1,5 +1,5 @@
-"""Timelines: each user's share room, its membership following acquaintances, the posting
-rules, forwarding and the feed index.
+"""Shares: each user's timeline (their share room), its membership following acquaintances, the
+posting rules, forwarding, the feed index and the feed.
 
 Membership: when a and b become acquainted, each server adds its own users' acquaintances to
 their timelines: a local acquaintance is invited and joined by this server; a remote one is
@@ -8,6 +8,14 @@ invited, and their server's module accepts the invite (`accept_invite`, from the
 acquaintance ends, the owner's server removes the other (kick) and the other's server leaves.
 Every action first reads the current membership, so running it twice changes nothing; the
 acquaintance listener runs once per change per server.
+
+The feed: newest posts first across the caller's and their acquaintances' timelines.
+
+One indexed query gives the page (post ids with their reaction and comment counts, see
+`storage/shares.py`); Synapse's own visibility rules then decide which of those events the
+caller may see (a post of a timeline the caller has not joined yet is left out), and Synapse's
+serializer renders them as `/messages` would. The cursor is the last row the query returned, not
+the last one shown, so pagination is stable whatever the visibility check removes.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from laiwang_module.synapse_compat import (
     is_joined,
     module_clock,
     recent_room_events,
+    serialize_for_client,
 )
 from rooms import shares
 from rooms.validation import ValidationError
@@ -51,7 +60,7 @@ CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
 class TimelineOwnerCache(ModuleCache):
     """Which room is whose timeline, asked for every event by the posting rules. Cached per room
     (a timeline's owner never changes) and invalidated across workers whenever a timeline is
-    recorded, since "not a timeline" can become "a timeline" (see `TimelineHandler._record`)."""
+    recorded, since "not a timeline" can become "a timeline" (see `SharesHandler._record`)."""
 
     def __init__(self, server: LaiwangServer):
         super().__init__(server.api)
@@ -62,7 +71,7 @@ class TimelineOwnerCache(ModuleCache):
         return await self._store.get_timeline_owner(room_id)
 
 
-class TimelineHandler:
+class SharesHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
@@ -357,3 +366,23 @@ class TimelineHandler:
             {"type": "m.room.message", "room_id": timeline, "sender": user_id, "content": content}
         )
         return str(sent.event_id)
+
+    # --- the feed ---------------------------------------------------------------------------
+
+    async def get_feed(
+        self, user_id: str, limit: int, before: shares.FeedCursor | None
+    ) -> dict[str, Any]:
+        rows = await self._store.get_feed(
+            user_id, limit, (before.ts, before.event_id) if before is not None else None
+        )
+        visible = await events_visible_to(self._api, user_id, [r.event_id for r in rows])
+        serialized = await serialize_for_client(self._api, user_id, visible)
+        counts = {r.event_id: r for r in rows}
+        chunk = []
+        for event in serialized:
+            row = counts[event["event_id"]]
+            chunk.append({**event, "reactions": row.reactions, "comments": row.comments})
+        out: dict[str, Any] = {"chunk": chunk}
+        if len(rows) == limit:
+            out["next_batch"] = shares.FeedCursor(rows[-1].ts, rows[-1].event_id).encode()
+        return out

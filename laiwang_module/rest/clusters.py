@@ -11,7 +11,7 @@ from rooms.validation import InvalidParam, is_room_id
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
-    from laiwang_module.handlers.clusters import ClusterHandler
+    from laiwang_module.handlers.clusters import ClustersHandler
 
 
 def _query_param(request: SynapseRequest, name: str) -> str | None:
@@ -34,8 +34,8 @@ class ClustersServlet(Servlet):
         router.add("GET", "/clusters/{room_id}/tree", self.on_tree)
 
     @property
-    def _handler(self) -> ClusterHandler:
-        return self.server.cluster_handler
+    def _handler(self) -> ClustersHandler:
+        return self.server.clusters_handler
 
     async def on_create(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)

@@ -11,7 +11,7 @@ from rooms.validation import is_user_id
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
-    from laiwang_module.handlers.acquaintances import AcquaintanceHandler
+    from laiwang_module.handlers.contacts import ContactsHandler
 
 
 class ContactsServlet(Servlet):
@@ -25,8 +25,8 @@ class ContactsServlet(Servlet):
         router.add("POST", "/admin/contacts/rebuild", self.on_rebuild)
 
     @property
-    def _handler(self) -> AcquaintanceHandler:
-        return self.server.acquaintance_handler
+    def _handler(self) -> ContactsHandler:
+        return self.server.contacts_handler
 
     async def on_list(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)

@@ -28,7 +28,7 @@ IDENTITY_PREFIX = "/_synapse/client/laiwang/identity"
 _V1 = "/_matrix/identity/api/v1"
 
 
-class MsisdnIdentityServlet(Servlet):
+class MsisdnServlet(Servlet):
     def register(self, router: Router) -> None:
         router.add("POST", f"{_V1}/validate/msisdn/requestToken", self.on_request_token)
         router.add("POST", f"{_V1}/validate/msisdn/submitToken", self.on_submit_token)
@@ -55,7 +55,7 @@ class MsisdnIdentityServlet(Servlet):
 
 def build_identity_resource(server: Any) -> LaiwangResource:
     router = Router()
-    MsisdnIdentityServlet(server).register(router)
+    MsisdnServlet(server).register(router)
     secret = server.config.sms.delegate_secret
     # With a delegate secret, only Synapse (which has the URL) can reach the endpoints.
     return LaiwangResource(router, f"{IDENTITY_PREFIX}/{secret}" if secret else IDENTITY_PREFIX)

@@ -11,8 +11,7 @@ from rooms.validation import InvalidParam, MissingParam, is_room_id, reject_unkn
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
-    from laiwang_module.handlers.feed import FeedHandler
-    from laiwang_module.handlers.timeline import TimelineHandler
+    from laiwang_module.handlers.shares import SharesHandler
 
 
 def query_param(request: SynapseRequest, name: str) -> str | None:
@@ -56,21 +55,17 @@ class SharesServlet(Servlet):
         router.add("GET", "/feed", self.on_feed)
 
     @property
-    def _timelines(self) -> TimelineHandler:
-        return self.server.timeline_handler
-
-    @property
-    def _feed(self) -> FeedHandler:
-        return self.server.feed_handler
+    def _handler(self) -> SharesHandler:
+        return self.server.shares_handler
 
     async def on_timeline(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        return 200, {"room_id": await self._timelines.open_timeline(user_id)}
+        return 200, {"room_id": await self._handler.open_timeline(user_id)}
 
     async def on_forward(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
         room_id, event_id, comment = shares.parse_forward_request(self.json_body(request))
-        return 200, {"event_id": await self._timelines.forward(user_id, room_id, event_id, comment)}
+        return 200, {"event_id": await self._handler.forward(user_id, room_id, event_id, comment)}
 
     async def on_item(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         await self.auth(request)
@@ -89,4 +84,4 @@ class SharesServlet(Servlet):
         limit = shares.parse_feed_limit(query_param(request, "limit"))
         token = query_param(request, "from")
         before = shares.decode_cursor(token) if token is not None else None
-        return 200, await self._feed.get_feed(user_id, limit, before)
+        return 200, await self._handler.get_feed(user_id, limit, before)

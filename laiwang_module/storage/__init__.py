@@ -15,7 +15,7 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, acquaintances, clusters, discovery, settings, timeline
+from laiwang_module.storage import aa, clusters, contacts, discovery, settings, shares
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
 T = TypeVar("T")
@@ -23,9 +23,9 @@ T = TypeVar("T")
 SCHEMAS: tuple[Schema, ...] = (
     settings.SCHEMA,
     discovery.SCHEMA,
-    acquaintances.SCHEMA,
+    contacts.SCHEMA,
     aa.SCHEMA,
-    timeline.SCHEMA,
+    shares.SCHEMA,
     clusters.SCHEMA,
 )
 
@@ -34,9 +34,9 @@ class LaiwangStore(
     aa.AAStore,
     settings.SettingsStore,
     discovery.DiscoveryStore,
-    acquaintances.AcquaintanceStore,
-    timeline.TimelineStore,
-    clusters.ClusterStore,
+    contacts.ContactsStore,
+    shares.SharesStore,
+    clusters.ClustersStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api

@@ -219,7 +219,7 @@ def _recount(txn: LoggingTransaction, room_id: str) -> None:
     )
 
 
-class ClusterStore(StoreMixin):
+class ClustersStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def record_cluster(

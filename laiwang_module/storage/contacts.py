@@ -76,7 +76,7 @@ def _contact_room(row: Any) -> ContactRoom:
     return ContactRoom(*row)
 
 
-class AcquaintanceStore(StoreMixin):
+class ContactsStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def record_contact_room(

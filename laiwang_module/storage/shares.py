@@ -124,7 +124,7 @@ def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None)
     return [FeedRow(str(e), str(r), int(t), int(a), int(c)) for e, r, t, a, c in txn.fetchall()]
 
 
-class TimelineStore(StoreMixin):
+class SharesStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def get_timeline(self, owner: str) -> str | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from laiwang_module.devserver import HomeserverSpec, free_port
+from devtools.devserver import HomeserverSpec, free_port
 from tests.harness.client import LAIWANG, MatrixClient
 from tests.harness.servers import TestHomeserver, start_all
 

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from laiwang_module.devserver import (
+from devtools.devserver import (
     HomeserverSpec,
     StartupError,
     SynapseProcess,

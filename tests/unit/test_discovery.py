@@ -14,9 +14,9 @@ from synapse.config._base import ConfigError
 from synapse.util.hash import sha256_and_url_safe_base64
 from synapse.util.msisdn import phone_number_to_msisdn
 
+from devtools.devserver import MSISDN_DELEGATE_PATH
 from laiwang_module import LaiwangModule
-from laiwang_module.devserver import MSISDN_DELEGATE_PATH
-from laiwang_module.rest.identity import IDENTITY_PREFIX
+from laiwang_module.rest.msisdn import IDENTITY_PREFIX
 from rooms.discovery import (
     PEPPER_RE,
     hash_key,

@@ -370,13 +370,13 @@ def test_posts_and_relations_for_the_feed():
     assert shares.feed_relation("m.room.message", text) is None
 
 
-# --- the feed query (storage/timeline.py's SQL, on SQLite) -----------------------------------
+# --- the feed query (storage/shares.py's SQL, on SQLite) -----------------------------------
 
 
 def _feed_db(acquainted: set[str], posts: list[tuple[str, str, int]]) -> Any:
     import sqlite3
 
-    from laiwang_module.storage.timeline import SCHEMA
+    from laiwang_module.storage.shares import SCHEMA
 
     db = sqlite3.connect(":memory:")
     for _version, statements in SCHEMA.migrations:
@@ -407,7 +407,7 @@ feed_cases = st.tuples(
 
 @given(feed_cases)
 def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
-    from laiwang_module.storage.timeline import feed_txn
+    from laiwang_module.storage.shares import feed_txn
 
     acquainted, raw_posts, limit = case
     posts = [(f"$e{i:03d}", owner, ts) for i, (owner, ts) in enumerate(raw_posts)]
