@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
 
-from synapse.api.errors import Codes, SynapseError
 from synapse.logging.context import make_deferred_yieldable
 from synapse.module_api import ModuleApi
 from twisted.web.client import PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
 
 from laiwang_module.config import SmsConfig
+from rooms.errors import BadGateway
 from rooms.msisdn import masked
 
 logger = logging.getLogger(__name__)
@@ -82,9 +81,7 @@ class HttpSmsSender:
             logger.warning(
                 "SMS gateway answered %s for session %s to %s", status, sid, masked(msisdn)
             )
-            raise SynapseError(
-                HTTPStatus.BAD_GATEWAY, "The SMS gateway did not accept the message", Codes.UNKNOWN
-            )
+            raise BadGateway("The SMS gateway did not accept the message")
 
 
 def build_sender(config: SmsConfig, api: ModuleApi) -> SmsSender:

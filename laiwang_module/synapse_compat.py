@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.util.clock import Clock
 
@@ -36,6 +37,25 @@ async def invited_room_ids(api: ModuleApi, user_id: str) -> set[str]:
     store: Any = api._store
     rooms = await store.get_invited_rooms_for_local_user(user_id)
     return {r.room_id for r in rooms}
+
+
+async def get_events_as_list(api: ModuleApi, event_ids: list[str]) -> list[EventBase]:
+    """The events this server has among `event_ids`, in that order (redacted ones pruned);
+    ModuleApi cannot fetch events by id."""
+    store: Any = api._store
+    return list(await store.get_events_as_list(event_ids))
+
+
+async def get_events(api: ModuleApi, event_ids: list[str]) -> dict[str, EventBase]:
+    """The events this server has among `event_ids`, by id."""
+    store: Any = api._store
+    return dict(await store.get_events(event_ids))
+
+
+async def is_host_in_room(api: ModuleApi, room_id: str) -> bool:
+    """Whether any user of this server is joined to the room (cached by Synapse)."""
+    store: Any = api._store
+    return bool(await store.is_host_joined(room_id, api.server_name))
 
 
 async def events_visible_to(api: ModuleApi, user_id: str, event_ids: list[str]) -> list[Any]:

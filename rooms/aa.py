@@ -15,17 +15,9 @@ from typing import Any
 import attr
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 
+from rooms.errors import Forbidden, InvalidParam, MissingParam
 from rooms.money import format_amount, require_amount, require_currency
-from rooms.validation import (
-    InvalidParam,
-    MissingParam,
-    ValidationError,
-    is_event_id,
-    is_user_id,
-    reject_unknown_keys,
-    require,
-    require_room_id,
-)
+from rooms.validation import is_event_id, is_user_id, reject_unknown_keys, require, require_room_id
 
 PREFIX = "org.laiwang.aa."
 MSGTYPE_REQUEST = "org.laiwang.aa.request"
@@ -44,12 +36,6 @@ MAX_TITLE = 200
 MAX_WEIGHT = 1_000_000
 RECEIPT_FIELDS = ("receipt_id", "provider", "payer", "payee", "amount", "currency", "room_id")
 MAX_RECEIPT_ID = 255
-
-
-class Forbidden(ValidationError):
-    """The sender may not do this (e.g. close someone else's bill): 403, not 400."""
-
-    errcode = "M_FORBIDDEN"
 
 
 # --- splits ---------------------------------------------------------------------------------
@@ -198,6 +184,32 @@ def parse_request_body(body: Mapping[str, Any], payee: str) -> tuple[str, AARequ
     return room_id, validate_request(AARequest(title, currency, total, payee, shares))
 
 
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class PayBody:
+    """A `POST …/pay` body. `payer` is None when the caller pays their own share."""
+
+    method: str
+    payer: str | None = None
+    receipt: dict[str, Any] | None = None
+
+
+def parse_pay_body(body: Mapping[str, Any]) -> PayBody:
+    """`POST /aa/requests/{room_id}/{event_id}/pay` `{method, payer?, receipt?}`."""
+    reject_unknown_keys(body, ("method", "payer", "receipt"))
+    method = body.get("method")
+    if method is None:
+        raise MissingParam("method")
+    if method not in METHODS:
+        raise InvalidParam("method", 'must be "cash" or "provider"')
+    receipt = body.get("receipt")
+    if receipt is not None and not isinstance(receipt, dict):
+        raise InvalidParam("receipt", "must be an object")
+    payer = body.get("payer")
+    if payer is not None and not is_user_id(payer):
+        raise InvalidParam("payer", "must be a Matrix user id")
+    return PayBody(method, payer, receipt)
+
+
 def parse_request_content(content: Mapping[str, Any]) -> AARequest:
     """The `org.laiwang.aa.request` block of an event, fully validated."""
     block = content.get(MSGTYPE_REQUEST)
@@ -220,7 +232,7 @@ def parse_request_content(content: Mapping[str, Any]) -> AARequest:
 def check_request_context(req: AARequest, sender: str, joined: Collection[str]) -> None:
     """The rules that need the room: the payee is the sender, participants are joined."""
     if req.payee != sender:
-        raise Forbidden("payee", "must be the sender: only the payee asks for money")
+        raise Forbidden("must be the sender: only the payee asks for money", param="payee")
     missing = [p for p in req.participants if p not in joined]
     if missing:
         raise InvalidParam(
@@ -351,12 +363,12 @@ def check_payment(
     check_payment_target(payment, request)
     if payment.method == "cash":
         if sender != request.payee:
-            raise Forbidden("method", "cash payments are confirmed by the payee only")
+            raise Forbidden("cash payments are confirmed by the payee only", param="method")
         if payment.receipt is not None:
             raise InvalidParam("receipt", "is not used with cash")
         return
     if sender != payment.payer:
-        raise Forbidden("payer", "must be the sender of a provider payment")
+        raise Forbidden("must be the sender of a provider payment", param="payer")
     if payment.receipt is None:
         raise MissingParam("receipt")
     verify_receipt(payment.receipt, payment, request, providers)
@@ -409,7 +421,7 @@ def parse_close_content(content: Mapping[str, Any]) -> str:
 
 def check_close(sender: str, request: RequestView) -> None:
     if sender != request.payee:
-        raise Forbidden("sender", "only the payee may close the request")
+        raise Forbidden("only the payee may close the request", param="sender")
     if request.state == CLOSED:
         raise InvalidParam("request", "is already closed")
     if request.state == SETTLED:
@@ -443,7 +455,7 @@ def check_not_an_aa_edit(content: Mapping[str, Any], target_is_aa: bool) -> None
         or aa_msgtype(content)
         or (isinstance(new_content, Mapping) and aa_msgtype(new_content))
     ):
-        raise Forbidden("m.relates_to", "AA requests, payments and closes cannot be edited")
+        raise Forbidden("AA requests, payments and closes cannot be edited", param="m.relates_to")
 
 
 def check_known_msgtype(msgtype: str) -> None:

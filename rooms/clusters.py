@@ -15,12 +15,8 @@ from typing import Any
 
 import attr
 
-from rooms.validation import (
-    InvalidParam,
-    is_user_id,
-    reject_unknown_keys,
-    require,
-)
+from rooms.errors import InvalidParam
+from rooms.validation import is_user_id, reject_unknown_keys, require
 
 CLUSTER_STATE = "org.laiwang.cluster"
 MAX_TOPIC_LEN = 200  # characters, after trimming; also the room name, which Synapse caps at 255

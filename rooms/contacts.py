@@ -13,13 +13,8 @@ from typing import Any
 
 import attr
 
-from rooms.validation import (
-    InvalidParam,
-    is_user_id,
-    optional_str,
-    reject_unknown_keys,
-    require_user_id,
-)
+from rooms.errors import InvalidParam
+from rooms.validation import is_user_id, optional_str, reject_unknown_keys, require_user_id
 
 ACQUAINTANCE_STATE = "org.laiwang.acquaintance"
 MAX_MESSAGE_LEN = 500

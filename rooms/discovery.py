@@ -16,7 +16,8 @@ from typing import Any
 
 import attr
 
-from rooms.validation import InvalidParam, require, require_str
+from rooms.errors import InvalidParam
+from rooms.validation import require, require_str
 
 ALGORITHM = "sha256"
 ALGORITHMS = (ALGORITHM,)

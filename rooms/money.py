@@ -14,7 +14,7 @@ from typing import Any
 
 from iso4217 import Currency
 
-from rooms.validation import InvalidParam
+from rooms.errors import InvalidParam
 
 # The largest total of one bill, in major units: a billion of anything is not a dinner bill, and
 # every limit stays below 2**53 so that JSON numbers survive JavaScript clients.

@@ -21,7 +21,8 @@ import phonenumbers
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from rooms.validation import InvalidParam, require_int, require_str
+from rooms.errors import InvalidParam
+from rooms.validation import require_int, require_str
 
 MEDIUM = "msisdn"
 _CLIENT_SECRET_RE = re.compile(r"^[0-9a-zA-Z.=_\-]+$")  # the Matrix spec's grammar

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rooms.validation import InvalidParam, reject_unknown_keys
+from rooms.errors import InvalidParam
+from rooms.validation import reject_unknown_keys
 
 # Who may send the user a contact request.
 ACCEPT_REQUESTS_FROM_VALUES = ("address_book", "anyone", "nobody")

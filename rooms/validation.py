@@ -1,7 +1,7 @@
-"""Validation errors of pure code, mapped to Matrix errors by the module's HTTP layer.
+"""Validators of pure code: Matrix identifiers and typed fields of JSON bodies and contents.
 
-Pure code raises these; `laiwang_module.rest.base` turns them into `M_INVALID_PARAM`,
-`M_MISSING_PARAM` or `M_BAD_JSON` responses. The event checks turn them into refusals.
+They raise the errors of `rooms.errors` (`M_INVALID_PARAM`, `M_MISSING_PARAM`), which the
+module's HTTP layer answers as Matrix errors and the event checks turn into refusals.
 """
 
 from __future__ import annotations
@@ -10,35 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-
-class ValidationError(Exception):
-    """Input that breaks a rule. `errcode` is the Matrix error code to answer with."""
-
-    errcode = "M_INVALID_PARAM"
-
-    def __init__(self, param: str | None, message: str):
-        self.param = param
-        self.message = message
-        super().__init__(f"{param}: {message}" if param else message)
-
-    @property
-    def sentence(self) -> str:
-        return f"'{self.param}' {self.message}" if self.param else self.message
-
-
-class InvalidParam(ValidationError):
-    errcode = "M_INVALID_PARAM"
-
-
-class MissingParam(ValidationError):
-    errcode = "M_MISSING_PARAM"
-
-    def __init__(self, param: str):
-        super().__init__(param, "is required")
-
-
-class BadJson(ValidationError):
-    errcode = "M_BAD_JSON"
+from rooms.errors import InvalidParam, MissingParam
 
 
 def reject_unknown_keys(
@@ -70,6 +42,25 @@ def is_event_id(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 255 and bool(_EVENT_ID_RE.match(value))
 
 
+def check_user_id(value: Any, param: str) -> str:
+    """`value` as a user id (a path parameter, say), or InvalidParam naming `param`."""
+    if not is_user_id(value):
+        raise InvalidParam(param, "must be a Matrix user id like @alice:example.org")
+    return str(value)
+
+
+def check_room_id(value: Any, param: str) -> str:
+    if not is_room_id(value):
+        raise InvalidParam(param, "must be a Matrix room id like !abc:example.org")
+    return str(value)
+
+
+def check_event_id(value: Any, param: str) -> str:
+    if not is_event_id(value):
+        raise InvalidParam(param, "must be a Matrix event id")
+    return str(value)
+
+
 def require(body: Mapping[str, Any], key: str) -> Any:
     if key not in body or body[key] is None:
         raise MissingParam(key)
@@ -92,17 +83,11 @@ def optional_str(body: Mapping[str, Any], key: str, *, max_len: int = 1000) -> s
 
 
 def require_user_id(body: Mapping[str, Any], key: str) -> str:
-    value = require(body, key)
-    if not is_user_id(value):
-        raise InvalidParam(key, "must be a Matrix user id like @alice:example.org")
-    return str(value)
+    return check_user_id(require(body, key), key)
 
 
 def require_room_id(body: Mapping[str, Any], key: str) -> str:
-    value = require(body, key)
-    if not is_room_id(value):
-        raise InvalidParam(key, "must be a Matrix room id like !abc:example.org")
-    return str(value)
+    return check_room_id(require(body, key), key)
 
 
 def require_int(

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
+from synapse.module_api import NOT_SPAM
+from synapse.types import StateMap
 
-from laiwang_module.callbacks.events import register_on_new_event
-from rooms.validation import ValidationError
+from laiwang_module.callbacks.events import Decision, register_on_new_event
+from rooms.errors import LaiwangError
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -28,22 +30,31 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def register(server: LaiwangServer) -> None:
-    handler = server.aa_handler
-    api = server.api
+class AACallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._handler = server.aa_handler
 
-    async def check_event_for_spam(event: EventBase) -> str | tuple[Codes, dict[str, Any]]:
+    def register(self) -> None:
+        self._api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
+        register_on_new_event(self._server, "aa", self.on_new_event)
+        self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
+            add_field_to_unsigned_callback=self.add_field_to_unsigned
+        )
+        self._api.register_cached_function(self._handler.status_cache.get_aa_status)
+
+    async def check_event_for_spam(self, event: EventBase) -> Decision:
         try:
-            await handler.check_event(event)
-        except ValidationError as e:
-            if not api.is_mine(event.sender):
+            await self._handler.check_event(event)
+        except LaiwangError as e:
+            if not self._api.is_mine(event.sender):
                 logger.info("laiwang: refusing federated AA event %s: %s", event.event_id, e)
             return Codes(e.errcode), {"error": f"AA rule: {e.sentence}"}
-        return "NOT_SPAM"
+        return NOT_SPAM
 
-    api.register_spam_checker_callbacks(check_event_for_spam=check_event_for_spam)
-    register_on_new_event(server, "aa", lambda event, state: handler.apply_event(event))
-    api.register_add_extra_fields_to_unsigned_client_event_callbacks(
-        add_field_to_unsigned_callback=handler.unsigned_fields
-    )
-    api.register_cached_function(handler.status_cache.get_aa_status)
+    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        await self._handler.apply_event(event)
+
+    async def add_field_to_unsigned(self, event: EventBase) -> dict[str, Any]:
+        return await self._handler.unsigned_fields(event)

@@ -3,21 +3,29 @@
 `on_new_event` keeps the cluster index (members, activity) in step with the rooms and starts the
 approval of knocks from acquaintances of local members (in the background: the notifier awaits
 this callback, and the approval sends an invite into the same room). Invites by members are
-already limited to their acquaintances by the acquaintances-only policy's spam-checker callbacks.
+already limited to their acquaintances by the contacts feature's invite policy.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
+
+from synapse.events import EventBase
+from synapse.types import StateMap
 
 from laiwang_module.callbacks.events import register_on_new_event
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
-logger = logging.getLogger(__name__)
 
+class ClustersCallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._handler = server.clusters_handler
 
-def register(server: LaiwangServer) -> None:
-    register_on_new_event(server, "clusters", server.clusters_handler.on_event)
+    def register(self) -> None:
+        register_on_new_event(self._server, "clusters", self.on_new_event)
+
+    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        await self._handler.on_event(event, state)

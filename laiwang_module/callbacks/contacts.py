@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM, UserProfile
+from synapse.types import StateMap
 
-from laiwang_module.callbacks.events import register_on_new_event
+from laiwang_module.callbacks.events import Decision, register_on_new_event
 from laiwang_module.handlers.contacts import known_request
 from rooms.contacts import (
     ACQUAINTANCE_STATE,
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Decision = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
-
 
 def _refuse(reason: str) -> tuple[Codes, dict[str, Any]]:
     return Codes.FORBIDDEN, {"error": reason}
@@ -46,10 +45,17 @@ class ContactsCallbacks:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
+        self._handler = server.contacts_handler
 
-    @property
-    def _handler(self) -> Any:
-        return self._server.contacts_handler
+    def register(self) -> None:
+        self._api.register_cached_function(self._handler.cache.are_acquainted)
+        self._api.register_spam_checker_callbacks(
+            user_may_invite=self.user_may_invite,
+            federated_user_may_invite=self.federated_user_may_invite,
+            user_may_create_room=self.user_may_create_room,
+            check_username_for_spam=self.check_username_for_spam,
+        )
+        register_on_new_event(self._server, "contacts", self.on_new_event)
 
     async def user_may_invite(self, inviter: str, invitee: str, room_id: str) -> Decision:
         if not self._api.is_mine(inviter):
@@ -108,15 +114,5 @@ class ContactsCallbacks:
     async def check_username_for_spam(self, profile: UserProfile, requester_id: str) -> bool:
         return not await self._handler.may_see_in_directory(requester_id, profile["user_id"])
 
-
-def register(server: LaiwangServer) -> None:
-    callbacks = ContactsCallbacks(server)
-    api = server.api
-    api.register_cached_function(server.contacts_handler.cache.are_acquainted)
-    api.register_spam_checker_callbacks(
-        user_may_invite=callbacks.user_may_invite,
-        federated_user_may_invite=callbacks.federated_user_may_invite,
-        user_may_create_room=callbacks.user_may_create_room,
-        check_username_for_spam=callbacks.check_username_for_spam,
-    )
-    register_on_new_event(server, "acquaintances", server.contacts_handler.on_event)
+    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        await self._handler.on_event(event, state)

@@ -18,29 +18,36 @@ MAX_JOB_INTERVAL_MS = 60_000
 MIN_JOB_INTERVAL_MS = 1_000
 
 
-def register(server: LaiwangServer) -> None:
-    config = server.config.discovery
-    server.store.configure_discovery(config.address_book_ttl_ms)
+class DiscoveryCallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._config = server.config.discovery
+        self._handler = server.discovery_handler
 
-    async def on_add(user_id: str, medium: str, address: str) -> None:
-        await server.discovery_handler.on_threepid_added(user_id, medium, address)
-
-    async def on_remove(user_id: str, medium: str, address: str) -> None:
-        await server.discovery_handler.on_threepid_removed(user_id, medium, address)
-
-    server.api.register_third_party_rules_callbacks(
-        on_add_user_third_party_identifier=on_add,
-        on_remove_user_third_party_identifier=on_remove,
-    )
-
-    if server.api.should_run_background_tasks():
-        interval = min(
-            MAX_JOB_INTERVAL_MS, max(MIN_JOB_INTERVAL_MS, config.pepper_rotation_period_ms // 4)
+    def register(self) -> None:
+        self._server.store.configure_discovery(self._config.address_book_ttl_ms)
+        self._api.register_third_party_rules_callbacks(
+            on_add_user_third_party_identifier=self.on_add_user_third_party_identifier,
+            on_remove_user_third_party_identifier=self.on_remove_user_third_party_identifier,
         )
-        # At start (first index build, an interrupted rotation) and then periodically.
-        server.api.run_as_background_process(
-            "laiwang_discovery_start", server.discovery_handler.maintain
-        )
-        server.api.looping_background_call(
-            server.discovery_handler.maintain, interval, desc="laiwang_discovery"
-        )
+        if self._api.should_run_background_tasks():
+            interval = min(
+                MAX_JOB_INTERVAL_MS,
+                max(MIN_JOB_INTERVAL_MS, self._config.pepper_rotation_period_ms // 4),
+            )
+            # At start (first index build, an interrupted rotation) and then periodically.
+            self._api.run_as_background_process("laiwang_discovery_start", self._handler.maintain)
+            self._api.looping_background_call(
+                self._handler.maintain, interval, desc="laiwang_discovery"
+            )
+
+    async def on_add_user_third_party_identifier(
+        self, user_id: str, medium: str, address: str
+    ) -> None:
+        await self._handler.on_threepid_added(user_id, medium, address)
+
+    async def on_remove_user_third_party_identifier(
+        self, user_id: str, medium: str, address: str
+    ) -> None:
+        await self._handler.on_threepid_removed(user_id, medium, address)

@@ -1,4 +1,4 @@
-"""The one way features register their `on_new_event` work.
+"""The one way features register their `on_new_event` work, and the spam checkers' answer type.
 
 Synapse awaits the `on_new_event` callbacks one after another for each event it notifies, so a
 room's events reach each feature in order (a payment after its request, a leave after the join).
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
+from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.types import StateMap
 
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 EventWork = Callable[[EventBase, StateMap[EventBase]], Awaitable[object]]
+
+# What a spam-checker callback answers: NOT_SPAM, or a refusal with its errcode and sentence.
+Decision = Literal["NOT_SPAM"] | tuple[Codes, dict[str, Any]]
 
 
 def register_on_new_event(server: LaiwangServer, feature: str, work: EventWork) -> None:

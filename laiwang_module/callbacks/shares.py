@@ -5,7 +5,7 @@
   in a timeline enforces the same rules from `rooms.shares`.
 - `federated_user_may_invite` is the only moment this server sees a remote owner's timeline
   invite (no `on_new_event` for out-of-band invites): it schedules the acceptance. It never
-  refuses; the acquaintances-only policy (registered earlier) decides about the invite.
+  refuses; the contacts feature's invite policy (registered earlier) decides about the invite.
 - `on_new_event` indexes posts, reactions and comments (idempotent: keyed by event id).
 - The acquaintance listener keeps timeline membership in step (see the handler).
 """
@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM
+from synapse.types import StateMap
 
-from laiwang_module.callbacks.events import register_on_new_event
+from laiwang_module.callbacks.events import Decision, register_on_new_event
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -27,30 +28,36 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def register(server: LaiwangServer) -> None:
-    handler = server.shares_handler
-    api = server.api
+class SharesCallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._server = server
+        self._api = server.api
+        self._handler = server.shares_handler
 
-    async def check_event_for_spam(event: EventBase) -> str | tuple[Codes, dict[str, Any]]:
-        refusal = await handler.check_event(event)
+    def register(self) -> None:
+        self._api.register_spam_checker_callbacks(
+            check_event_for_spam=self.check_event_for_spam,
+            federated_user_may_invite=self.federated_user_may_invite,
+        )
+        register_on_new_event(self._server, "shares", self.on_new_event)
+        self._api.register_cached_function(self._handler.owner_cache.get_timeline_owner)
+        self._server.contacts_handler.add_listener(self._handler.on_acquaintance)
+
+    async def check_event_for_spam(self, event: EventBase) -> Decision:
+        refusal = await self._handler.check_event(event)
         if refusal is None:
             return NOT_SPAM
         errcode, sentence = refusal
-        if not api.is_mine(event.sender):
+        if not self._api.is_mine(event.sender):
             logger.info("laiwang: refusing federated event %s: %s", event.event_id, sentence)
         return Codes(errcode), {"error": sentence}
 
-    async def federated_user_may_invite(event: EventBase) -> Literal["NOT_SPAM"]:
+    async def federated_user_may_invite(self, event: EventBase) -> Decision:
         try:
-            await handler.on_federated_invite(event)
+            await self._handler.on_federated_invite(event)
         except Exception:
             logger.exception("laiwang: could not schedule accepting %s", event.event_id)
         return NOT_SPAM
 
-    api.register_spam_checker_callbacks(
-        check_event_for_spam=check_event_for_spam,
-        federated_user_may_invite=federated_user_may_invite,
-    )
-    register_on_new_event(server, "shares", handler.on_event)
-    api.register_cached_function(handler.owner_cache.get_timeline_owner)
-    server.contacts_handler.add_listener(handler.on_acquaintance)
+    async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        await self._handler.on_event(event, state)

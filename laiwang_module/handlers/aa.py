@@ -11,16 +11,15 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from synapse.api.errors import Codes, SynapseError
 from synapse.events import EventBase
 from synapse.util.caches.descriptors import cached
 
 from laiwang_module.caches import ModuleCache
-from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.storage.aa import LedgerChange
+from laiwang_module.synapse_compat import get_events_as_list
 from rooms import aa
+from rooms.errors import Forbidden, InvalidParam, LimitExceeded, MissingParam, NotFound
 from rooms.money import format_amount
-from rooms.validation import InvalidParam, MissingParam, is_user_id, reject_unknown_keys
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -41,6 +40,7 @@ class AAStatusCache(ModuleCache):
 
     @cached(max_entries=50000)
     async def get_aa_status(self, event_id: str) -> dict[str, Any] | None:
+        """The request's live status for `unsigned`, or None for an event that is no AA request."""
         status = await self._store.aa_get_status(event_id)
         if status is None:
             return None
@@ -77,13 +77,13 @@ class AAHandler:
     async def _require_joined(self, room_id: str, user_id: str) -> dict[str, Mapping[str, Any]]:
         members = await self._members(room_id, [user_id])
         if user_id not in self._joined(members):
-            raise forbidden("You are not a joined member of this room")
+            raise Forbidden("You are not a joined member of this room")
         return members
 
     async def _request_in_room(self, room_id: str, event_id: str) -> aa.RequestView:
         request = await self._store.aa_get_request(event_id)
         if request is None or request.room_id != room_id:
-            raise not_found("No AA request with this id in this room")
+            raise NotFound("No AA request with this id in this room")
         return request
 
     async def _send(self, room_id: str, sender: str, content: dict[str, Any]) -> EventBase:
@@ -93,37 +93,34 @@ class AAHandler:
 
     # --- endpoints --------------------------------------------------------------------------
 
-    async def create_request(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        room_id, req = aa.parse_request_body(body, user_id)
+    async def create_request(self, user_id: str, room_id: str, req: aa.AARequest) -> dict[str, Any]:
+        """Send `req` (parsed by `rooms.aa.parse_request_body`, the caller as payee) into the
+        room and record it. Raises Forbidden when the caller is not joined, ValidationError
+        when a participant is not joined (the rules of `rooms.aa.check_request_context`)."""
         members = await self._members(room_id, [user_id, *req.participants])
         if user_id not in self._joined(members):
-            raise forbidden("You are not a joined member of this room")
+            raise Forbidden("You are not a joined member of this room")
         aa.check_request_context(req, user_id, self._joined(members))
         event = await self._send(room_id, user_id, req.content(self._name(members, user_id)))
         await self.apply_event(event)
         return {"event_id": event.event_id, "shares": dict(req.shares)}
 
     async def pay(
-        self, user_id: str, room_id: str, event_id: str, body: Mapping[str, Any]
+        self, user_id: str, room_id: str, event_id: str, body: aa.PayBody
     ) -> dict[str, Any]:
-        reject_unknown_keys(body, ("method", "payer", "receipt"))
-        method = body.get("method")
-        if method is None:
-            raise MissingParam("method")
-        if method not in aa.METHODS:
-            raise InvalidParam("method", 'must be "cash" or "provider"')
-        receipt = body.get("receipt")
-        if receipt is not None and not isinstance(receipt, dict):
-            raise InvalidParam("receipt", "must be an object")
+        """Pay a share of the request `event_id` (or, as its payee, confirm a cash payment),
+        idempotently: a share already paid answers with the payment that settled it.
+
+        Raises NotFound (no such request in the room), Forbidden (not joined, or a rule of
+        `rooms.aa.check_payment` that forbids), ValidationError (the other payment rules),
+        LimitExceeded (a payment of this share is under way)."""
         request = await self._request_in_room(room_id, event_id)
         # The payer defaults to the caller; the payee confirming cash must say who paid.
-        payer = body.get("payer")
+        payer = body.payer
         if payer is None:
-            if method == "cash" and user_id == request.payee:
+            if body.method == "cash" and user_id == request.payee:
                 raise MissingParam("payer")
             payer = user_id
-        if not is_user_id(payer):
-            raise InvalidParam("payer", "must be a Matrix user id")
         members = await self._require_joined(room_id, user_id)
         # Idempotent: the share is paid already, so this is a retry (or a late duplicate):
         # answer with the payment that settled it and charge nothing.
@@ -136,8 +133,8 @@ class AAHandler:
             payer=payer,
             amount=request.shares.get(payer, 0),
             currency=request.currency,
-            method=method,
-            receipt=receipt,
+            method=body.method,
+            receipt=body.receipt,
         )
         if payer in request.shares:
             await self.check_payment(payment, user_id, request)
@@ -151,11 +148,9 @@ class AAHandler:
         # check cannot see a payment that is sent but not yet in the ledger.
         now = self._api.get_current_time_msec()
         if not await self._store.aa_claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
-            raise SynapseError(
-                429,
+            raise LimitExceeded(
                 "A payment for this share is under way; retry to get its result",
-                Codes.LIMIT_EXCEEDED,
-                additional_fields={"retry_after_ms": 1000},
+                retry_after_ms=1000,
             )
         try:
             event = await self._send(room_id, user_id, payment.content(text))
@@ -178,11 +173,16 @@ class AAHandler:
     async def check_payment(
         self, payment: aa.AAPayment, sender: str, request: aa.RequestView
     ) -> None:
+        """Apply every payment rule of `rooms.aa.check_payment`, with the ledger's word on the
+        receipt id. Raises Forbidden or ValidationError; shared by `pay` and the event check."""
         key = payment.receipt_key
         used = key is not None and await self._store.aa_receipt_used(*key)
         aa.check_payment(payment, sender, request, self._providers, used)
 
     async def close(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        """Close the request as its payee (unpaid shares are no longer owed); a retry answers with
+        the close that is there already. Raises NotFound (no such request in the room),
+        Forbidden (not joined, or not the payee)."""
         request = await self._request_in_room(room_id, event_id)
         members = await self._require_joined(room_id, user_id)
         if request.state == aa.CLOSED and user_id == request.payee:
@@ -200,21 +200,22 @@ class AAHandler:
         return {"event_id": event.event_id}
 
     async def remind(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        """Mention the unpaid participants of an open request, as its payee, at most once an hour.
+        Raises NotFound, Forbidden (not joined, not the payee), InvalidParam (the request is not
+        open), LimitExceeded (a reminder within the hour)."""
         request = await self._request_in_room(room_id, event_id)
         await self._require_joined(room_id, user_id)
         if user_id != request.payee:
-            raise forbidden("Only the payee may send reminders for this request")
+            raise Forbidden("Only the payee may send reminders for this request")
         if request.state != aa.OPEN:
             raise InvalidParam("request", f"is {request.state}: there is nobody to remind")
         unpaid = [p for p in request.shares if p not in request.paid]
         now = self._api.get_current_time_msec()
         wait_ms = await self._store.aa_claim_reminder(event_id, now, REMIND_INTERVAL_MS)
         if wait_ms:
-            raise SynapseError(
-                429,
+            raise LimitExceeded(
                 "A reminder for this request was sent less than an hour ago",
-                Codes.LIMIT_EXCEEDED,
-                additional_fields={"retry_after_ms": wait_ms},
+                retry_after_ms=wait_ms,
             )
         members = await self._members(room_id, unpaid)
         content = {
@@ -231,11 +232,13 @@ class AAHandler:
         return {"event_id": event.event_id, "mentioned": unpaid}
 
     async def get_request(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
+        """The request with every share and its payment. Raises NotFound also when the caller is
+        neither in the bill nor joined to the room (no oracle for strangers)."""
         request = await self._request_in_room(room_id, event_id)
         if user_id != request.payee and user_id not in request.shares:
             members = await self._members(room_id, [user_id])
             if user_id not in self._joined(members):
-                raise not_found("No AA request with this id in this room")
+                raise NotFound("No AA request with this id in this room")
         payments = await self._store.aa_get_share_payments(event_id)
         return {
             "title": request.title,
@@ -254,6 +257,7 @@ class AAHandler:
         }
 
     async def balances(self, user_id: str) -> dict[str, Any]:
+        """The caller's net balance with each counterparty, per currency."""
         return {"balances": await self._store.aa_get_balances(user_id)}
 
     # --- the event check (local and federated events alike) ---------------------------------
@@ -362,7 +366,8 @@ class AAHandler:
             logger.exception("laiwang: could not post the AA redaction notice")
 
     async def rebuild_room(self, user_id: str, room_id: str) -> dict[str, Any]:
-        """Rebuild a room's ledger from the room's history on this server (server admins).
+        """Rebuild a room's ledger from the room's history on this server (server admins;
+        Forbidden for anyone else).
 
         The room's rows (and their part of every balance) are removed, then every message and
         redaction is applied again in this server's order, through the same code as
@@ -370,14 +375,12 @@ class AAHandler:
         time. A redacted event has lost its content, so it counts for nothing: a redacted
         request is gone rather than void, a redacted payment leaves its share unpaid."""
         if not await self._api.is_user_admin(user_id):
-            raise forbidden("Only server admins may rebuild the AA ledger")
+            raise Forbidden("Only server admins may rebuild the AA ledger")
         before = await self._store.aa_forget_room(room_id)
-        # ModuleApi cannot fetch events by id; Synapse's store does (and prunes redacted ones).
-        events_store: Any = self._api._store
         event_ids = await self._store.aa_room_event_ids(room_id)
         applied = 0
         for start in range(0, len(event_ids), 500):
-            for event in await events_store.get_events_as_list(event_ids[start : start + 500]):
+            for event in await get_events_as_list(self._api, event_ids[start : start + 500]):
                 if event.internal_metadata.is_soft_failed():
                     continue
                 applied += 1
@@ -390,6 +393,8 @@ class AAHandler:
     # --- unsigned status --------------------------------------------------------------------
 
     async def unsigned_fields(self, event: EventBase) -> dict[str, Any]:
+        """`unsigned["org.laiwang.aa.status"]` of an AA request served to a client (cached); `{}`
+        for every other event."""
         if event.type != "m.room.message" or event.content.get("msgtype") != aa.MSGTYPE_REQUEST:
             return {}
         cache: Any = self.status_cache  # @cached is typed by Synapse's mypy plugin only

@@ -29,9 +29,8 @@ from synapse.events import EventBase
 from synapse.types import StateMap
 
 from laiwang_module.handlers.contacts import known_request
-from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.storage.clusters import ClusterRow, MemberUpdate
-from laiwang_module.synapse_compat import invited_room_ids
+from laiwang_module.synapse_compat import get_events, invited_room_ids, is_host_in_room
 from rooms.clusters import (
     CLUSTER_STATE,
     Candidate,
@@ -42,6 +41,7 @@ from rooms.clusters import (
     find_cluster_in_stripped_state,
     parse_cluster,
 )
+from rooms.errors import Forbidden, NotFound
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -67,24 +67,16 @@ class ClustersHandler:
     def _is_mine(self, user_id: str) -> bool:
         return bool(self._api.is_mine(user_id))
 
-    # --- Synapse internals ModuleApi does not expose (see also synapse_compat) ---
-
-    async def _get_events(self, event_ids: list[str]) -> dict[str, EventBase]:
-        store: Any = self._api._store  # ModuleApi only fetches current room state
-        return dict(await store.get_events(event_ids))
-
-    async def _host_in_room(self, room_id: str) -> bool:
-        store: Any = self._api._store
-        return bool(await store.is_host_joined(room_id, self._api.server_name))
-
     # --- creation ---
 
     async def create(self, caller: str, topic: str, invitees: list[str]) -> tuple[str, dict]:
-        """Create a cluster and invite the caller's acquaintances; returns (room_id, failures)."""
+        """Create a cluster and invite the caller's acquaintances; returns (room_id, failures),
+        the invites that failed once the room exists. Raises Forbidden, before any room is
+        made, when an invitee is not the caller's acquaintance."""
         for invitee in invitees:
             reason = await self._invite_refusal(caller, invitee)
             if reason is not None:
-                raise forbidden(reason)
+                raise Forbidden(reason)
         cluster = Cluster(topic, caller)
         room_id, _ = await self._api.create_room(caller, create_room_config(cluster))
         now = self._now()
@@ -130,7 +122,7 @@ class ClustersHandler:
         row = await self._store.get_cluster(room_id)
         if row is not None:
             return row
-        if await self._host_in_room(room_id):
+        if await is_host_in_room(self._api, room_id):
             cluster = await self._cluster_state(room_id)
             if cluster is not None:  # a cluster whose index missed it: index it now
                 now = self._now()
@@ -139,8 +131,8 @@ class ClustersHandler:
                 row = await self._store.get_cluster(room_id)
                 assert row is not None
                 return row
-            raise not_found(f"{room_id} is not a cluster.")
-        raise not_found(f"Unknown cluster {room_id}.")
+            raise NotFound(f"{room_id} is not a cluster.")
+        raise NotFound(f"Unknown cluster {room_id}.")
 
     async def _membership(self, room_id: str, user_id: str, host_in_room: bool) -> str | None:
         """The local user's current membership, also an out-of-band invite or knock."""
@@ -154,9 +146,12 @@ class ClustersHandler:
         return None
 
     async def list_mine(self, user_id: str) -> list[dict[str, Any]]:
+        """The clusters the caller is a member of, as `GET /clusters` lists them."""
         return [row.to_json() for row in await self._store.get_user_clusters(user_id)]
 
     async def discover(self, user_id: str, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` clusters the caller is not in, ranked by how many of the caller's
+        acquaintances are members, with those acquaintances."""
         found = await self._store.discover_clusters(user_id, limit)
         return [
             Candidate(c.room_id, c.topic, c.member_count, c.last_active_ts, friends).to_json()
@@ -164,15 +159,22 @@ class ClustersHandler:
         ]
 
     async def tree(self, caller: str, room_id: str) -> Tree:
+        """Who brought whom into the cluster (from membership). Raises NotFound (not a cluster this
+        server knows), Forbidden (the caller is not a member)."""
         await self._require_cluster(room_id)
         if await self._store.get_cluster_membership(room_id, caller) != "join":
-            raise forbidden("Only members of a cluster see its tree.")
+            raise Forbidden("Only members of a cluster see its tree.")
         return compute_tree(await self._store.get_cluster_member_rows(room_id))
 
     # --- joining by asking ---
 
     async def join(self, caller: str, room_id: str, via: list[str]) -> str:
-        host_in_room = await self._host_in_room(room_id)
+        """Join a cluster by asking: through a local member who is the caller's acquaintance (an
+        invite in their name), or by a knock that an acquaintance's server approves. `via` names
+        servers in the room when this server is not. Returns the room id. Raises NotFound (no
+        such cluster, or none that can be asked), Forbidden (banned, no acquaintance among the
+        members, or no approval within `clusters.knock_wait`)."""
+        host_in_room = await is_host_in_room(self._api, room_id)
         if host_in_room:
             await self._require_cluster(room_id)
             return await self._join_known_room(caller, room_id)
@@ -183,11 +185,11 @@ class ClustersHandler:
         if membership == "join":
             return room_id
         if membership == "ban":
-            raise forbidden(f"You are banned from {room_id}.")
+            raise Forbidden(f"You are banned from {room_id}.")
         if membership != "invite":
             friends = await self._store.get_acquainted_members(room_id, caller)
             if not friends:
-                raise forbidden(
+                raise Forbidden(
                     "No acquaintance of yours is a member of this cluster: ask a member you "
                     "know to invite you, or become an acquaintance of one."
                 )
@@ -214,7 +216,7 @@ class ClustersHandler:
         membership = await self._membership(room_id, caller, False)
         if membership != "invite":
             if not hosts:
-                raise not_found(
+                raise NotFound(
                     f"Unknown cluster {room_id}: give 'via', a server that is in the room."
                 )
             hosts = [h for h in hosts if h != self._api.server_name] or hosts
@@ -224,14 +226,14 @@ class ClustersHandler:
                 )
             except SynapseError as e:
                 if e.code in (403, 404):
-                    raise not_found(
+                    raise NotFound(
                         f"{room_id} is not a cluster you can ask to join ({e.msg})."
                     ) from e
                 raise
             stripped = knock.unsigned.get("knock_room_state") or []
             if find_cluster_in_stripped_state(stripped) is None:
                 await self._rescind(caller, room_id)
-                raise not_found(f"{room_id} is not a cluster.")
+                raise NotFound(f"{room_id} is not a cluster.")
             await self._wait_for_invite(caller, room_id, False)
         try:
             await self._api.update_room_membership(
@@ -239,7 +241,7 @@ class ClustersHandler:
             )
         except SynapseError as e:
             if e.code == 404:
-                raise not_found(f"Unknown cluster {room_id}.") from e
+                raise NotFound(f"Unknown cluster {room_id}.") from e
             raise
         return room_id
 
@@ -261,7 +263,7 @@ class ClustersHandler:
                 break  # the knock was refused
             await self._api.sleep(POLL_INTERVAL_S)
             waited += POLL_INTERVAL_S
-        raise forbidden(
+        raise Forbidden(
             "No acquaintance of yours let you in: either none is a member of this cluster, or "
             "their server did not answer in time. Your knock waits for the members to decide."
         )
@@ -340,7 +342,7 @@ class ClustersHandler:
         target = join.state_key
         event = join
         for _ in range(MAX_AUTH_WALK):
-            auth = await self._get_events(list(event.auth_event_ids()))
+            auth = await get_events(self._api, list(event.auth_event_ids()))
             previous = next(
                 (
                     ev

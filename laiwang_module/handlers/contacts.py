@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attr
@@ -23,7 +22,6 @@ from synapse.util.async_helpers import gather_results
 from synapse.util.caches.descriptors import cached
 
 from laiwang_module.caches import ModuleCache
-from laiwang_module.rest.base import forbidden, not_found
 from laiwang_module.synapse_compat import invited_room_ids, is_appservice_user, share_a_room
 from rooms.contacts import (
     ACCEPTED,
@@ -40,9 +38,11 @@ from rooms.contacts import (
     request_allowed_by_setting,
     request_state,
 )
+from rooms.errors import BadGateway, Forbidden, NotFound
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
+    from laiwang_module.storage.contacts import ContactRoom
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class AcquaintanceCache(ModuleCache):
 
     @cached(max_entries=100000)
     async def are_acquainted(self, a: str, b: str) -> bool:
+        """Whether a and b are acquaintances, by the database (cached; invalidated on every worker
+        when the pair changes)."""
         return await self._store.are_acquainted(a, b)
 
 
@@ -179,6 +181,8 @@ class ContactsHandler:
         )
 
     async def request_allowed(self, requester: str, target: str) -> bool:
+        """Whether `target`'s `accept_requests_from` setting lets `requester` ask them
+        (`address_book`: the requester is in the target's address book)."""
         settings = await self._server.settings_handler.get(target)
         in_book = await self._store.is_in_address_book(target, requester)
         return request_allowed_by_setting(settings.accept_requests_from, in_book)
@@ -199,8 +203,12 @@ class ContactsHandler:
     # --- requests ---
 
     async def send_request(self, requester: str, target: str, message: str | None) -> str:
+        """Ask `target` to become an acquaintance: a direct chat carrying the acquaintance state,
+        with the invite. Asking again reuses the room; asking someone who asked you accepts.
+        Returns the room id. Raises NotFound (no such local user), Forbidden (the invite policy
+        or the target's server refuses), BadGateway (the target's server cannot be reached)."""
         if self._is_mine(target) and not await self._api.check_user_exists(target):
-            raise not_found(f"There is no user {target}.")
+            raise NotFound(f"There is no user {target}.")
 
         for room in await self._store.get_contact_rooms_between(requester, target):
             if room.state == ACCEPTED and await self._store.are_acquainted(requester, target):
@@ -228,7 +236,7 @@ class ContactsHandler:
                 requester, target, known_request(Acquaintance(requester, target, message))
             )
             if reason is not None:
-                raise forbidden(reason)
+                raise Forbidden(reason)
 
         source = (
             SOURCE_ADDRESS_BOOK
@@ -265,12 +273,10 @@ class ContactsHandler:
             await self._api.update_room_membership(requester, requester, room_id, "leave")
             await self._apply_memberships(room_id)
             if isinstance(e, SynapseError) and e.code == 403:
-                raise forbidden(f"{target}'s server refused the request: {e.msg}") from e
+                raise Forbidden(f"{target}'s server refused the request: {e.msg}") from e
             if isinstance(e, SynapseError):
                 raise
-            raise SynapseError(
-                HTTPStatus.BAD_GATEWAY, f"Could not reach {target}'s server: {e}"
-            ) from e
+            raise BadGateway(f"Could not reach {target}'s server: {e}") from e
         await self._apply_memberships(room_id)
         await self._add_to_m_direct(requester, target, room_id)
         return room_id
@@ -289,6 +295,7 @@ class ContactsHandler:
     # --- listing and ending ---
 
     async def list_contacts(self, user_id: str) -> list[dict[str, Any]]:
+        """The caller's acquaintances, with since when and how they met (`source`)."""
         return [
             {
                 "user_id": r.other_id,
@@ -300,13 +307,15 @@ class ContactsHandler:
         ]
 
     async def list_requests(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The caller's pending contact requests: `incoming` (checked against their real invites)
+        and `outgoing`."""
         incoming, outgoing = await self._store.get_pending_requests(user_id)
         # A rejected invite over federation is not notified to modules either: the user's
         # current invites are the truth for what is still waiting on them.
         invited = await invited_room_ids(self._api, user_id)
         incoming = [r for r in incoming if r.room_id in invited]
 
-        def show(room: Any, other: str) -> dict[str, Any]:
+        def show(room: ContactRoom, other: str) -> dict[str, Any]:
             return {
                 "user_id": other,
                 "room_id": room.room_id,
@@ -320,9 +329,11 @@ class ContactsHandler:
         }
 
     async def remove(self, user_id: str, other: str) -> None:
+        """End the acquaintance with `other` by leaving the contact room (the other side's index
+        follows the membership). Raises NotFound when `other` is no acquaintance."""
         room_id = await self._store.get_acquaintance_room(user_id, other)
         if room_id is None:
-            raise not_found(f"{other} is not your acquaintance.")
+            raise NotFound(f"{other} is not your acquaintance.")
         await self._api.update_room_membership(user_id, user_id, room_id, "leave")
         await self._apply_memberships(room_id)
 
@@ -389,6 +400,7 @@ class ContactsHandler:
     # --- following membership ---
 
     async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        """Keep the acquaintance index in step with a contact room's membership (idempotent)."""
         if event.type not in ("m.room.member", ACQUAINTANCE_STATE) or event.state_key is None:
             return
         acquaintance: Acquaintance | None = None

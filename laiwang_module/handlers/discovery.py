@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from synapse.api.errors import Codes, SynapseError
-
-from laiwang_module.rest.base import bad_request
 from laiwang_module.storage.discovery import DAY_MS, IndexRow, PepperState
 from rooms.discovery import (
     ALGORITHM,
@@ -29,6 +25,7 @@ from rooms.discovery import (
     lookup_hash,
     new_pepper,
 )
+from rooms.errors import BadRequest, LimitExceeded
 from rooms.msisdn import MEDIUM, normalise_stored_msisdn
 
 if TYPE_CHECKING:
@@ -49,34 +46,37 @@ class DiscoveryHandler:
         self._maintaining = False
 
     async def state(self) -> PepperState:
+        """The current pepper state, created on first use."""
         state = await self._store.get_pepper_state()
         if state is None:
             state = await self._store.create_pepper_state(new_pepper())
         return state
 
     async def hash_details(self) -> dict[str, object]:
+        """`GET /discovery/hash_details`: the algorithms and the current lookup pepper."""
         state = await self.state()
         return {"algorithms": list(ALGORITHMS), "lookup_pepper": state.pepper}
 
     async def lookup(self, owner_id: str, request: LookupRequest) -> dict[str, str]:
         """hash -> user id for the discoverable users among `request.addresses`; remembers the
-        users found (discoverable or not) in the owner's address book."""
+        users found (discoverable or not) in the owner's address book. Raises BadRequest
+        (`M_INVALID_PEPPER`, with the current pepper), LimitExceeded (more addresses than
+        `discovery.max_addresses_per_request`, or the daily budget spent)."""
         state = await self.state()
         if request.pepper != state.pepper:
-            raise bad_request(
-                INVALID_PEPPER,
+            raise BadRequest(
                 "The pepper is not the current one: hash again with lookup_pepper",
+                errcode=INVALID_PEPPER,
                 algorithm=ALGORITHM,
                 lookup_pepper=state.pepper,
             )
         count = len(request.addresses)
         cap = self._config.max_addresses_per_request
         if count > cap:
-            raise SynapseError(
-                HTTPStatus.TOO_MANY_REQUESTS,
+            raise LimitExceeded(
                 f"At most {cap} addresses per lookup: split the address book",
-                Codes.LIMIT_EXCEEDED,
-                additional_fields={"retry_after_ms": 0, "max_addresses_per_request": cap},
+                retry_after_ms=0,
+                max_addresses_per_request=cap,
             )
 
         started = time.perf_counter()
@@ -100,17 +100,17 @@ class DiscoveryHandler:
             (time.perf_counter() - found_at) * 1000,
         )
         if not charged:
-            raise SynapseError(
-                HTTPStatus.TOO_MANY_REQUESTS,
+            raise LimitExceeded(
                 f"Daily lookup budget of {self._config.max_addresses_per_day} addresses spent",
-                Codes.LIMIT_EXCEEDED,
-                additional_fields={"retry_after_ms": (day + 1) * DAY_MS - now},
+                retry_after_ms=(day + 1) * DAY_MS - now,
             )
         return {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
 
     # --- keeping the index current ---
 
     async def on_threepid_added(self, user_id: str, medium: str, address: str) -> None:
+        """Index a newly bound msisdn 3pid under the current pepper (and the next, during a
+        rotation)."""
         msisdn = normalise_stored_msisdn(address) if medium == MEDIUM else None
         if msisdn is None:
             return
@@ -121,6 +121,7 @@ class DiscoveryHandler:
         await self._store.add_discovery_hashes(rows)
 
     async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
+        """Drop an unbound msisdn 3pid from the index (and log it for a rotation being built)."""
         msisdn = normalise_stored_msisdn(address) if medium == MEDIUM else None
         if msisdn is None:
             return

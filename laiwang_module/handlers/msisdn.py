@@ -9,13 +9,11 @@ starts a new one, with a new SMS). A wrong code changes nothing but the attempt 
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-
-from synapse.api.errors import Codes, SynapseError
 
 from laiwang_module.sms import SmsSender, build_sender
 from laiwang_module.storage.discovery import DAY_MS, MsisdnSession
+from rooms.errors import BadRequest, LimitExceeded, NotFound
 from rooms.msisdn import (
     MEDIUM,
     SubmitToken,
@@ -41,9 +39,9 @@ SESSION_EXPIRED = "M_SESSION_EXPIRED"
 SESSION_NOT_VALIDATED = "M_SESSION_NOT_VALIDATED"
 
 
-def _no_session() -> SynapseError:
+def _no_session() -> NotFound:
     # Unknown sid and wrong client secret look the same: no oracle for either.
-    return SynapseError(HTTPStatus.NOT_FOUND, "No such validation session", NO_VALID_SESSION)
+    return NotFound("No such validation session", errcode=NO_VALID_SESSION)
 
 
 class MsisdnHandler:
@@ -64,15 +62,16 @@ class MsisdnHandler:
         if not await self._store.count_sms_send(
             sms_number_key(msisdn), day, self._config.max_per_number_per_day
         ):
-            raise SynapseError(
-                HTTPStatus.TOO_MANY_REQUESTS,
+            raise LimitExceeded(
                 "Too many codes sent to this number today",
-                Codes.LIMIT_EXCEEDED,
-                additional_fields={"retry_after_ms": (day + 1) * DAY_MS - self._now()},
+                retry_after_ms=(day + 1) * DAY_MS - self._now(),
             )
         await self.sender.send(sid, msisdn, code)
 
     async def request_token(self, request: TokenRequest) -> dict[str, Any]:
+        """`…/validate/msisdn/requestToken` (called by Synapse): open a validation session and text
+        a code, or resend within the same session. Raises LimitExceeded (the number's daily SMS
+        cap), BadGateway (the SMS gateway refused)."""
         now = self._now()
         key = session_lookup_key(request.client_secret, request.msisdn)
         session = await self._store.get_msisdn_session(lookup_key=key)
@@ -129,18 +128,17 @@ class MsisdnHandler:
         return session, msisdn
 
     async def submit_token(self, submit: SubmitToken) -> dict[str, Any]:
+        """`…/validate/msisdn/submitToken`: check a code. A wrong code answers `success: false`.
+        Raises NotFound (`M_NO_VALID_SESSION`: unknown sid or wrong client secret), BadRequest
+        (`M_SESSION_EXPIRED`: the code expired or too many wrong codes)."""
         session, _ = await self._open(submit.sid, submit.client_secret)
         now = self._now()
         if session.validated_ts is not None and session.expires_ts > now:
             return {"success": True}
         if session.expires_ts <= now:
-            raise SynapseError(
-                HTTPStatus.BAD_REQUEST, "The code has expired: ask for a new one", SESSION_EXPIRED
-            )
+            raise BadRequest("The code has expired: ask for a new one", errcode=SESSION_EXPIRED)
         if not await self._store.claim_code_attempt(submit.sid, self._config.max_attempts):
-            raise SynapseError(
-                HTTPStatus.BAD_REQUEST, "Too many wrong codes: ask for a new one", SESSION_EXPIRED
-            )
+            raise BadRequest("Too many wrong codes: ask for a new one", errcode=SESSION_EXPIRED)
         if not code_matches(submit.sid, submit.token, session.code_hash):
             left = max(self._config.max_attempts - session.attempts - 1, 0)
             return {"success": False, "error": f"Wrong code ({left} attempts left)"}
@@ -148,15 +146,14 @@ class MsisdnHandler:
         return {"success": True}
 
     async def get_validated(self, sid: str, client_secret: str) -> dict[str, Any]:
+        """`…/3pid/getValidated3pid`: the validated number of a session, for Synapse to bind.
+        Raises NotFound (`M_NO_VALID_SESSION`), BadRequest (`M_SESSION_EXPIRED`,
+        `M_SESSION_NOT_VALIDATED`)."""
         session, msisdn = await self._open(sid, client_secret)
         if session.expires_ts <= self._now():
-            raise SynapseError(
-                HTTPStatus.BAD_REQUEST, "The validation session has expired", SESSION_EXPIRED
-            )
+            raise BadRequest("The validation session has expired", errcode=SESSION_EXPIRED)
         if session.validated_ts is None:
-            raise SynapseError(
-                HTTPStatus.BAD_REQUEST,
-                "The phone number has not been validated yet",
-                SESSION_NOT_VALIDATED,
+            raise BadRequest(
+                "The phone number has not been validated yet", errcode=SESSION_NOT_VALIDATED
             )
         return {"medium": MEDIUM, "address": msisdn, "validated_at": session.validated_ts}

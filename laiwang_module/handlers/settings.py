@@ -29,6 +29,7 @@ class SettingsHandler:
         self._defaults = server.config.defaults
 
     async def get(self, user_id: str) -> UserSettings:
+        """The user's settings, the configured defaults where they kept them."""
         stored = await self._store.get_user_settings(user_id)
         return UserSettings(
             discoverable=stored.get("discoverable", self._defaults.discoverable),
@@ -43,6 +44,8 @@ class SettingsHandler:
         return {u for u in user_ids if chosen.get(u, self._defaults.discoverable)}
 
     async def update(self, user_id: str, update: dict[str, Any]) -> UserSettings:
+        """Change the settings given in `update` (the others keep their value); returns all
+        settings."""
         if update:
             await self._store.update_user_settings(
                 user_id, update, self._api.get_current_time_msec()

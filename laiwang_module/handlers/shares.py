@@ -21,7 +21,7 @@ the last one shown, so pagination is stable whatever the visibility check remove
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import SynapseError
@@ -32,7 +32,6 @@ from synapse.util.caches.descriptors import cached
 from synapse.util.frozenutils import unfreeze
 
 from laiwang_module.caches import ModuleCache
-from laiwang_module.rest.base import bad_request, not_found
 from laiwang_module.synapse_compat import (
     events_visible_to,
     is_joined,
@@ -41,7 +40,7 @@ from laiwang_module.synapse_compat import (
     serialize_for_client,
 )
 from rooms import shares
-from rooms.validation import ValidationError
+from rooms.errors import InvalidParam, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -68,6 +67,7 @@ class TimelineOwnerCache(ModuleCache):
 
     @cached(max_entries=100000)
     async def get_timeline_owner(self, room_id: str) -> str | None:
+        """The owner of a timeline room, or None for any other room."""
         return await self._store.get_timeline_owner(room_id)
 
 
@@ -149,7 +149,9 @@ class SharesHandler:
             logger.exception("laiwang: could not delete duplicate timeline %s", room_id)
             await self._api.update_room_membership(owner, owner, room_id, "leave")
 
-    def _in_background(self, desc: Any, func: Any, *args: Any) -> None:
+    def _in_background(
+        self, desc: str, func: Callable[..., Awaitable[object]], *args: object
+    ) -> None:
         self._api.run_as_background_process(desc, func, *args)
 
     async def _membership(self, room_id: str, user_id: str) -> str | None:
@@ -193,7 +195,7 @@ class SharesHandler:
             )
             self._later(RETRY_DELAYS_S[attempt], self._add_member, owner, other, attempt + 1)
 
-    def _later(self, seconds: float, func: Any, *args: Any) -> None:
+    def _later(self, seconds: float, func: Callable[..., Awaitable[object]], *args: object) -> None:
         self._api.delayed_background_call(
             seconds * 1000, func, *args, desc="laiwang_timeline_retry"
         )
@@ -309,6 +311,8 @@ class SharesHandler:
     # --- the feed index -----------------------------------------------------------------------
 
     async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
+        """Index posts, reactions and comments of timelines for the feed (idempotent: keyed by
+        event id); a redaction removes its target."""
         owner: str | None = None
         timeline = state.get((shares.TIMELINE_STATE, ""))
         if timeline is not None:
@@ -348,14 +352,16 @@ class SharesHandler:
         return event
 
     async def forward(self, user_id: str, room_id: str, event_id: str, comment: str | None) -> str:
-        """Forward an event the caller can see into the caller's timeline, with attribution."""
+        """Forward an event the caller can see into the caller's timeline, with attribution;
+        returns the new event's id. Raises NotFound (no such event that the caller can see),
+        InvalidParam (an event that cannot be forwarded, such as an AA event or an edit)."""
         original = await self._visible_source(user_id, room_id, event_id)
         if original is None:
             # Not "forbidden": a stranger learns nothing about the room.
-            raise not_found("There is no such event that you can see.")
+            raise NotFound("There is no such event that you can see.")
         refusal = shares.forwardable_refusal(original.type, original.content)
         if refusal is not None:
-            raise bad_request("M_INVALID_PARAM", refusal)
+            raise InvalidParam(None, refusal)
         timeline = await self.get_or_create(user_id)
         content = shares.forward_content(
             unfreeze(original.content),
@@ -372,6 +378,9 @@ class SharesHandler:
     async def get_feed(
         self, user_id: str, limit: int, before: shares.FeedCursor | None
     ) -> dict[str, Any]:
+        """A page of the merged feed, newest first: the caller's and their acquaintances' posts
+        that the caller may see, with reaction and comment counts, and `next_batch` when there
+        may be more."""
         rows = await self._store.get_feed(
             user_id, limit, (before.ts, before.event_id) if before is not None else None
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
@@ -11,6 +11,9 @@ from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
 
 SERVLETS = (
     SettingsServlet,
@@ -22,7 +25,7 @@ SERVLETS = (
 )
 
 
-def build_resource(server: Any) -> LaiwangResource:
+def build_resource(server: LaiwangServer) -> LaiwangResource:
     router = Router()
     for servlet_class in SERVLETS:
         servlet_class(server).register(router)

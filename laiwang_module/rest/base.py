@@ -1,9 +1,11 @@
 """The HTTP layer every endpoint uses: routing, authentication, JSON bodies, Matrix errors.
 
-Resources parse and validate; handlers decide; storage runs SQL. A servlet callback receives the
-request and the path parameters and returns `(status, json)`. Anything it raises becomes a Matrix
-error: `SynapseError` as is, `rooms.validation.ValidationError` as a 400 with its code, and any
-other exception as a bare 500 `M_UNKNOWN` (logged here, never shown to the client).
+Resources parse and validate a request into typed values; handlers decide; storage runs SQL. A
+servlet callback receives the request and the path parameters and returns `(status, json)`.
+Anything it raises becomes a Matrix error here, in one place: a `rooms.errors.LaiwangError` as
+its status, errcode and extra fields (400/403/404/405/409/413/429/502/503), a `SynapseError`
+(from Synapse itself, e.g. an unknown token) as is, and any other exception as a bare 500
+`M_UNKNOWN` (logged by Synapse, never shown to the client).
 """
 
 from __future__ import annotations
@@ -13,17 +15,27 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import unquote
 
 import attr
-from synapse.api.errors import Codes, SynapseError
+from synapse.api.errors import SynapseError
 from synapse.module_api import DirectServeJsonResource
 
-from rooms.validation import ValidationError
+from rooms.errors import (
+    BadJson,
+    Forbidden,
+    InvalidParam,
+    LaiwangError,
+    NotJson,
+    TooLarge,
+    Unrecognized,
+)
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
+
+    from laiwang_module.server import LaiwangServer
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +45,14 @@ Callback = Callable[..., Awaitable[tuple[int, JsonDict]]]
 PREFIX = "/_synapse/client/laiwang/v1"
 
 
-def bad_request(errcode: str, message: str, **extra: Any) -> SynapseError:
-    return SynapseError(HTTPStatus.BAD_REQUEST, message, errcode, additional_fields=extra or None)
+def to_synapse_error(error: LaiwangError) -> SynapseError:
+    """The Matrix error for one of the project's error kinds."""
+    return SynapseError(
+        error.status, error.sentence, error.errcode, additional_fields=error.extra or None
+    )
 
 
-def forbidden(message: str) -> SynapseError:
-    return SynapseError(HTTPStatus.FORBIDDEN, message, Codes.FORBIDDEN)
-
-
-def not_found(message: str) -> SynapseError:
-    return SynapseError(HTTPStatus.NOT_FOUND, message, Codes.NOT_FOUND)
-
-
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     # json.loads accepts NaN and Infinity, which are not JSON.
     raise ValueError(f"{name} is not valid JSON")
 
@@ -53,17 +60,13 @@ def _reject_constant(name: str) -> Any:
 def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
     """Decode a request body that must be one JSON object of at most `max_bytes` bytes."""
     if len(raw) > max_bytes:
-        raise SynapseError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"Request body is larger than {max_bytes} bytes",
-            Codes.TOO_LARGE,
-        )
+        raise TooLarge(f"Request body is larger than {max_bytes} bytes")
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise bad_request(Codes.NOT_JSON, "Request body is not valid JSON") from None
+        raise NotJson("Request body is not valid JSON") from None
     if not isinstance(value, dict):
-        raise bad_request(Codes.BAD_JSON, "Request body must be a JSON object")
+        raise BadJson(None, "Request body must be a JSON object")
     return value
 
 
@@ -96,9 +99,7 @@ class Router:
             if route.method == method:
                 return route, {k: unquote(v) for k, v in m.groupdict().items()}
         if path_known:
-            raise SynapseError(
-                HTTPStatus.METHOD_NOT_ALLOWED, "Method not allowed", Codes.UNRECOGNIZED
-            )
+            raise Unrecognized("Method not allowed", status=HTTPStatus.METHOD_NOT_ALLOWED)
         return None
 
 
@@ -119,23 +120,22 @@ class LaiwangResource(DirectServeJsonResource):
         if method == "HEAD":
             method = "GET"
         path = request.path.decode("utf-8", errors="replace")
-        found = None
-        if path.startswith(self._prefix + "/"):
-            found = self._router.match(method, path[len(self._prefix) :])
-        if found is None:
-            raise SynapseError(HTTPStatus.NOT_FOUND, "Unrecognized request", Codes.UNRECOGNIZED)
-        route, params = found
         try:
+            found = None
+            if path.startswith(self._prefix + "/"):
+                found = self._router.match(method, path[len(self._prefix) :])
+            if found is None:
+                raise Unrecognized("Unrecognized request")
+            route, params = found
             return await route.callback(request, **params)
-        except ValidationError as e:
-            raise bad_request(e.errcode, e.sentence) from None
+        except LaiwangError as e:
+            raise to_synapse_error(e) from None
 
 
 class Servlet:
     """Base of the endpoint classes: authentication and body parsing shared by all."""
 
-    def __init__(self, server: Any):
-        # `server` is the LaiwangServer container (typed loosely to avoid an import cycle).
+    def __init__(self, server: LaiwangServer):
         self.server = server
         self.api = server.api
         self.max_body_bytes: int = server.config.max_body_bytes
@@ -148,8 +148,19 @@ class Servlet:
     async def auth_admin(self, request: SynapseRequest) -> str:
         user_id = await self.auth(request)
         if not await self.api.is_user_admin(user_id):
-            raise forbidden("This endpoint is for server admins.")
+            raise Forbidden("This endpoint is for server admins.")
         return user_id
+
+    @staticmethod
+    def query_param(request: SynapseRequest, name: str) -> str | None:
+        """The last value of a query parameter, or None; InvalidParam if it is not UTF-8."""
+        values = (request.args or {}).get(name.encode("ascii"))
+        if not values:
+            return None
+        try:
+            return values[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidParam(name, "is not valid UTF-8") from None
 
     def json_body_or_empty(self, request: SynapseRequest) -> JsonDict:
         """A body that may be empty (then `{}`), for endpoints whose fields are all optional."""
@@ -162,11 +173,7 @@ class Servlet:
     def json_body(self, request: SynapseRequest) -> JsonDict:
         declared = request.getHeader("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise SynapseError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"Request body is larger than {self.max_body_bytes} bytes",
-                Codes.TOO_LARGE,
-            )
+            raise TooLarge(f"Request body is larger than {self.max_body_bytes} bytes")
         assert request.content is not None
         raw = request.content.read(self.max_body_bytes + 1)
         return parse_json_object(raw, self.max_body_bytes)

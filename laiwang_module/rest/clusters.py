@@ -6,23 +6,12 @@ from typing import TYPE_CHECKING
 
 from laiwang_module.rest.base import JsonDict, Router, Servlet
 from rooms.clusters import validate_create_body, validate_join_body, validate_limit
-from rooms.validation import InvalidParam, is_room_id
+from rooms.validation import check_room_id
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
     from laiwang_module.handlers.clusters import ClustersHandler
-
-
-def _query_param(request: SynapseRequest, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode("ascii"))
-    return values[0].decode("utf-8", errors="replace") if values else None
-
-
-def _room_id(value: str) -> str:
-    if not is_room_id(value):
-        raise InvalidParam("room_id", "must be a Matrix room id like !abc:example.org")
-    return value
 
 
 class ClustersServlet(Servlet):
@@ -52,16 +41,16 @@ class ClustersServlet(Servlet):
 
     async def on_discover(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        limit = validate_limit(_query_param(request, "limit"))
+        limit = validate_limit(self.query_param(request, "limit"))
         return 200, {"clusters": await self._handler.discover(user_id, limit)}
 
     async def on_join(self, request: SynapseRequest, room_id: str) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        room_id = _room_id(room_id)
+        room_id = check_room_id(room_id, "room_id")
         via = validate_join_body(self.json_body_or_empty(request))
         return 200, {"room_id": await self._handler.join(user_id, room_id, via)}
 
     async def on_tree(self, request: SynapseRequest, room_id: str) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        tree = await self._handler.tree(user_id, _room_id(room_id))
+        tree = await self._handler.tree(user_id, check_room_id(room_id, "room_id"))
         return 200, tree.to_json()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from laiwang_module.rest.base import JsonDict, Router, Servlet, bad_request
+from laiwang_module.rest.base import JsonDict, Router, Servlet
 from rooms.contacts import validate_request_body
-from rooms.validation import is_user_id
+from rooms.validation import check_user_id
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -59,9 +59,7 @@ class ContactsServlet(Servlet):
 
     async def on_remove(self, request: SynapseRequest, user_id: str) -> tuple[int, JsonDict]:
         caller = await self.auth(request)
-        if not is_user_id(user_id):
-            raise bad_request("M_INVALID_PARAM", "'user_id' must be a Matrix user id")
-        await self._handler.remove(caller, user_id)
+        await self._handler.remove(caller, check_user_id(user_id, "user_id"))
         return 200, {}
 
     async def on_rebuild(self, request: SynapseRequest) -> tuple[int, JsonDict]:

@@ -10,12 +10,14 @@ from rooms.discovery import validate_lookup
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
+    from laiwang_module.server import LaiwangServer
+
 # A hash with its quotes and comma is 46 bytes; leave room for the rest of the body.
 _BYTES_PER_ADDRESS = 48
 
 
 class DiscoveryServlet(Servlet):
-    def __init__(self, server: object):
+    def __init__(self, server: LaiwangServer):
         super().__init__(server)
         cap = self.server.config.discovery.max_addresses_per_request
         # A full-size lookup must reach the per-request cap (429), not the body limit (413).

@@ -15,7 +15,7 @@ they are reachable by anyone, which is why codes expire and attempts are limited
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from laiwang_module.rest.base import JsonDict, LaiwangResource, Router, Servlet
 from rooms.msisdn import require_client_secret, validate_request_token, validate_submit_token
@@ -23,6 +23,8 @@ from rooms.validation import require_str
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
+
+    from laiwang_module.server import LaiwangServer
 
 IDENTITY_PREFIX = "/_synapse/client/laiwang/identity"
 _V1 = "/_matrix/identity/api/v1"
@@ -43,17 +45,13 @@ class MsisdnServlet(Servlet):
         return 200, await self.server.msisdn_handler.submit_token(submit)
 
     async def on_get_validated(self, request: SynapseRequest) -> tuple[int, JsonDict]:
-        args: dict[str, Any] = {}
-        for name in ("sid", "client_secret"):
-            values = (request.args or {}).get(name.encode())
-            if values:
-                args[name] = values[0].decode("utf-8", errors="replace")
+        args = {name: self.query_param(request, name) for name in ("sid", "client_secret")}
         sid = require_str(args, "sid", max_len=255)
         client_secret = require_client_secret(args)
         return 200, await self.server.msisdn_handler.get_validated(sid, client_secret)
 
 
-def build_identity_resource(server: Any) -> LaiwangResource:
+def build_identity_resource(server: LaiwangServer) -> LaiwangResource:
     router = Router()
     MsisdnServlet(server).register(router)
     secret = server.config.sms.delegate_secret

@@ -4,47 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from laiwang_module.rest.base import JsonDict, Router, Servlet, not_found
+from laiwang_module.rest.base import JsonDict, Router, Servlet
 from rooms import shares
-from rooms.validation import InvalidParam, MissingParam, is_room_id, reject_unknown_keys
+from rooms.errors import NotFound
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
 
     from laiwang_module.handlers.shares import SharesHandler
-
-
-def query_param(request: SynapseRequest, name: str) -> str | None:
-    values = (request.args or {}).get(name.encode("ascii"))
-    if not values:
-        return None
-    try:
-        return values[-1].decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidParam(name, "is not valid UTF-8") from None
-
-
-def parse_item_request(body: JsonDict) -> tuple[str, str | None, str | None, str | None]:
-    """`POST /shares/item` `{room_id, url | item_id, order_id?}`."""
-    reject_unknown_keys(body, ("room_id", "url", "item_id", "order_id"))
-    room_id = body.get("room_id")
-    if room_id is None:
-        raise MissingParam("room_id")
-    if not is_room_id(room_id):
-        raise InvalidParam("room_id", "must be a Matrix room id like !abc:example.org")
-    url, item_id, order_id = body.get("url"), body.get("item_id"), body.get("order_id")
-    if (url is None) == (item_id is None):
-        raise InvalidParam("url", "give exactly one of 'url' and 'item_id'")
-    if url is not None and not shares.is_http_url(url):
-        raise InvalidParam("url", "must be an http:// or https:// URL")
-    for key, value in (("item_id", item_id), ("order_id", order_id)):
-        if value is not None and (
-            not isinstance(value, str) or not value or len(value) > shares.MAX_ID
-        ):
-            raise InvalidParam(
-                key, f"must be a non-empty string of at most {shares.MAX_ID} characters"
-            )
-    return str(room_id), url, item_id, order_id
 
 
 class SharesServlet(Servlet):
@@ -69,19 +36,19 @@ class SharesServlet(Servlet):
 
     async def on_item(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         await self.auth(request)
-        parse_item_request(self.json_body(request))
+        shares.parse_item_request(self.json_body(request))
         # The card is resolved from the commerce service, which the commerce feature brings;
         # until then a valid request gets this answer (and changes nothing).
         if self.server.config.commerce.base_url is None:
-            raise not_found(
+            raise NotFound(
                 "Shop-item shares need the commerce service: this server has no "
                 "commerce.base_url configured."
             )
-        raise not_found("Shop-item shares are not available on this server yet.")
+        raise NotFound("Shop-item shares are not available on this server yet.")
 
     async def on_feed(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
-        limit = shares.parse_feed_limit(query_param(request, "limit"))
-        token = query_param(request, "from")
+        limit = shares.parse_feed_limit(self.query_param(request, "limit"))
+        token = self.query_param(request, "from")
         before = shares.decode_cursor(token) if token is not None else None
         return 200, await self._handler.get_feed(user_id, limit, before)

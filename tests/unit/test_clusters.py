@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rooms import clusters
 from rooms.clusters import Candidate, MemberRow, compute_depths, compute_tree
-from rooms.validation import InvalidParam, MissingParam, ValidationError
+from rooms.errors import InvalidParam, MissingParam, ValidationError
 
 A, B, C, D, E = (f"@{n}:a.test" for n in "abcde")
 

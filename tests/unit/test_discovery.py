@@ -25,6 +25,7 @@ from rooms.discovery import (
     new_pepper,
     validate_lookup,
 )
+from rooms.errors import InvalidParam, MissingParam, ValidationError
 from rooms.msisdn import (
     code_hash,
     code_matches,
@@ -38,7 +39,6 @@ from rooms.msisdn import (
     validate_request_token,
     validate_submit_token,
 )
-from rooms.validation import InvalidParam, MissingParam, ValidationError
 
 digits = st.text("0123456789", min_size=6, max_size=15)
 peppers = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1)

@@ -3,11 +3,11 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from synapse.api.errors import SynapseError
 
-from laiwang_module.rest.base import Router, parse_json_object
+from laiwang_module.rest.base import Router, parse_json_object, to_synapse_error
+from rooms import errors
+from rooms.errors import InvalidParam, LaiwangError, ValidationError
 from rooms.settings import validate_settings_update
-from rooms.validation import InvalidParam, ValidationError
 
 
 @pytest.mark.parametrize(
@@ -24,15 +24,48 @@ from rooms.validation import InvalidParam, ValidationError
     ],
 )
 def test_bad_bodies_get_matrix_errors(raw, status, errcode):
-    with pytest.raises(SynapseError) as e:
+    with pytest.raises(LaiwangError) as e:
         parse_json_object(raw, max_bytes=1000)
-    assert (e.value.code, e.value.errcode) == (status, errcode)
+    answer = to_synapse_error(e.value)
+    assert (answer.code, answer.errcode) == (status, errcode)
 
 
 def test_deeply_nested_json_is_not_json_not_a_crash():
-    with pytest.raises(SynapseError) as e:
+    with pytest.raises(LaiwangError) as e:
         parse_json_object(b"[" * 5000 + b"]" * 5000, max_bytes=100000)
-    assert e.value.errcode in ("M_NOT_JSON", "M_BAD_JSON")
+    assert to_synapse_error(e.value).errcode in ("M_NOT_JSON", "M_BAD_JSON")
+
+
+@pytest.mark.parametrize(
+    "error, status, errcode, extra",
+    [
+        (errors.InvalidParam("total", "must be an integer"), 400, "M_INVALID_PARAM", {}),
+        (errors.MissingParam("total"), 400, "M_MISSING_PARAM", {}),
+        (
+            errors.BadRequest("Hash again", errcode="M_INVALID_PEPPER", lookup_pepper="p"),
+            400,
+            "M_INVALID_PEPPER",
+            {"lookup_pepper": "p"},
+        ),
+        (errors.Forbidden("No", param="payer"), 403, "M_FORBIDDEN", {}),
+        (errors.NotFound("No such thing"), 404, "M_NOT_FOUND", {}),
+        (errors.Unrecognized("Method not allowed", status=405), 405, "M_UNRECOGNIZED", {}),
+        (errors.Conflict("Already linked"), 409, "M_CONFLICT", {}),
+        (errors.TooLarge("Too big"), 413, "M_TOO_LARGE", {}),
+        (
+            errors.LimitExceeded("Slow down", retry_after_ms=5),
+            429,
+            "M_LIMIT_EXCEEDED",
+            {"retry_after_ms": 5},
+        ),
+        (errors.BadGateway("Gateway down"), 502, "M_UNKNOWN", {}),
+        (errors.Unavailable("Try later"), 503, "M_UNAVAILABLE", {}),
+    ],
+)
+def test_every_error_kind_has_its_matrix_error(error, status, errcode, extra):
+    answer = to_synapse_error(error)
+    assert (answer.code, answer.errcode) == (status, errcode)
+    assert answer.error_dict(None) == {"errcode": errcode, "error": error.sentence, **extra}
 
 
 @given(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=5))
@@ -51,9 +84,9 @@ def test_router_decodes_params_and_rejects_other_methods():
     assert found is not None
     assert found[1] == {"room_id": "!r:hs", "event_id": "$e"}
     assert router.match("GET", "/aa/requests/x") is None
-    with pytest.raises(SynapseError) as e:
+    with pytest.raises(LaiwangError) as e:
         router.match("DELETE", "/aa/requests/a/b")
-    assert e.value.code == 405
+    assert to_synapse_error(e.value).code == 405
 
 
 def test_settings_update_validation():

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rooms.errors import InvalidParam
 from rooms.money import (
     JSON_SAFE_MAX,
     currencies,
@@ -16,7 +17,6 @@ from rooms.money import (
     require_amount,
     require_currency,
 )
-from rooms.validation import InvalidParam
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rooms import shares
-from rooms.validation import InvalidParam, MissingParam, ValidationError
+from rooms.errors import InvalidParam, MissingParam, ValidationError
 
 OWNER, FRIEND = "@alice:a.test", "@bob:b.test"
 POST = "$post"
