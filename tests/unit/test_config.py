@@ -1,9 +1,14 @@
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from synapse.config._base import ConfigError
 
 from laiwang_module import LaiwangModule
-from laiwang_module.config import LaiwangConfig
+from laiwang_module.config import ConfigBlock, LaiwangConfig, Option, options
 
 
 def test_empty_config_gives_defaults():
@@ -62,3 +67,43 @@ def test_payment_provider_key_is_parsed():
 def test_commerce_url_trailing_slash_is_dropped():
     config = LaiwangModule.parse_config({"commerce": {"base_url": "http://127.0.0.1:9000/"}})
     assert config.commerce.base_url == "http://127.0.0.1:9000"
+
+
+DOC = Path(__file__).parents[2] / "config" / "module-config.md"
+
+
+def _code_keys(block: type[ConfigBlock], prefix: str = "") -> Iterator[tuple[str, Option]]:
+    for _, key, option in options(block):
+        if option.block is not None:
+            yield from _code_keys(option.block, f"{prefix}{key}.")
+        else:
+            yield prefix + key, option
+
+
+def _doc_defaults() -> dict[str, str]:
+    """`key path: default` of each row of the reference table."""
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        if line.startswith("| `"):
+            # `\|` separates enum values inside a cell.
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows[cells[0].strip("`")] = cells[2]
+    return rows
+
+
+def test_module_config_doc_lists_every_key_with_its_default():
+    code = dict(_code_keys(LaiwangConfig))
+    documented = _doc_defaults()
+    assert not documented.keys() - code.keys(), "documented, but the code reads no such key"
+    assert not code.keys() - documented.keys(), "read by the code, but not documented"
+    for key, option in code.items():
+        default = documented[key]
+        if option.required:
+            assert "required" in default, key
+        elif option.default is None:
+            assert default.startswith("none"), key
+        else:
+            as_yaml = (
+                option.default if isinstance(option.default, str) else json.dumps(option.default)
+            )
+            assert default == f"`{as_yaml}`", key
