@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_discovery import admin_set_msisdns, lookup, new_number
 from tests.harness.client import MatrixError, wait_until
+from tests.harness.discovery import lookup
+from tests.harness.msisdn import admin_set_msisdns, new_number
 from tests.harness.social import make_acquainted
 
 

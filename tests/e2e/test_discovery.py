@@ -1,5 +1,6 @@
-"""Phone numbers: binding through Synapse's own client API (the module as the msisdn delegate),
-hashed discovery (MSC2134), its limits, and the address book it remembers.
+"""Hashed phone-book discovery (MSC2134): lookups and their limits, the pepper and its
+rotation, and the address book that lookups remember. Binding a number (the msisdn delegate,
+SMS codes) is in test_msisdn.py.
 
 Discovery is local: a lookup finds users of the server it is sent to (each homeserver indexes
 its own users' numbers), so these tests run on one server at a time.
@@ -7,118 +8,17 @@ its own users' numbers), so these tests run on one server at a time.
 
 from __future__ import annotations
 
-import json
-import re
-import secrets
-import sqlite3
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from rooms.discovery import lookup_hash
-from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import TestHomeserver, start_all
-
-CLIENT = "/_matrix/client/v3"
-IDENTITY = "/_synapse/client/laiwang/identity"
-DELEGATE_SECRET = "only-synapse-knows-this-0123"
-
-
-def new_number() -> tuple[str, str]:
-    """A fresh Chinese mobile number: (national form, msisdn)."""
-    national = "138" + "".join(secrets.choice("0123456789") for _ in range(8))
-    return national, "86" + national
-
-
-def code_from_log(hs: TestHomeserver, sid: str) -> str:
-    def find() -> str | None:
-        m = re.search(rf"code (\d+) for session {re.escape(sid)} ", hs.process.log())
-        return m.group(1) if m else None
-
-    return wait_until(find, timeout=10)
-
-
-def request_token(user: MatrixClient, national: str, secret: str, attempt: int = 1) -> dict:
-    return user.call(
-        "POST",
-        f"{CLIENT}/account/3pid/msisdn/requestToken",
-        {
-            "client_secret": secret,
-            "country": "CN",
-            "phone_number": national,
-            "send_attempt": attempt,
-        },
-    )
-
-
-def submit_token(user: MatrixClient, secret: str, sid: str, token: str) -> dict:
-    return user.call(
-        "POST",
-        "/_matrix/client/unstable/add_threepid/msisdn/submit_token",
-        {"client_secret": secret, "sid": sid, "token": token},
-    )
-
-
-def add_threepid(user: MatrixClient, secret: str, sid: str) -> None:
-    body: dict[str, Any] = {"client_secret": secret, "sid": sid}
-    r = user.raw("POST", f"{CLIENT}/account/3pid/add", body)
-    if r.status_code == 401:  # user-interactive auth: confirm with the password
-        body["auth"] = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": user.user_id},
-            "password": user.password,  # type: ignore[attr-defined]
-            "session": r.json()["session"],
-        }
-        r = user.raw("POST", f"{CLIENT}/account/3pid/add", body)
-    if r.status_code >= 400:
-        raise MatrixError(r)
-
-
-def bind_phone(hs: TestHomeserver, user: MatrixClient) -> str:
-    """Bind a fresh number with the client API, as any client's "add phone" screen does."""
-    national, msisdn = new_number()
-    secret = secrets.token_hex(16)
-    reply = request_token(user, national, secret)
-    assert reply["msisdn"] == msisdn and reply["submit_url"]
-    assert submit_token(user, secret, reply["sid"], code_from_log(hs, reply["sid"])) == {
-        "success": True
-    }
-    add_threepid(user, secret, reply["sid"])
-    return msisdn
-
-
-def threepids(user: MatrixClient) -> list[dict]:
-    return list(user.call("GET", f"{CLIENT}/account/3pid")["threepids"])
-
-
-def pepper(user: MatrixClient) -> str:
-    details = user.laiwang("GET", "/discovery/hash_details")
-    assert details["algorithms"] == ["sha256"]
-    assert re.fullmatch(r"[a-zA-Z0-9]+", details["lookup_pepper"])
-    return str(details["lookup_pepper"])
-
-
-def lookup(user: MatrixClient, msisdns: list[str], with_pepper: str | None = None) -> dict:
-    p = with_pepper or pepper(user)
-    body = {"algorithm": "sha256", "pepper": p, "addresses": [lookup_hash(m, p) for m in msisdns]}
-    mappings = user.laiwang("POST", "/discovery/lookup", body)["mappings"]
-    # Answer in numbers, not hashes, so the tests read plainly.
-    return {m: mappings[lookup_hash(m, p)] for m in msisdns if lookup_hash(m, p) in mappings}
-
-
-def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
-    """Read the server's SQLite database (Synapse keeps running; reads do not block it)."""
-    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
-    try:
-        return list(conn.execute(query, args))
-    finally:
-        conn.close()
+from tests.harness.client import MatrixClient, wait_until
+from tests.harness.discovery import lookup, pepper
+from tests.harness.msisdn import admin_set_msisdns, bind_phone, new_number, threepids
+from tests.harness.servers import TestHomeserver, sql, start_all
 
 
 def address_book(hs: TestHomeserver, owner_id: str) -> list[str]:
@@ -133,14 +33,6 @@ def usage(hs: TestHomeserver, user_id: str) -> int:
     return int(rows[0][0] or 0)
 
 
-def admin_set_msisdns(admin: MatrixClient, user_id: str, msisdns: list[str]) -> None:
-    admin.call(
-        "PUT",
-        f"/_synapse/admin/v2/users/{quote(user_id)}",
-        {"threepids": [{"medium": "msisdn", "address": m} for m in msisdns]},
-    )
-
-
 def test_bind_with_client_api_then_discover(hs1):
     alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
     msisdn = bind_phone(hs1, alice)
@@ -150,48 +42,6 @@ def test_bind_with_client_api_then_discover(hs1):
     # Bob looked Alice up: she is in his address book, not he in hers.
     assert address_book(hs1, bob.user_id) == [alice.user_id]
     assert address_book(hs1, alice.user_id) == []
-
-
-def test_wrong_code_changes_nothing_and_attempts_are_limited(hs1):
-    user = hs1.new_user()
-    national, _ = new_number()
-    secret = secrets.token_hex(16)
-    sid = request_token(user, national, secret)["sid"]
-    code = code_from_log(hs1, sid)
-    wrong = "000000" if code != "000000" else "111111"
-    reply = submit_token(user, secret, sid, wrong)
-    assert reply["success"] is False
-    with pytest.raises(MatrixError) as e:
-        add_threepid(user, secret, sid)
-    assert e.value.errcode == "M_THREEPID_AUTH_FAILED"
-    assert threepids(user) == []
-    # Five attempts by default: four more wrong codes use them up, then even the right one fails.
-    for _ in range(4):
-        assert submit_token(user, secret, sid, wrong)["success"] is False
-    with pytest.raises(MatrixError):
-        submit_token(user, secret, sid, code)
-    with pytest.raises(MatrixError):
-        add_threepid(user, secret, sid)
-    assert threepids(user) == []
-
-
-def test_resend_gives_a_new_code_for_the_same_session(hs1):
-    user = hs1.new_user()
-    national, msisdn = new_number()
-    secret = secrets.token_hex(16)
-    sid = request_token(user, national, secret, attempt=1)["sid"]
-    first = code_from_log(hs1, sid)
-    # Same send_attempt: no new SMS, same session.
-    assert request_token(user, national, secret, attempt=1)["sid"] == sid
-    assert len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 1
-    assert request_token(user, national, secret, attempt=2)["sid"] == sid
-    wait_until(lambda: len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 2)
-    codes = re.findall(rf"code (\d+) for session {re.escape(sid)} ", hs1.process.log())
-    if codes[-1] != first:
-        assert submit_token(user, secret, sid, first)["success"] is False
-    assert submit_token(user, secret, sid, codes[-1])["success"] is True
-    add_threepid(user, secret, sid)
-    assert [t["address"] for t in threepids(user)] == [msisdn]
 
 
 def test_no_phone_number_in_the_clear_in_module_tables(hs1):
@@ -350,165 +200,17 @@ def test_oversize_and_refused_lookups_change_nothing(hs1):
     assert r.status_code == 200 and usage(hs1, user.user_id) == 1001
 
 
-@pytest.mark.parametrize(
-    "body, errcode",
-    [
-        (
-            {"client_secret": "s", "country": "CN", "phone_number": "12", "send_attempt": 1},
-            "M_INVALID_PARAM",
-        ),
-        (
-            {"client_secret": "s", "country": "CN", "phone_number": "hello", "send_attempt": 1},
-            "M_INVALID_PARAM",
-        ),
-        (
-            {
-                "client_secret": "s",
-                "country": "CHN",
-                "phone_number": "13800000000",
-                "send_attempt": 1,
-            },
-            "M_INVALID_PARAM",
-        ),
-        (
-            {
-                "client_secret": "s p",
-                "country": "CN",
-                "phone_number": "13800000000",
-                "send_attempt": 1,
-            },
-            "M_INVALID_PARAM",
-        ),
-        (
-            {
-                "client_secret": "s",
-                "country": "CN",
-                "phone_number": "13800000000",
-                "send_attempt": "1",
-            },
-            "M_INVALID_PARAM",
-        ),
-        ({"client_secret": "s", "country": "CN", "send_attempt": 1}, "M_MISSING_PARAM"),
-    ],
-)
-def test_bad_token_requests_to_the_delegate(hs1, body, errcode):
-    r = hs1.anonymous().raw(
-        "POST",
-        "/_synapse/client/laiwang/identity/_matrix/identity/api/v1/validate/msisdn/requestToken",
-        body,
-    )
-    assert r.status_code == 400, r.text
-    assert r.json()["errcode"] == errcode
-
-
-def test_delegate_sessions_need_the_client_secret(hs1):
-    anon = hs1.anonymous()
-    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
-    national, _ = new_number()
-    reply = anon.call(
-        "POST",
-        f"{base}/validate/msisdn/requestToken",
-        {"client_secret": "right", "country": "CN", "phone_number": national, "send_attempt": 1},
-    )
-    sid = reply["sid"]
-    code = code_from_log(hs1, sid)
-    r = anon.raw(
-        "POST",
-        f"{base}/validate/msisdn/submitToken",
-        {"sid": sid, "client_secret": "wrong", "token": code},
-    )
-    assert (r.status_code, r.json()["errcode"]) == (404, "M_NO_VALID_SESSION")
-    r = anon.raw(
-        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
-    )
-    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_NOT_VALIDATED")
-    assert anon.call(
-        "POST",
-        f"{base}/validate/msisdn/submitToken",
-        {"sid": sid, "client_secret": "right", "token": code},
-    ) == {"success": True}
-    r = anon.raw(
-        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "wrong"}
-    )
-    assert r.status_code == 404
-    got = anon.call(
-        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
-    )
-    assert got["medium"] == "msisdn" and got["address"] == "86" + national
-    r = anon.raw("POST", f"{base}/validate/msisdn/submitToken", data=b"{")
-    assert r.json()["errcode"] == "M_NOT_JSON"
-
-
-# --- servers with other settings: small limits, an HTTP SMS gateway, a fast pepper rotation ---
-
-
-class SmsGateway:
-    """A stand-in HTTP SMS gateway that records what the module posts to it."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str | None, dict]] = []
-        self.failing = False
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length))
-                if gateway.failing:
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                gateway.received.append((self.headers.get("Authorization"), body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/send"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def code_for(self, msisdn: str) -> str:
-        def find() -> str | None:
-            for _, body in reversed(self.received):
-                if body["to"] == "+" + msisdn:
-                    return str(re.search(r"(\d{6})", body["text"]).group(1))  # type: ignore[union-attr]
-            return None
-
-        return wait_until(find, timeout=10)
+# --- servers with other settings: small limits, a fast pepper rotation ---
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[SmsGateway]:
-    g = SmsGateway()
-    yield g
-    g.server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+def special(test_root) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
     limited = TestHomeserver(
         test_root / "hs-discovery-limits",
         module_config={
             "discovery": {"max_addresses_per_request": 5, "max_addresses_per_day": 12},
-            "sms": {
-                "sender": "http",
-                "http": {"url": gateway.url, "bearer_token": "gateway-token"},
-                "code_ttl": "3s",
-                "max_per_number_per_day": 2,
-                "delegate_secret": DELEGATE_SECRET,
-                "message": "Laiwang: {code} is your code",
-            },
         },
     )
-    # Synapse is the only one that knows where the validation endpoints are.
-    limited.spec.extra["account_threepid_delegates"] = {
-        "msisdn": f"{limited.base_url}{IDENTITY}/{DELEGATE_SECRET}"
-    }
     rotating = TestHomeserver(
         test_root / "hs-discovery-rotation",
         module_config={"discovery": {"pepper_rotation_period": "2s"}},
@@ -517,26 +219,6 @@ def special(test_root, gateway) -> Iterator[tuple[TestHomeserver, TestHomeserver
     yield limited, rotating
     limited.stop()
     rotating.stop()
-
-
-def test_with_a_delegate_secret_only_synapse_reaches_the_endpoints(special, gateway):
-    hs, _ = special
-    body: dict[str, Any] = {"client_secret": "x", "country": "CN", "send_attempt": 1}
-    body["phone_number"] = "13800138000"
-    path = "/_matrix/identity/api/v1/validate/msisdn/requestToken"
-    r = hs.anonymous().raw("POST", IDENTITY + path, body)
-    assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
-    r = hs.anonymous().raw("POST", f"{IDENTITY}/wrong{DELEGATE_SECRET}{path}", body)
-    assert r.status_code == 404
-    sent = len(gateway.received)
-    r = hs.anonymous().raw("POST", f"{IDENTITY}/{DELEGATE_SECRET}{path}", {**body, "country": 1})
-    assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
-    assert len(gateway.received) == sent
-    # Through Synapse, binding works (the other tests on this server bind numbers too).
-    user = hs.new_user()
-    national, msisdn = new_number()
-    sid = request_token(user, national, "s1")["sid"]
-    assert submit_token(user, "s1", sid, gateway.code_for(msisdn))["success"] is True
 
 
 def raw_lookup(user: MatrixClient, hashes: list[str], p: str) -> Any:
@@ -575,76 +257,6 @@ def test_per_request_cap_and_daily_budget(special):
     assert raw_lookup(user, strangers[:1], p).status_code == 429
     # The budget is per user.
     assert lookup(hs.new_user(), [known]) == {known: target.user_id}
-
-
-def test_http_sms_gateway_receives_the_code(special, gateway):
-    hs, _ = special
-    user = hs.new_user()
-    national, msisdn = new_number()
-    secret = secrets.token_hex(8)
-    sid = request_token(user, national, secret)["sid"]
-    code = gateway.code_for(msisdn)
-    auth, body = next((a, b) for a, b in gateway.received if b["to"] == "+" + msisdn)
-    assert auth == "Bearer gateway-token"
-    assert body["text"] == f"Laiwang: {code} is your code"
-    assert submit_token(user, secret, sid, code)["success"] is True
-    add_threepid(user, secret, sid)
-    assert [t["address"] for t in threepids(user)] == [msisdn]
-    assert f"code {code} for session" not in hs.process.log()  # the http sender does not log it
-
-
-def test_a_failing_gateway_stores_nothing(special, gateway):
-    hs, _ = special
-    user = hs.new_user()
-    national, msisdn = new_number()
-    secret = secrets.token_hex(8)
-    sessions_before = sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0]
-    gateway.failing = True
-    try:
-        with pytest.raises(MatrixError) as e:
-            request_token(user, national, secret)
-        assert e.value.status >= 400
-    finally:
-        gateway.failing = False
-    assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
-    # The client tries again and it works.
-    sid = request_token(user, national, secret, attempt=2)["sid"]
-    assert submit_token(user, secret, sid, gateway.code_for(msisdn))["success"] is True
-
-
-def test_sms_per_number_per_day_are_capped(special, gateway):
-    hs, _ = special
-    user = hs.new_user()
-    national, msisdn = new_number()
-    secret = secrets.token_hex(8)
-    sid = request_token(user, national, secret, attempt=1)["sid"]
-    assert request_token(user, national, secret, attempt=2)["sid"] == sid
-    with pytest.raises(MatrixError) as e:
-        request_token(user, national, secret, attempt=3)
-    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-    with pytest.raises(MatrixError):  # another client secret: still the same number
-        request_token(hs.new_user(), national, secrets.token_hex(8))
-    assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
-
-
-def test_codes_expire(special, gateway):
-    hs, _ = special
-    user = hs.new_user()
-    national, msisdn = new_number()
-    secret = secrets.token_hex(8)
-    sid = request_token(user, national, secret)["sid"]
-    code = gateway.code_for(msisdn)
-    time.sleep(3.5)  # past code_ttl (3s): waiting for expiry, not measuring speed
-    base = f"{IDENTITY}/{DELEGATE_SECRET}/_matrix/identity/api/v1"
-    r = hs.anonymous().raw(
-        "POST",
-        f"{base}/validate/msisdn/submitToken",
-        {"sid": sid, "client_secret": secret, "token": code},
-    )
-    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_EXPIRED")
-    with pytest.raises(MatrixError):
-        add_threepid(user, secret, sid)
-    assert threepids(user) == []
 
 
 def test_pepper_rotates_and_the_old_one_is_refused(special):

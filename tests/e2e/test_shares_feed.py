@@ -1,5 +1,5 @@
 """GET /feed on a real homeserver: order, stable pagination, counts, redactions, who sees what,
-and bad input. (The cross-server feed is in test_timeline.py.)"""
+and bad input. (The cross-server feed is in test_shares.py.)"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,15 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
             s.stop()
         raise
     return servers
+
+
+def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
+    """Read the server's SQLite database (Synapse keeps running; reads do not block it)."""
+    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
+    try:
+        return list(conn.execute(query, args))
+    finally:
+        conn.close()
 
 
 def _listening(host: str, port: int) -> bool:

@@ -6,8 +6,7 @@ from hypothesis import strategies as st
 
 from laiwang_module.rest.base import Router, parse_json_object, to_synapse_error
 from rooms import errors
-from rooms.errors import InvalidParam, LaiwangError, ValidationError
-from rooms.settings import validate_settings_update
+from rooms.errors import LaiwangError
 
 
 @pytest.mark.parametrize(
@@ -87,35 +86,3 @@ def test_router_decodes_params_and_rejects_other_methods():
     with pytest.raises(LaiwangError) as e:
         router.match("DELETE", "/aa/requests/a/b")
     assert to_synapse_error(e.value).code == 405
-
-
-def test_settings_update_validation():
-    assert validate_settings_update({}) == {}
-    assert validate_settings_update({"discoverable": False}) == {"discoverable": False}
-    assert validate_settings_update({"accept_requests_from": "nobody"}) == {
-        "accept_requests_from": "nobody"
-    }
-    for bad in (
-        {"discoverable": "false"},
-        {"discoverable": 0},
-        {"accept_requests_from": "everyone"},
-        {"accept_requests_from": None},
-        {"other": True},
-    ):
-        with pytest.raises(InvalidParam):
-            validate_settings_update(bad)
-
-
-@given(
-    st.dictionaries(
-        st.sampled_from(["discoverable", "accept_requests_from", "x"]),
-        st.none() | st.booleans() | st.integers() | st.text(max_size=12),
-    )
-)
-def test_settings_validation_accepts_only_valid_values(body):
-    try:
-        update = validate_settings_update(body)
-    except ValidationError:
-        return
-    assert set(update) == set(body)
-    assert all(isinstance(v, bool) for k, v in update.items() if k == "discoverable")

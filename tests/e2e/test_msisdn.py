@@ -1,0 +1,326 @@
+"""Binding a phone number through Synapse's own client API, the module being the msisdn
+delegate: the validation endpoints, SMS codes (log and HTTP senders), their attempts, expiry and
+daily caps, and the delegate secret. Finding a bound number is in test_discovery.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from tests.harness.client import MatrixError, wait_until
+from tests.harness.msisdn import (
+    add_threepid,
+    code_from_log,
+    new_number,
+    request_token,
+    submit_token,
+    threepids,
+)
+from tests.harness.servers import TestHomeserver, sql, start_all
+
+IDENTITY = "/_synapse/client/laiwang/identity"
+DELEGATE_SECRET = "only-synapse-knows-this-0123"
+
+
+def test_wrong_code_changes_nothing_and_attempts_are_limited(hs1):
+    user = hs1.new_user()
+    national, _ = new_number()
+    secret = secrets.token_hex(16)
+    sid = request_token(user, national, secret)["sid"]
+    code = code_from_log(hs1, sid)
+    wrong = "000000" if code != "000000" else "111111"
+    reply = submit_token(user, secret, sid, wrong)
+    assert reply["success"] is False
+    with pytest.raises(MatrixError) as e:
+        add_threepid(user, secret, sid)
+    assert e.value.errcode == "M_THREEPID_AUTH_FAILED"
+    assert threepids(user) == []
+    # Five attempts by default: four more wrong codes use them up, then even the right one fails.
+    for _ in range(4):
+        assert submit_token(user, secret, sid, wrong)["success"] is False
+    with pytest.raises(MatrixError):
+        submit_token(user, secret, sid, code)
+    with pytest.raises(MatrixError):
+        add_threepid(user, secret, sid)
+    assert threepids(user) == []
+
+
+def test_resend_gives_a_new_code_for_the_same_session(hs1):
+    user = hs1.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(16)
+    sid = request_token(user, national, secret, attempt=1)["sid"]
+    first = code_from_log(hs1, sid)
+    # Same send_attempt: no new SMS, same session.
+    assert request_token(user, national, secret, attempt=1)["sid"] == sid
+    assert len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 1
+    assert request_token(user, national, secret, attempt=2)["sid"] == sid
+    wait_until(lambda: len(re.findall(rf"for session {re.escape(sid)} ", hs1.process.log())) == 2)
+    codes = re.findall(rf"code (\d+) for session {re.escape(sid)} ", hs1.process.log())
+    if codes[-1] != first:
+        assert submit_token(user, secret, sid, first)["success"] is False
+    assert submit_token(user, secret, sid, codes[-1])["success"] is True
+    add_threepid(user, secret, sid)
+    assert [t["address"] for t in threepids(user)] == [msisdn]
+
+
+@pytest.mark.parametrize(
+    "body, errcode",
+    [
+        (
+            {"client_secret": "s", "country": "CN", "phone_number": "12", "send_attempt": 1},
+            "M_INVALID_PARAM",
+        ),
+        (
+            {"client_secret": "s", "country": "CN", "phone_number": "hello", "send_attempt": 1},
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s",
+                "country": "CHN",
+                "phone_number": "13800000000",
+                "send_attempt": 1,
+            },
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s p",
+                "country": "CN",
+                "phone_number": "13800000000",
+                "send_attempt": 1,
+            },
+            "M_INVALID_PARAM",
+        ),
+        (
+            {
+                "client_secret": "s",
+                "country": "CN",
+                "phone_number": "13800000000",
+                "send_attempt": "1",
+            },
+            "M_INVALID_PARAM",
+        ),
+        ({"client_secret": "s", "country": "CN", "send_attempt": 1}, "M_MISSING_PARAM"),
+    ],
+)
+def test_bad_token_requests_to_the_delegate(hs1, body, errcode):
+    r = hs1.anonymous().raw(
+        "POST",
+        "/_synapse/client/laiwang/identity/_matrix/identity/api/v1/validate/msisdn/requestToken",
+        body,
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["errcode"] == errcode
+
+
+def test_delegate_sessions_need_the_client_secret(hs1):
+    anon = hs1.anonymous()
+    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
+    national, _ = new_number()
+    reply = anon.call(
+        "POST",
+        f"{base}/validate/msisdn/requestToken",
+        {"client_secret": "right", "country": "CN", "phone_number": national, "send_attempt": 1},
+    )
+    sid = reply["sid"]
+    code = code_from_log(hs1, sid)
+    r = anon.raw(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": "wrong", "token": code},
+    )
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_NO_VALID_SESSION")
+    r = anon.raw(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
+    )
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_NOT_VALIDATED")
+    assert anon.call(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": "right", "token": code},
+    ) == {"success": True}
+    r = anon.raw(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "wrong"}
+    )
+    assert r.status_code == 404
+    got = anon.call(
+        "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
+    )
+    assert got["medium"] == "msisdn" and got["address"] == "86" + national
+    r = anon.raw("POST", f"{base}/validate/msisdn/submitToken", data=b"{")
+    assert r.json()["errcode"] == "M_NOT_JSON"
+
+
+# --- a server with an HTTP SMS gateway, short-lived codes, two SMS a day, a delegate secret ---
+
+
+class SmsGateway:
+    """A stand-in HTTP SMS gateway that records what the module posts to it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str | None, dict]] = []
+        self.failing = False
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                if gateway.failing:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                gateway.received.append((self.headers.get("Authorization"), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/send"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def code_for(self, msisdn: str) -> str:
+        def find() -> str | None:
+            for _, body in reversed(self.received):
+                if body["to"] == "+" + msisdn:
+                    return str(re.search(r"(\d{6})", body["text"]).group(1))  # type: ignore[union-attr]
+            return None
+
+        return wait_until(find, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[SmsGateway]:
+    g = SmsGateway()
+    yield g
+    g.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sms_server(test_root, gateway) -> Iterator[TestHomeserver]:
+    hs = TestHomeserver(
+        test_root / "hs-msisdn-sms",
+        module_config={
+            "sms": {
+                "sender": "http",
+                "http": {"url": gateway.url, "bearer_token": "gateway-token"},
+                "code_ttl": "3s",
+                "max_per_number_per_day": 2,
+                "delegate_secret": DELEGATE_SECRET,
+                "message": "Laiwang: {code} is your code",
+            },
+        },
+    )
+    # Synapse is the only one that knows where the validation endpoints are.
+    hs.spec.extra["account_threepid_delegates"] = {
+        "msisdn": f"{hs.base_url}{IDENTITY}/{DELEGATE_SECRET}"
+    }
+    start_all([hs])
+    yield hs
+    hs.stop()
+
+
+def test_with_a_delegate_secret_only_synapse_reaches_the_endpoints(sms_server, gateway):
+    hs = sms_server
+    body: dict[str, Any] = {"client_secret": "x", "country": "CN", "send_attempt": 1}
+    body["phone_number"] = "13800138000"
+    path = "/_matrix/identity/api/v1/validate/msisdn/requestToken"
+    r = hs.anonymous().raw("POST", IDENTITY + path, body)
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+    r = hs.anonymous().raw("POST", f"{IDENTITY}/wrong{DELEGATE_SECRET}{path}", body)
+    assert r.status_code == 404
+    sent = len(gateway.received)
+    r = hs.anonymous().raw("POST", f"{IDENTITY}/{DELEGATE_SECRET}{path}", {**body, "country": 1})
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
+    assert len(gateway.received) == sent
+    # Through Synapse, binding works (the other tests on this server bind numbers too).
+    user = hs.new_user()
+    national, msisdn = new_number()
+    sid = request_token(user, national, "s1")["sid"]
+    assert submit_token(user, "s1", sid, gateway.code_for(msisdn))["success"] is True
+
+
+def test_http_sms_gateway_receives_the_code(sms_server, gateway):
+    hs = sms_server
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret)["sid"]
+    code = gateway.code_for(msisdn)
+    auth, body = next((a, b) for a, b in gateway.received if b["to"] == "+" + msisdn)
+    assert auth == "Bearer gateway-token"
+    assert body["text"] == f"Laiwang: {code} is your code"
+    assert submit_token(user, secret, sid, code)["success"] is True
+    add_threepid(user, secret, sid)
+    assert [t["address"] for t in threepids(user)] == [msisdn]
+    assert f"code {code} for session" not in hs.process.log()  # the http sender does not log it
+
+
+def test_a_failing_gateway_stores_nothing(sms_server, gateway):
+    hs = sms_server
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sessions_before = sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0]
+    gateway.failing = True
+    try:
+        with pytest.raises(MatrixError) as e:
+            request_token(user, national, secret)
+        assert e.value.status >= 400
+    finally:
+        gateway.failing = False
+    assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
+    # The client tries again and it works.
+    sid = request_token(user, national, secret, attempt=2)["sid"]
+    assert submit_token(user, secret, sid, gateway.code_for(msisdn))["success"] is True
+
+
+def test_sms_per_number_per_day_are_capped(sms_server, gateway):
+    hs = sms_server
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret, attempt=1)["sid"]
+    assert request_token(user, national, secret, attempt=2)["sid"] == sid
+    with pytest.raises(MatrixError) as e:
+        request_token(user, national, secret, attempt=3)
+    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    with pytest.raises(MatrixError):  # another client secret: still the same number
+        request_token(hs.new_user(), national, secrets.token_hex(8))
+    assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
+
+
+def test_codes_expire(sms_server, gateway):
+    hs = sms_server
+    user = hs.new_user()
+    national, msisdn = new_number()
+    secret = secrets.token_hex(8)
+    sid = request_token(user, national, secret)["sid"]
+    code = gateway.code_for(msisdn)
+    time.sleep(3.5)  # past code_ttl (3s): waiting for expiry, not measuring speed
+    base = f"{IDENTITY}/{DELEGATE_SECRET}/_matrix/identity/api/v1"
+    r = hs.anonymous().raw(
+        "POST",
+        f"{base}/validate/msisdn/submitToken",
+        {"sid": sid, "client_secret": secret, "token": code},
+    )
+    assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_EXPIRED")
+    with pytest.raises(MatrixError):
+        add_threepid(user, secret, sid)
+    assert threepids(user) == []
