@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attr
+
 from rooms.errors import InvalidParam
 from rooms.validation import reject_unknown_keys
 
@@ -14,24 +16,32 @@ ACCEPT_REQUESTS_FROM_VALUES = ("address_book", "anyone", "nobody")
 SETTINGS_KEYS = ("discoverable", "accept_requests_from")
 
 
-def validate_settings_update(body: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a `PUT /settings` body; returns the keys to change.
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class SettingsUpdate:
+    """A `PUT /settings` body: None for a setting it leaves as it is."""
+
+    discoverable: bool | None = None
+    accept_requests_from: str | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The settings to change, by name."""
+        return {k: v for k, v in attr.asdict(self).items() if v is not None}
+
+
+def validate_settings_update(body: Mapping[str, Any]) -> SettingsUpdate:
+    """Check a `PUT /settings` body.
 
     Every key is optional (a partial update), but unknown keys and wrong types are refused so that
     a typo never silently does nothing.
     """
     reject_unknown_keys(body, SETTINGS_KEYS)
-    update: dict[str, Any] = {}
-    if "discoverable" in body:
-        if not isinstance(body["discoverable"], bool):
-            raise InvalidParam("discoverable", "must be true or false")
-        update["discoverable"] = body["discoverable"]
-    if "accept_requests_from" in body:
-        value = body["accept_requests_from"]
-        if value not in ACCEPT_REQUESTS_FROM_VALUES:
-            raise InvalidParam(
-                "accept_requests_from",
-                "must be one of " + ", ".join(f'"{v}"' for v in ACCEPT_REQUESTS_FROM_VALUES),
-            )
-        update["accept_requests_from"] = value
-    return update
+    discoverable = body.get("discoverable")
+    if "discoverable" in body and not isinstance(discoverable, bool):
+        raise InvalidParam("discoverable", "must be true or false")
+    accept = body.get("accept_requests_from")
+    if "accept_requests_from" in body and accept not in ACCEPT_REQUESTS_FROM_VALUES:
+        raise InvalidParam(
+            "accept_requests_from",
+            "must be one of " + ", ".join(f'"{v}"' for v in ACCEPT_REQUESTS_FROM_VALUES),
+        )
+    return SettingsUpdate(discoverable=discoverable, accept_requests_from=accept)

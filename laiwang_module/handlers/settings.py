@@ -8,6 +8,7 @@ import attr
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
+    from rooms.settings import SettingsUpdate
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -43,11 +44,12 @@ class SettingsHandler:
         chosen = await self._store.get_discoverable_choices(user_ids)
         return {u for u in user_ids if chosen.get(u, self._defaults.discoverable)}
 
-    async def update(self, user_id: str, update: dict[str, Any]) -> UserSettings:
+    async def update(self, user_id: str, update: SettingsUpdate) -> UserSettings:
         """Change the settings given in `update` (the others keep their value); returns all
         settings."""
-        if update:
+        changes = update.changes()
+        if changes:
             await self._store.update_user_settings(
-                user_id, update, self._api.get_current_time_msec()
+                user_id, changes, self._api.get_current_time_msec()
             )
         return await self.get(user_id)

@@ -9,9 +9,9 @@ from rooms.settings import validate_settings_update
 
 
 def test_settings_update_validation():
-    assert validate_settings_update({}) == {}
-    assert validate_settings_update({"discoverable": False}) == {"discoverable": False}
-    assert validate_settings_update({"accept_requests_from": "nobody"}) == {
+    assert validate_settings_update({}).changes() == {}
+    assert validate_settings_update({"discoverable": False}).changes() == {"discoverable": False}
+    assert validate_settings_update({"accept_requests_from": "nobody"}).changes() == {
         "accept_requests_from": "nobody"
     }
     for bad in (
@@ -33,7 +33,7 @@ def test_settings_update_validation():
 )
 def test_settings_validation_accepts_only_valid_values(body):
     try:
-        update = validate_settings_update(body)
+        update = validate_settings_update(body).changes()
     except ValidationError:
         return
     assert set(update) == set(body)
