@@ -8,7 +8,7 @@ awaiting in the module's synchronous `__init__`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from synapse.logging.context import make_deferred_yieldable, run_in_background
 from synapse.module_api import ModuleApi
@@ -18,6 +18,7 @@ from synapse.util.async_helpers import ObservableDeferred
 from laiwang_module.storage import aa, clusters, contacts, discovery, settings, shares
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 SCHEMAS: tuple[Schema, ...] = (
@@ -64,10 +65,13 @@ class LaiwangStore(
             raise
         self._schema_done = True
 
-    async def run(self, desc: str, func: Callable[[LoggingTransaction], T]) -> T:
+    async def run(
+        self,
+        desc: str,
+        func: Callable[Concatenate[LoggingTransaction, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `func(txn, *args, **kwargs)` in a transaction, once the schema is up to date."""
         await self.ensure_schema()
-        return await self._api.run_db_interaction(f"laiwang_{desc}", func)
-
-    async def run_with(self, desc: str, func: Callable[..., T], *args: Any) -> T:
-        await self.ensure_schema()
-        return await self._api.run_db_interaction(f"laiwang_{desc}", func, *args)
+        return await self._api.run_db_interaction(f"laiwang_{desc}", func, *args, **kwargs)

@@ -126,7 +126,7 @@ def _acquaintance_ids(txn: Any, user_id: str) -> list[str]:
     return [r[0] for r in txn.fetchall()]
 
 
-def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
+def get_acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
     """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id,
     earliest first.
 
@@ -151,7 +151,7 @@ def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[s
 # reads. A module-level function so that the benchmark times this very SQL.
 
 
-def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
+def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
     """Clusters with joined acquaintances of user_id that user_id is not in (nor banned from),
     most acquaintances first, then most recently active; with those acquaintances.
 
@@ -229,7 +229,7 @@ class ClustersStore(StoreMixin):
         timestamp: discovery ranks recent clusters first). True while its members have not
         been read from the room's full state yet (`claim_member_sync`)."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def record_cluster_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "SELECT topic, last_active_ts, members_synced FROM laiwang_clusters"
                 " WHERE room_id = ?",
@@ -252,23 +252,23 @@ class ClustersStore(StoreMixin):
                 )
             return not row[2]
 
-        return await self.run("record_cluster", txn_fn)
+        return await self.run("record_cluster", record_cluster_txn)
 
     async def get_cluster(self, room_id: str) -> ClusterRow | None:
-        def txn_fn(txn: LoggingTransaction) -> ClusterRow | None:
+        def get_cluster_txn(txn: LoggingTransaction) -> ClusterRow | None:
             txn.execute(
                 f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id = ?", (room_id,)
             )
             row = txn.fetchone()
             return ClusterRow(*row) if row else None
 
-        return await self.run("get_cluster", txn_fn)
+        return await self.run("get_cluster", get_cluster_txn)
 
     async def claim_member_sync(self, room_id: str, now: int) -> bool:
         """True for the one process that should read the cluster's members from full state
         now: none has, and no other process claimed it in the last 10 minutes."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_member_sync_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "UPDATE laiwang_clusters SET sync_claimed_ts = ?"
                 " WHERE room_id = ? AND members_synced = 0"
@@ -277,17 +277,17 @@ class ClustersStore(StoreMixin):
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_member_sync", txn_fn)
+        return await self.run("claim_member_sync", claim_member_sync_txn)
 
     async def end_member_sync(self, room_id: str, done: bool) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def end_member_sync_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_clusters SET members_synced = ?, sync_claimed_ts = NULL"
                 " WHERE room_id = ?",
                 (1 if done else 0, room_id),
             )
 
-        await self.run("end_member_sync", txn_fn)
+        await self.run("end_member_sync", end_member_sync_txn)
 
     async def update_cluster_members(
         self, room_id: str, updates: Iterable[MemberUpdate], *, only_missing: bool = False
@@ -296,7 +296,7 @@ class ClustersStore(StoreMixin):
         snapshot must not overwrite what a newer event already wrote)."""
         updates = list(updates)
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def update_cluster_members_txn(txn: LoggingTransaction) -> None:
             conflict = (
                 "DO NOTHING"
                 if only_missing
@@ -316,10 +316,10 @@ class ClustersStore(StoreMixin):
             )
             _recount(txn, room_id)
 
-        await self.run("update_cluster_members", txn_fn)
+        await self.run("update_cluster_members", update_cluster_members_txn)
 
     async def get_member_event_ids(self, room_id: str, user_ids: list[str]) -> dict[str, str]:
-        def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
+        def get_member_event_ids_txn(txn: LoggingTransaction) -> dict[str, str]:
             out: dict[str, str] = {}
             for i in range(0, len(user_ids), 500):
                 chunk = user_ids[i : i + 500]
@@ -332,12 +332,12 @@ class ClustersStore(StoreMixin):
                 out.update({r[0]: r[1] for r in txn.fetchall()})
             return out
 
-        return await self.run("get_member_event_ids", txn_fn)
+        return await self.run("get_member_event_ids", get_member_event_ids_txn)
 
     async def get_cluster_member_rows(self, room_id: str) -> list[MemberRow]:
         """Every user this server has seen in the cluster, joined or not (for the tree)."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[MemberRow]:
+        def get_cluster_member_rows_txn(txn: LoggingTransaction) -> list[MemberRow]:
             txn.execute(
                 "SELECT user_id, invited_by, joined_ts, membership FROM laiwang_cluster_members"
                 " WHERE room_id = ?",
@@ -345,10 +345,10 @@ class ClustersStore(StoreMixin):
             )
             return [MemberRow(r[0], r[1], int(r[2]), r[3] == "join") for r in txn.fetchall()]
 
-        return await self.run("get_cluster_member_rows", txn_fn)
+        return await self.run("get_cluster_member_rows", get_cluster_member_rows_txn)
 
     async def get_cluster_membership(self, room_id: str, user_id: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_cluster_membership_txn(txn: LoggingTransaction) -> str | None:
             txn.execute(
                 "SELECT membership FROM laiwang_cluster_members WHERE room_id = ? AND user_id = ?",
                 (room_id, user_id),
@@ -356,18 +356,18 @@ class ClustersStore(StoreMixin):
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_cluster_membership", txn_fn)
+        return await self.run("get_cluster_membership", get_cluster_membership_txn)
 
     async def get_acquainted_members(self, room_id: str, user_id: str) -> list[str]:
         """Joined members of the cluster who are acquaintances of user_id, earliest first."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
-            return [m for m, _ in acquainted_members_txn(txn, room_id, user_id)]
-
-        return await self.run("get_acquainted_members", txn_fn)
+        found = await self.run(
+            "get_acquainted_members", get_acquainted_members_txn, room_id, user_id
+        )
+        return [member for member, _ in found]
 
     async def get_user_clusters(self, user_id: str) -> list[ClusterRow]:
-        def txn_fn(txn: LoggingTransaction) -> list[ClusterRow]:
+        def get_user_clusters_txn(txn: LoggingTransaction) -> list[ClusterRow]:
             txn.execute(
                 f"SELECT {', '.join('c.' + c for c in _CLUSTER_COLUMNS.split(', '))}"
                 " FROM laiwang_cluster_members AS m"
@@ -378,20 +378,17 @@ class ClustersStore(StoreMixin):
             )
             return [ClusterRow(*r) for r in txn.fetchall()]
 
-        return await self.run("get_user_clusters", txn_fn)
+        return await self.run("get_user_clusters", get_user_clusters_txn)
 
     async def discover_clusters(
         self, user_id: str, limit: int
     ) -> list[tuple[ClusterRow, list[str]]]:
-        def txn_fn(txn: LoggingTransaction) -> list[tuple[ClusterRow, list[str]]]:
-            return discover_txn(txn, user_id, limit)
-
-        return await self.run("discover_clusters", txn_fn)
+        return await self.run("discover_clusters", discover_clusters_txn, user_id, limit)
 
     async def claim_knock(self, event_id: str, room_id: str, knocker: str, now: int) -> bool:
         """True for the one process (of several workers) that decides on this knock."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_knock_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "INSERT INTO laiwang_cluster_knocks (event_id, room_id, knocker, ts)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
@@ -399,13 +396,13 @@ class ClustersStore(StoreMixin):
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_knock", txn_fn)
+        return await self.run("claim_knock", claim_knock_txn)
 
     async def record_knock_approver(self, event_id: str, approver: str) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def record_knock_approver_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_cluster_knocks SET approver = ? WHERE event_id = ?",
                 (approver, event_id),
             )
 
-        await self.run("record_knock_approver", txn_fn)
+        await self.run("record_knock_approver", record_knock_approver_txn)

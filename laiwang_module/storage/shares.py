@@ -97,7 +97,9 @@ ORDER BY p.ts DESC, p.event_id DESC
 """
 
 
-def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None) -> list[FeedRow]:
+def get_feed_txn(
+    txn: Any, user_id: str, limit: int, before: tuple[int, str] | None
+) -> list[FeedRow]:
     """The feed page; `txn` is a DB-API cursor taking `?` (Synapse's, or sqlite3's in tests)."""
     bound_before = ""
     bound_args: list[object] = []
@@ -128,26 +130,26 @@ class SharesStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def get_timeline(self, owner: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_timeline_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_timeline", txn_fn)
+        return await self.run("get_timeline", get_timeline_txn)
 
     async def get_timeline_owner(self, room_id: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_timeline_owner_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT owner FROM laiwang_timelines WHERE room_id = ?", (room_id,))
             row = txn.fetchone()
             return str(row[0]) if row else None
 
-        return await self.run("get_timeline_owner", txn_fn)
+        return await self.run("get_timeline_owner", get_timeline_owner_txn)
 
     async def claim_timeline(self, owner: str, room_id: str, now: int) -> str:
         """Record room_id as owner's timeline unless one is recorded already; returns the
         room id that is recorded (ours, or the one another process recorded first)."""
 
-        def txn_fn(txn: LoggingTransaction) -> str:
+        def claim_timeline_txn(txn: LoggingTransaction) -> str:
             txn.execute(
                 "INSERT INTO laiwang_timelines (owner, room_id, created_ts) VALUES (?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
@@ -157,40 +159,40 @@ class SharesStore(StoreMixin):
             row = txn.fetchone()
             return str(row[0]) if row else room_id
 
-        return await self.run("claim_timeline", txn_fn)
+        return await self.run("claim_timeline", claim_timeline_txn)
 
     async def index_post(self, event_id: str, room_id: str, owner: str, ts: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def index_post_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "INSERT INTO laiwang_timeline_posts (event_id, room_id, owner, ts)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (event_id, room_id, owner, ts),
             )
 
-        await self.run("index_post", txn_fn)
+        await self.run("index_post", index_post_txn)
 
     async def index_relation(self, event_id: str, post_id: str, kind: str) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def index_relation_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind)"
                 " VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (event_id, post_id, kind),
             )
 
-        await self.run("index_relation", txn_fn)
+        await self.run("index_relation", index_relation_txn)
 
     async def unindex_event(self, event_id: str) -> None:
         """A redacted post, reaction or comment leaves the feed and the counts."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def unindex_event_txn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_timeline_posts WHERE event_id = ?", (event_id,))
             txn.execute("DELETE FROM laiwang_timeline_relations WHERE event_id = ?", (event_id,))
 
-        await self.run("unindex_event", txn_fn)
+        await self.run("unindex_event", unindex_event_txn)
 
     async def get_feed(
         self, user_id: str, limit: int, before: tuple[int, str] | None
     ) -> list[FeedRow]:
         """Posts of user_id's and their acquaintances' timelines, newest first, strictly older
         than `before` = (ts, event_id)."""
-        return await self.run_with("get_feed", feed_txn, user_id, limit, before)
+        return await self.run("get_feed", get_feed_txn, user_id, limit, before)

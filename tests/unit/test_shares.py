@@ -407,7 +407,7 @@ feed_cases = st.tuples(
 
 @given(feed_cases)
 def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
-    from laiwang_module.storage.shares import feed_txn
+    from laiwang_module.storage.shares import get_feed_txn
 
     acquainted, raw_posts, limit = case
     posts = [(f"$e{i:03d}", owner, ts) for i, (owner, ts) in enumerate(raw_posts)]
@@ -418,7 +418,7 @@ def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
     seen: list[tuple[int, str]] = []
     before = None
     while True:
-        page = feed_txn(db.cursor(), "@me", limit, before)
+        page = get_feed_txn(db.cursor(), "@me", limit, before)
         assert len(page) <= limit
         seen += [(r.ts, r.event_id) for r in page]
         if len(page) < limit:
