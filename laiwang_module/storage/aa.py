@@ -169,7 +169,7 @@ def _set_debts(txn: LoggingTransaction, request_event_id: str, sign: int) -> Non
         _add_debt(txn, payee, user_id, currency, sign * amount)
 
 
-def apply_request_txn(
+def apply_aa_request_txn(
     txn: LoggingTransaction, event_id: str, room_id: str, req: AARequest, ts: int
 ) -> LedgerChange | None:
     if not _claim_event(txn, event_id, "request", event_id):
@@ -195,7 +195,7 @@ def apply_request_txn(
     return LedgerChange(event_id, "request", True)
 
 
-def apply_payment_txn(
+def apply_aa_payment_txn(
     txn: LoggingTransaction, event_id: str, sender: str, payment: AAPayment, ts: int
 ) -> LedgerChange | None:
     """Record a payment; it settles the payer's share only if that share is still unpaid in an
@@ -251,7 +251,7 @@ def apply_payment_txn(
     return LedgerChange(request_id, "payment", True)
 
 
-def apply_close_txn(
+def apply_aa_close_txn(
     txn: LoggingTransaction, event_id: str, sender: str, request_id: str
 ) -> LedgerChange | None:
     """Close an open request: the unpaid shares are no longer owed (as WeChat's "stop
@@ -270,7 +270,7 @@ def apply_close_txn(
     return LedgerChange(request_id, "close", True)
 
 
-def apply_redaction_txn(
+def apply_aa_redaction_txn(
     txn: LoggingTransaction, redaction_event_id: str, redacted_event_id: str
 ) -> LedgerChange | None:
     """Undo what a redacted AA event did (docs/api/aa.md, "Redactions"):
@@ -339,7 +339,7 @@ def apply_redaction_txn(
     return LedgerChange(request_id, kind, True, detail)
 
 
-def forget_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+def forget_aa_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     """Remove a room's ledger (and its share of everyone's balances) before a rebuild.
     Returns the request ids that were there, so their cached status can be dropped."""
     txn.execute("SELECT event_id, state FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
@@ -366,7 +366,7 @@ def forget_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     return ids
 
 
-def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+def get_room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     """The room's messages and redactions in this server's order, read from Synapse's own
     `events` table (the module API has no way to page through a room's history)."""
     txn.execute(
@@ -380,30 +380,32 @@ def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
 class AAStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
-    async def aa_apply_request(
+    async def apply_aa_request(
         self, event_id: str, room_id: str, req: AARequest, ts: int
     ) -> LedgerChange | None:
-        return await self.run("aa_apply_request", apply_request_txn, event_id, room_id, req, ts)
+        return await self.run("apply_aa_request", apply_aa_request_txn, event_id, room_id, req, ts)
 
-    async def aa_apply_payment(
+    async def apply_aa_payment(
         self, event_id: str, sender: str, payment: AAPayment, ts: int
     ) -> LedgerChange | None:
-        return await self.run("aa_apply_payment", apply_payment_txn, event_id, sender, payment, ts)
+        return await self.run(
+            "apply_aa_payment", apply_aa_payment_txn, event_id, sender, payment, ts
+        )
 
-    async def aa_apply_close(
+    async def apply_aa_close(
         self, event_id: str, sender: str, request_id: str
     ) -> LedgerChange | None:
-        return await self.run("aa_apply_close", apply_close_txn, event_id, sender, request_id)
+        return await self.run("apply_aa_close", apply_aa_close_txn, event_id, sender, request_id)
 
-    async def aa_apply_redaction(
+    async def apply_aa_redaction(
         self, redaction_event_id: str, redacted_event_id: str
     ) -> LedgerChange | None:
         return await self.run(
-            "aa_apply_redaction", apply_redaction_txn, redaction_event_id, redacted_event_id
+            "apply_aa_redaction", apply_aa_redaction_txn, redaction_event_id, redacted_event_id
         )
 
-    async def aa_get_request(self, event_id: str) -> RequestView | None:
-        def aa_get_request_txn(txn: LoggingTransaction) -> RequestView | None:
+    async def get_aa_request(self, event_id: str) -> RequestView | None:
+        def get_aa_request_txn(txn: LoggingTransaction) -> RequestView | None:
             row = _request_row(txn, event_id)
             if row is None:
                 return None
@@ -425,12 +427,12 @@ class AAStore(StoreMixin):
                 paid={r[0] for r in shares if r[2]},
             )
 
-        return await self.run("aa_get_request", aa_get_request_txn)
+        return await self.run("get_aa_request", get_aa_request_txn)
 
-    async def aa_get_share_payments(self, request_id: str) -> dict[str, str | None]:
+    async def get_aa_share_payments(self, request_id: str) -> dict[str, str | None]:
         """Each participant's payment event id (None: unpaid, or the payee's own share)."""
 
-        def aa_get_share_payments_txn(txn: LoggingTransaction) -> dict[str, str | None]:
+        def get_aa_share_payments_txn(txn: LoggingTransaction) -> dict[str, str | None]:
             txn.execute(
                 "SELECT user_id, payment_event_id FROM laiwang_aa_shares"
                 " WHERE request_event_id = ?",
@@ -438,12 +440,12 @@ class AAStore(StoreMixin):
             )
             return {r[0]: r[1] for r in txn.fetchall()}
 
-        return await self.run("aa_get_share_payments", aa_get_share_payments_txn)
+        return await self.run("get_aa_share_payments", get_aa_share_payments_txn)
 
-    async def aa_get_status(self, event_id: str) -> tuple[str, int, list[str]] | None:
+    async def get_aa_status(self, event_id: str) -> tuple[str, int, list[str]] | None:
         """(state, number of paid participants, unpaid user ids in order) of a request."""
 
-        def aa_get_status_txn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
+        def get_aa_status_txn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
             txn.execute("SELECT state FROM laiwang_aa_requests WHERE event_id = ?", (event_id,))
             row = txn.fetchone()
             if row is None:
@@ -457,27 +459,27 @@ class AAStore(StoreMixin):
             unpaid = [r[0] for r in shares if not r[1]]
             return row[0], len(shares) - len(unpaid), unpaid
 
-        return await self.run("aa_get_status", aa_get_status_txn)
+        return await self.run("get_aa_status", get_aa_status_txn)
 
-    async def aa_is_aa_event(self, event_id: str) -> bool:
-        def aa_is_aa_event_txn(txn: LoggingTransaction) -> bool:
+    async def is_aa_event(self, event_id: str) -> bool:
+        def is_aa_event_txn(txn: LoggingTransaction) -> bool:
             txn.execute("SELECT 1 FROM laiwang_aa_events WHERE event_id = ?", (event_id,))
             return txn.fetchone() is not None
 
-        return await self.run("aa_is_aa_event", aa_is_aa_event_txn)
+        return await self.run("is_aa_event", is_aa_event_txn)
 
-    async def aa_receipt_used(self, provider: str, receipt_id: str) -> bool:
-        def aa_receipt_used_txn(txn: LoggingTransaction) -> bool:
+    async def is_receipt_used(self, provider: str, receipt_id: str) -> bool:
+        def is_receipt_used_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "SELECT 1 FROM laiwang_aa_receipts WHERE provider = ? AND receipt_id = ?",
                 (provider, receipt_id),
             )
             return txn.fetchone() is not None
 
-        return await self.run("aa_receipt_used", aa_receipt_used_txn)
+        return await self.run("is_receipt_used", is_receipt_used_txn)
 
-    async def aa_get_payment(self, event_id: str) -> dict[str, Any] | None:
-        def aa_get_payment_txn(txn: LoggingTransaction) -> dict[str, Any] | None:
+    async def get_payment(self, event_id: str) -> dict[str, Any] | None:
+        def get_payment_txn(txn: LoggingTransaction) -> dict[str, Any] | None:
             txn.execute(
                 "SELECT payer, amount, currency, method FROM laiwang_aa_payments"
                 " WHERE event_id = ?",
@@ -494,20 +496,20 @@ class AAStore(StoreMixin):
                 "method": row[3],
             }
 
-        return await self.run("aa_get_payment", aa_get_payment_txn)
+        return await self.run("get_payment", get_payment_txn)
 
-    async def aa_get_close_event(self, request_id: str) -> str | None:
-        def aa_get_close_event_txn(txn: LoggingTransaction) -> str | None:
+    async def get_aa_close_event(self, request_id: str) -> str | None:
+        def get_aa_close_event_txn(txn: LoggingTransaction) -> str | None:
             txn.execute(
                 "SELECT close_event_id FROM laiwang_aa_requests WHERE event_id = ?", (request_id,)
             )
             row = txn.fetchone()
             return row[0] if row else None
 
-        return await self.run("aa_get_close_event", aa_get_close_event_txn)
+        return await self.run("get_aa_close_event", get_aa_close_event_txn)
 
-    async def aa_get_balances(self, user_id: str) -> list[dict[str, Any]]:
-        def aa_get_balances_txn(txn: LoggingTransaction) -> list[dict[str, Any]]:
+    async def get_balances(self, user_id: str) -> list[dict[str, Any]]:
+        def get_balances_txn(txn: LoggingTransaction) -> list[dict[str, Any]]:
             txn.execute(
                 "SELECT counterparty, currency, net FROM laiwang_aa_balances"
                 " WHERE user_id = ? AND net <> 0 ORDER BY counterparty, currency",
@@ -515,13 +517,13 @@ class AAStore(StoreMixin):
             )
             return [{"user_id": r[0], "currency": r[1], "net": int(r[2])} for r in txn.fetchall()]
 
-        return await self.run("aa_get_balances", aa_get_balances_txn)
+        return await self.run("get_balances", get_balances_txn)
 
-    async def aa_claim_reminder(self, request_id: str, now: int, interval_ms: int) -> int:
+    async def claim_reminder(self, request_id: str, now: int, interval_ms: int) -> int:
         """Take the request's reminder slot: 0 when taken, else the ms until it frees up.
         Atomic, so that two workers cannot both remind within the interval."""
 
-        def aa_claim_reminder_txn(txn: LoggingTransaction) -> int:
+        def claim_reminder_txn(txn: LoggingTransaction) -> int:
             txn.execute(
                 "INSERT INTO laiwang_aa_reminders (request_event_id, last_ts) VALUES (?, ?)"
                 " ON CONFLICT (request_event_id) DO NOTHING",
@@ -543,23 +545,23 @@ class AAStore(StoreMixin):
             row = txn.fetchone()
             return max(1, int(row[0]) + interval_ms - now) if row else 1
 
-        return await self.run("aa_claim_reminder", aa_claim_reminder_txn)
+        return await self.run("claim_reminder", claim_reminder_txn)
 
-    async def aa_release_reminder(self, request_id: str, ts: int) -> None:
+    async def release_reminder(self, request_id: str, ts: int) -> None:
         """Give the slot back when the reminder could not be sent."""
 
-        def aa_release_reminder_txn(txn: LoggingTransaction) -> None:
+        def release_reminder_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "DELETE FROM laiwang_aa_reminders WHERE request_event_id = ? AND last_ts = ?",
                 (request_id, ts),
             )
 
-        await self.run("aa_release_reminder", aa_release_reminder_txn)
+        await self.run("release_reminder", release_reminder_txn)
 
-    async def aa_claim_redaction_notice(self, redaction_event_id: str) -> bool:
+    async def claim_redaction_notice(self, redaction_event_id: str) -> bool:
         """True once per redaction: the one process that wins sends the notice."""
 
-        def aa_claim_redaction_notice_txn(txn: LoggingTransaction) -> bool:
+        def claim_redaction_notice_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "UPDATE laiwang_aa_redactions SET notice_claimed = ?"
                 " WHERE redaction_event_id = ? AND notice_claimed = ?",
@@ -567,26 +569,26 @@ class AAStore(StoreMixin):
             )
             return txn.rowcount == 1
 
-        return await self.run("aa_claim_redaction_notice", aa_claim_redaction_notice_txn)
+        return await self.run("claim_redaction_notice", claim_redaction_notice_txn)
 
-    async def aa_forget_room(self, room_id: str) -> list[str]:
-        return await self.run("aa_forget_room", forget_room_txn, room_id)
+    async def forget_aa_room(self, room_id: str) -> list[str]:
+        return await self.run("forget_aa_room", forget_aa_room_txn, room_id)
 
-    async def aa_room_event_ids(self, room_id: str) -> list[str]:
-        return await self.run("aa_room_event_ids", room_event_ids_txn, room_id)
+    async def get_room_event_ids(self, room_id: str) -> list[str]:
+        return await self.run("get_room_event_ids", get_room_event_ids_txn, room_id)
 
-    async def aa_room_request_ids(self, room_id: str) -> list[str]:
-        def aa_room_request_ids_txn(txn: LoggingTransaction) -> list[str]:
+    async def get_aa_request_ids(self, room_id: str) -> list[str]:
+        def get_aa_request_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute("SELECT event_id FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
             return [r[0] for r in txn.fetchall()]
 
-        return await self.run("aa_room_request_ids", aa_room_request_ids_txn)
+        return await self.run("get_aa_request_ids", get_aa_request_ids_txn)
 
-    async def aa_claim_payment(self, request_id: str, payer: str, now: int, stale_ms: int) -> bool:
+    async def claim_payment(self, request_id: str, payer: str, now: int, stale_ms: int) -> bool:
         """Take the share's in-flight slot; False while another `pay` for it is under way
         (a claim older than `stale_ms` is taken over: its caller died)."""
 
-        def aa_claim_payment_txn(txn: LoggingTransaction) -> bool:
+        def claim_payment_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "INSERT INTO laiwang_aa_pay_claims (request_event_id, payer, claimed_ts)"
                 " VALUES (?, ?, ?) ON CONFLICT (request_event_id, payer) DO UPDATE"
@@ -596,13 +598,13 @@ class AAStore(StoreMixin):
             )
             return txn.rowcount == 1
 
-        return await self.run("aa_claim_payment", aa_claim_payment_txn)
+        return await self.run("claim_payment", claim_payment_txn)
 
-    async def aa_release_payment(self, request_id: str, payer: str) -> None:
-        def aa_release_payment_txn(txn: LoggingTransaction) -> None:
+    async def release_payment(self, request_id: str, payer: str) -> None:
+        def release_payment_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "DELETE FROM laiwang_aa_pay_claims WHERE request_event_id = ? AND payer = ?",
                 (request_id, payer),
             )
 
-        await self.run("aa_release_payment", aa_release_payment_txn)
+        await self.run("release_payment", release_payment_txn)
