@@ -14,7 +14,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from laiwang_module.storage.schema import Schema
 from rooms.aa import CLOSED, OPEN, SETTLED, VOID, AAPayment, AARequest, RequestView
 
@@ -142,13 +142,34 @@ def _ignore(txn: LoggingTransaction, event_id: str, reason: str) -> None:
     )
 
 
-def _request_row(txn: LoggingTransaction, event_id: str) -> tuple[Any, ...] | None:
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class _RequestRow:
+    room_id: str
+    payee: str
+    title: str
+    currency: str
+    total: int
+    state: str
+
+
+def _request_row(txn: LoggingTransaction, event_id: str) -> _RequestRow | None:
     txn.execute(
         "SELECT room_id, payee, title, currency, total, state FROM laiwang_aa_requests"
         " WHERE event_id = ?",
         (event_id,),
     )
-    return txn.fetchone()
+    row = txn.fetchone()
+    if row is None:
+        return None
+    room_id, payee, title, currency, total, state = row
+    return _RequestRow(
+        room_id=room_id,
+        payee=payee,
+        title=title,
+        currency=currency,
+        total=int(total),
+        state=state,
+    )
 
 
 def _unpaid(txn: LoggingTransaction, request_event_id: str) -> list[tuple[str, int]]:
@@ -157,16 +178,15 @@ def _unpaid(txn: LoggingTransaction, request_event_id: str) -> list[tuple[str, i
         " WHERE request_event_id = ? AND paid = ? ORDER BY position",
         (request_event_id, False),
     )
-    return [(r[0], int(r[1])) for r in txn.fetchall()]
+    return [(user_id, int(amount)) for user_id, amount in txn.fetchall()]
 
 
 def _set_debts(txn: LoggingTransaction, request_event_id: str, sign: int) -> None:
     """Add (+1) or remove (-1) the debts of every unpaid share of a request."""
-    row = _request_row(txn, request_event_id)
-    assert row is not None
-    payee, currency = row[1], row[3]
+    request = _request_row(txn, request_event_id)
+    assert request is not None
     for user_id, amount in _unpaid(txn, request_event_id):
-        _add_debt(txn, payee, user_id, currency, sign * amount)
+        _add_debt(txn, request.payee, user_id, request.currency, sign * amount)
 
 
 def apply_aa_request_txn(
@@ -205,35 +225,35 @@ def apply_aa_payment_txn(
     if not _claim_event(txn, event_id, "payment", request_id):
         return None
     receipt = payment.receipt_key
+    provider, receipt_id = receipt if receipt is not None else (None, None)
     txn.execute(
         "INSERT INTO laiwang_aa_payments (event_id, request_event_id, payer, sender, amount,"
         " currency, method, provider, receipt_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (event_id, request_id, payment.payer, sender, payment.amount, payment.currency,
-         payment.method, receipt[0] if receipt else None, receipt[1] if receipt else None, ts),
+         payment.method, provider, receipt_id, ts),
     )  # fmt: skip
-    row = _request_row(txn, request_id)
-    if row is None or row[5] != OPEN:
-        _ignore(txn, event_id, "request is not open" if row else "unknown request")
+    request = _request_row(txn, request_id)
+    if request is None or request.state != OPEN:
+        _ignore(txn, event_id, "request is not open" if request is not None else "unknown request")
         return LedgerChange(request_id, "payment", False)
-    payee, currency = row[1], row[3]
+    payee, currency = request.payee, request.currency
     txn.execute(
         "SELECT amount, paid FROM laiwang_aa_shares WHERE request_event_id = ? AND user_id = ?",
         (request_id, payment.payer),
     )
     share = txn.fetchone()
-    if (
-        share is None
-        or bool(share[1])
-        or share[0] != payment.amount
-        or currency != payment.currency
-    ):
+    matches = False
+    if share is not None:
+        share_amount, share_paid = share
+        matches = not share_paid and share_amount == payment.amount and currency == payment.currency
+    if not matches:
         _ignore(txn, event_id, "no matching unpaid share")
         return LedgerChange(request_id, "payment", False)
     if receipt is not None:
         txn.execute(
             "INSERT INTO laiwang_aa_receipts (provider, receipt_id, payment_event_id)"
             " VALUES (?, ?, ?) ON CONFLICT (provider, receipt_id) DO NOTHING",
-            (receipt[0], receipt[1], event_id),
+            (provider, receipt_id, event_id),
         )
         if txn.rowcount != 1:
             _ignore(txn, event_id, "receipt id already used")
@@ -258,8 +278,8 @@ def apply_aa_close_txn(
     collecting": only the unpaid stop)."""
     if not _claim_event(txn, event_id, "close", request_id):
         return None
-    row = _request_row(txn, request_id)
-    if row is None or row[5] != OPEN or row[1] != sender:
+    request = _request_row(txn, request_id)
+    if request is None or request.state != OPEN or request.payee != sender:
         _ignore(txn, event_id, "request is not open, or sender is not the payee")
         return LedgerChange(request_id, "close", False)
     _set_debts(txn, request_id, -1)
@@ -298,10 +318,10 @@ def apply_aa_redaction_txn(
         "UPDATE laiwang_aa_events SET outcome = 'void', reason = ? WHERE event_id = ?",
         (f"redacted by {redaction_event_id}", redacted_event_id),
     )
-    row = _request_row(txn, request_id)
-    if row is None:
+    request = _request_row(txn, request_id)
+    if request is None:
         return None
-    state = row[5]
+    state = request.state
     detail: dict[str, Any] = {"previous_state": state}
     if kind == "request":
         if state == OPEN:
@@ -325,7 +345,7 @@ def apply_aa_redaction_txn(
             (False, request_id, redacted_event_id),
         )
         if state in (OPEN, SETTLED):
-            _add_debt(txn, row[1], payer, row[3], amount)
+            _add_debt(txn, request.payee, payer, request.currency, amount)
             txn.execute(
                 "UPDATE laiwang_aa_requests SET state = ? WHERE event_id = ?", (OPEN, request_id)
             )
@@ -344,7 +364,7 @@ def forget_aa_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     Returns the request ids that were there, so their cached status can be dropped."""
     txn.execute("SELECT event_id, state FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
     requests = txn.fetchall()
-    ids = [r[0] for r in requests]
+    ids = [request_id for request_id, _ in requests]
     for request_id, state in requests:
         if state == OPEN:
             _set_debts(txn, request_id, -1)
@@ -374,7 +394,7 @@ def get_room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
         " AND type IN ('m.room.message', 'm.room.redaction') ORDER BY stream_ordering",
         (room_id, False),
     )
-    return [r[0] for r in txn.fetchall()]
+    return [event_id for (event_id,) in txn.fetchall()]
 
 
 class AAStore(StoreMixin):
@@ -406,8 +426,8 @@ class AAStore(StoreMixin):
 
     async def get_aa_request(self, event_id: str) -> RequestView | None:
         def get_aa_request_txn(txn: LoggingTransaction) -> RequestView | None:
-            row = _request_row(txn, event_id)
-            if row is None:
+            request = _request_row(txn, event_id)
+            if request is None:
                 return None
             txn.execute(
                 "SELECT user_id, amount, paid FROM laiwang_aa_shares"
@@ -417,14 +437,14 @@ class AAStore(StoreMixin):
             shares = txn.fetchall()
             return RequestView(
                 event_id=event_id,
-                room_id=row[0],
-                payee=row[1],
-                title=row[2],
-                currency=row[3],
-                total=int(row[4]),
-                state=row[5],
-                shares={r[0]: int(r[1]) for r in shares},
-                paid={r[0] for r in shares if r[2]},
+                room_id=request.room_id,
+                payee=request.payee,
+                title=request.title,
+                currency=request.currency,
+                total=request.total,
+                state=request.state,
+                shares={user_id: int(amount) for user_id, amount, _ in shares},
+                paid={user_id for user_id, _, paid in shares if paid},
             )
 
         return await self.run("get_aa_request", get_aa_request_txn)
@@ -438,7 +458,7 @@ class AAStore(StoreMixin):
                 " WHERE request_event_id = ?",
                 (request_id,),
             )
-            return {r[0]: r[1] for r in txn.fetchall()}
+            return {user_id: payment_id for user_id, payment_id in txn.fetchall()}
 
         return await self.run("get_aa_share_payments", get_aa_share_payments_txn)
 
@@ -447,8 +467,8 @@ class AAStore(StoreMixin):
 
         def get_aa_status_txn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
             txn.execute("SELECT state FROM laiwang_aa_requests WHERE event_id = ?", (event_id,))
-            row = txn.fetchone()
-            if row is None:
+            state = fetch_value(txn)
+            if state is None:
                 return None
             txn.execute(
                 "SELECT user_id, paid FROM laiwang_aa_shares"
@@ -456,8 +476,8 @@ class AAStore(StoreMixin):
                 (event_id,),
             )
             shares = txn.fetchall()
-            unpaid = [r[0] for r in shares if not r[1]]
-            return row[0], len(shares) - len(unpaid), unpaid
+            unpaid = [user_id for user_id, paid in shares if not paid]
+            return state, len(shares) - len(unpaid), unpaid
 
         return await self.run("get_aa_status", get_aa_status_txn)
 
@@ -488,12 +508,13 @@ class AAStore(StoreMixin):
             row = txn.fetchone()
             if row is None:
                 return None
+            payer, amount, currency, method = row
             return {
                 "event_id": event_id,
-                "payer": row[0],
-                "amount": int(row[1]),
-                "currency": row[2],
-                "method": row[3],
+                "payer": payer,
+                "amount": int(amount),
+                "currency": currency,
+                "method": method,
             }
 
         return await self.run("get_payment", get_payment_txn)
@@ -503,8 +524,7 @@ class AAStore(StoreMixin):
             txn.execute(
                 "SELECT close_event_id FROM laiwang_aa_requests WHERE event_id = ?", (request_id,)
             )
-            row = txn.fetchone()
-            return row[0] if row else None
+            return fetch_value(txn)
 
         return await self.run("get_aa_close_event", get_aa_close_event_txn)
 
@@ -515,7 +535,10 @@ class AAStore(StoreMixin):
                 " WHERE user_id = ? AND net <> 0 ORDER BY counterparty, currency",
                 (user_id,),
             )
-            return [{"user_id": r[0], "currency": r[1], "net": int(r[2])} for r in txn.fetchall()]
+            return [
+                {"user_id": counterparty, "currency": currency, "net": int(net)}
+                for counterparty, currency, net in txn.fetchall()
+            ]
 
         return await self.run("get_balances", get_balances_txn)
 
@@ -542,8 +565,8 @@ class AAStore(StoreMixin):
                 "SELECT last_ts FROM laiwang_aa_reminders WHERE request_event_id = ?",
                 (request_id,),
             )
-            row = txn.fetchone()
-            return max(1, int(row[0]) + interval_ms - now) if row else 1
+            last_ts = fetch_value(txn)
+            return max(1, int(last_ts) + interval_ms - now) if last_ts is not None else 1
 
         return await self.run("claim_reminder", claim_reminder_txn)
 
@@ -580,7 +603,7 @@ class AAStore(StoreMixin):
     async def get_aa_request_ids(self, room_id: str) -> list[str]:
         def get_aa_request_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute("SELECT event_id FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
-            return [r[0] for r in txn.fetchall()]
+            return [event_id for (event_id,) in txn.fetchall()]
 
         return await self.run("get_aa_request_ids", get_aa_request_ids_txn)
 

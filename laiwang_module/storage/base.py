@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
@@ -23,3 +23,12 @@ class StoreMixin:
             *args: P.args,
             **kwargs: P.kwargs,
         ) -> T: ...
+
+
+def fetch_value(txn: LoggingTransaction) -> Any:
+    """The one column of the one row the last query returned; None when it returned no row."""
+    row = txn.fetchone()
+    if row is None:
+        return None
+    (value,) = row
+    return value

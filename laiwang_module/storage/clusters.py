@@ -15,7 +15,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from laiwang_module.storage.schema import Schema
 from rooms.clusters import MemberRow, discovery_key
 
@@ -112,6 +112,19 @@ SYNC_CLAIM_TTL_MS = 10 * 60 * 1000
 _CLUSTER_COLUMNS = "room_id, topic, creator, created_ts, member_count, last_active_ts"
 
 
+def _cluster_row(row: tuple[Any, ...]) -> ClusterRow:
+    """A row of `SELECT {_CLUSTER_COLUMNS}`."""
+    room_id, topic, creator, created_ts, member_count, last_active_ts = row
+    return ClusterRow(
+        room_id=room_id,
+        topic=topic,
+        creator=creator,
+        created_ts=created_ts,
+        member_count=member_count,
+        last_active_ts=last_active_ts,
+    )
+
+
 # Ids per `IN (…)` list: far below SQLite's parameter limit.
 CHUNK = 500
 
@@ -123,7 +136,7 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
 
 def _acquaintance_ids(txn: Any, user_id: str) -> list[str]:
     txn.execute("SELECT other_id FROM laiwang_acquaintances WHERE user_id = ?", (user_id,))
-    return [r[0] for r in txn.fetchall()]
+    return [other_id for (other_id,) in txn.fetchall()]
 
 
 def get_acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
@@ -140,9 +153,10 @@ def get_acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tup
         " FROM laiwang_acquaintances AS a WHERE a.user_id = ?",
         (room_id, user_id),
     )
-    found = [(r[0], int(r[1])) for r in txn.fetchall() if r[1] is not None]
-    found.sort(key=lambda r: (r[1], r[0]))
-    return found
+    joined = sorted(
+        (int(joined_ts), member) for member, joined_ts in txn.fetchall() if joined_ts is not None
+    )
+    return [(member, joined_ts) for joined_ts, member in joined]
 
 
 # Discovery first reads the caller's acquaintances (a range of a primary key), then their
@@ -163,7 +177,7 @@ def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[Clus
         " WHERE user_id = ? AND membership IN ('join', 'ban')",
         (user_id,),
     )
-    own = {r[0] for r in txn.fetchall()}
+    own = {room_id for (room_id,) in txn.fetchall()}
     friends: dict[str, list[str]] = {}
     for chunk in _chunks(_acquaintance_ids(txn, user_id)):
         marks = ",".join("?" * len(chunk))
@@ -192,10 +206,17 @@ def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[Clus
             f"SELECT room_id, last_active_ts FROM laiwang_clusters WHERE room_id IN ({marks})",
             chunk,
         )
-        active = dict(txn.fetchall())
+        active = {room_id: last_active_ts for room_id, last_active_ts in txn.fetchall()}
         ranked = [r for r in chunk if r in active]
         for room_id in ranked:
-            clusters[room_id] = ClusterRow(room_id, "", "", 0, 0, int(active[room_id]))
+            clusters[room_id] = ClusterRow(
+                room_id=room_id,
+                topic="",
+                creator="",
+                created_ts=0,
+                member_count=0,
+                last_active_ts=int(active[room_id]),
+            )
     chosen = sorted(
         clusters.values(),
         key=lambda c: discovery_key(len(friends[c.room_id]), c.last_active_ts, c.room_id),
@@ -207,7 +228,7 @@ def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[Clus
         f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id IN ({marks})",
         [c.room_id for c in chosen],
     )
-    rows = {r[0]: ClusterRow(*r) for r in txn.fetchall()}
+    rows = {row.room_id: row for row in map(_cluster_row, txn.fetchall())}
     return [(rows[c.room_id], friends[c.room_id]) for c in chosen if c.room_id in rows]
 
 
@@ -243,14 +264,15 @@ class ClustersStore(StoreMixin):
                     (room_id, topic, creator, created_ts, now),
                 )
                 return True
-            if row[0] != topic or row[1] < now:
+            recorded_topic, last_active_ts, members_synced = row
+            if recorded_topic != topic or last_active_ts < now:
                 txn.execute(
                     "UPDATE laiwang_clusters SET topic = ?,"
                     " last_active_ts = CASE WHEN last_active_ts < ? THEN ? ELSE last_active_ts END"
                     " WHERE room_id = ?",
                     (topic, now, now, room_id),
                 )
-            return not row[2]
+            return not members_synced
 
         return await self.run("record_cluster", record_cluster_txn)
 
@@ -260,7 +282,7 @@ class ClustersStore(StoreMixin):
                 f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id = ?", (room_id,)
             )
             row = txn.fetchone()
-            return ClusterRow(*row) if row else None
+            return _cluster_row(row) if row else None
 
         return await self.run("get_cluster", get_cluster_txn)
 
@@ -329,7 +351,7 @@ class ClustersStore(StoreMixin):
                     f" WHERE room_id = ? AND user_id IN ({marks})",
                     (room_id, *chunk),
                 )
-                out.update({r[0]: r[1] for r in txn.fetchall()})
+                out.update({user_id: event_id for user_id, event_id in txn.fetchall()})
             return out
 
         return await self.run("get_member_event_ids", get_member_event_ids_txn)
@@ -343,7 +365,15 @@ class ClustersStore(StoreMixin):
                 " WHERE room_id = ?",
                 (room_id,),
             )
-            return [MemberRow(r[0], r[1], int(r[2]), r[3] == "join") for r in txn.fetchall()]
+            return [
+                MemberRow(
+                    user_id=user_id,
+                    invited_by=invited_by,
+                    joined_ts=int(joined_ts),
+                    joined=membership == "join",
+                )
+                for user_id, invited_by, joined_ts, membership in txn.fetchall()
+            ]
 
         return await self.run("get_cluster_member_rows", get_cluster_member_rows_txn)
 
@@ -353,8 +383,8 @@ class ClustersStore(StoreMixin):
                 "SELECT membership FROM laiwang_cluster_members WHERE room_id = ? AND user_id = ?",
                 (room_id, user_id),
             )
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            membership = fetch_value(txn)
+            return None if membership is None else str(membership)
 
         return await self.run("get_cluster_membership", get_cluster_membership_txn)
 
@@ -376,7 +406,7 @@ class ClustersStore(StoreMixin):
                 " ORDER BY c.last_active_ts DESC, c.room_id",
                 (user_id,),
             )
-            return [ClusterRow(*r) for r in txn.fetchall()]
+            return [_cluster_row(row) for row in txn.fetchall()]
 
         return await self.run("get_user_clusters", get_user_clusters_txn)
 

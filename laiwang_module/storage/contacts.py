@@ -14,7 +14,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -72,8 +72,19 @@ class AcquaintanceRow:
 _CONTACT_COLUMNS = "room_id, requester, target, message, source, state, created_ts, updated_ts"
 
 
-def _contact_room(row: Any) -> ContactRoom:
-    return ContactRoom(*row)
+def _contact_room(row: tuple[Any, ...]) -> ContactRoom:
+    """A row of `SELECT {_CONTACT_COLUMNS}`."""
+    room_id, requester, target, message, source, state, created_ts, updated_ts = row
+    return ContactRoom(
+        room_id=room_id,
+        requester=requester,
+        target=target,
+        message=message,
+        source=source,
+        state=state,
+        created_ts=created_ts,
+        updated_ts=updated_ts,
+    )
 
 
 class ContactsStore(StoreMixin):
@@ -124,7 +135,7 @@ class ContactsStore(StoreMixin):
                 " ORDER BY created_ts DESC",
                 (a, b, b, a),
             )
-            return [_contact_room(r) for r in txn.fetchall()]
+            return [_contact_room(row) for row in txn.fetchall()]
 
         return await self.run("get_contact_rooms_between", get_contact_rooms_between_txn)
 
@@ -136,15 +147,15 @@ class ContactsStore(StoreMixin):
         def get_pending_requests_txn(
             txn: LoggingTransaction,
         ) -> tuple[list[ContactRoom], list[ContactRoom]]:
-            out = []
+            pending: dict[str, list[ContactRoom]] = {}
             for column in ("target", "requester"):
                 txn.execute(
                     f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms"
                     f" WHERE {column} = ? AND state = 'pending' ORDER BY created_ts DESC",
                     (user_id,),
                 )
-                out.append([_contact_room(r) for r in txn.fetchall()])
-            return out[0], out[1]
+                pending[column] = [_contact_room(row) for row in txn.fetchall()]
+            return pending["target"], pending["requester"]
 
         return await self.run("get_pending_requests", get_pending_requests_txn)
 
@@ -158,7 +169,7 @@ class ContactsStore(StoreMixin):
                 " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
                 ("org.laiwang.acquaintance",),
             )
-            return sorted(r[0] for r in txn.fetchall())
+            return sorted(room_id for (room_id,) in txn.fetchall())
 
         return await self.run("get_all_contact_room_ids", get_all_contact_room_ids_txn)
 
@@ -201,8 +212,7 @@ class ContactsStore(StoreMixin):
                 "SELECT room_id FROM laiwang_acquaintances WHERE user_id = ? AND other_id = ?",
                 (a, b),
             )
-            row = txn.fetchone()
-            return row[0] if row else None
+            return fetch_value(txn)
 
         return await self.run("get_acquaintance_room", get_acquaintance_room_txn)
 
@@ -216,7 +226,12 @@ class ContactsStore(StoreMixin):
                 " WHERE user_id = ? ORDER BY since_ts DESC, other_id",
                 (user_id,),
             )
-            return [AcquaintanceRow(*r) for r in txn.fetchall()]
+            return [
+                AcquaintanceRow(
+                    other_id=other_id, room_id=room_id, source=source, since_ts=since_ts
+                )
+                for other_id, room_id, source, since_ts in txn.fetchall()
+            ]
 
         return await self.run("get_acquaintances", get_acquaintances_txn)
 

@@ -9,12 +9,13 @@ is stored and for how long). Synapse's own `user_threepids` table is the one sou
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from typing import Any
 
 import attr
 from synapse.storage.database import LoggingTransaction, make_in_list_sql_clause
 from synapse.storage.engines import PostgresEngine
 
-from laiwang_module.storage.base import StoreMixin
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -194,6 +195,32 @@ _SESSION_COLUMNS = (
 )
 
 
+def _msisdn_session(row: tuple[Any, ...]) -> MsisdnSession:
+    """A row of `SELECT {_SESSION_COLUMNS}`."""
+    (
+        sid,
+        lookup_key,
+        sealed_address,
+        code_hash,
+        send_attempt,
+        attempts,
+        created_ts,
+        expires_ts,
+        validated_ts,
+    ) = row
+    return MsisdnSession(
+        sid=sid,
+        lookup_key=lookup_key,
+        sealed_address=sealed_address,
+        code_hash=code_hash,
+        send_attempt=send_attempt,
+        attempts=attempts,
+        created_ts=created_ts,
+        expires_ts=expires_ts,
+        validated_ts=validated_ts,
+    )
+
+
 class DiscoveryStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
@@ -235,7 +262,7 @@ class DiscoveryStore(StoreMixin):
                 " WHERE owner_id = ? AND updated_ts >= ? ORDER BY contact_id",
                 (owner_id, cutoff),
             )
-            return [row[0] for row in txn.fetchall()]
+            return [contact_id for (contact_id,) in txn.fetchall()]
 
         return await self.run("get_address_book_user_ids", get_address_book_user_ids_txn)
 
@@ -249,7 +276,7 @@ class DiscoveryStore(StoreMixin):
                 " WHERE contact_id = ? AND updated_ts >= ? ORDER BY owner_id",
                 (contact_user_id, cutoff),
             )
-            return [row[0] for row in txn.fetchall()]
+            return [owner_id for (owner_id,) in txn.fetchall()]
 
         return await self.run("get_address_book_owners_of", get_address_book_owners_of_txn)
 
@@ -348,7 +375,7 @@ class DiscoveryStore(StoreMixin):
                 " WHERE medium = 'msisdn' AND address > ? ORDER BY address LIMIT ?",
                 (after or "", limit),
             )
-            return [(row[0], row[1]) for row in txn.fetchall()]
+            return [(user_id, address) for user_id, address in txn.fetchall()]
 
         return await self.run("get_msisdn_threepids_page", get_msisdn_threepids_page_txn)
 
@@ -476,8 +503,7 @@ class DiscoveryStore(StoreMixin):
                 "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
                 (owner_id, day),
             )
-            row = txn.fetchone()
-            used = int(row[0]) if row else 0
+            used = int(fetch_value(txn) or 0)
             if used + addresses > max_per_day:
                 return False
             txn.execute(
@@ -496,8 +522,7 @@ class DiscoveryStore(StoreMixin):
                 "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
                 (owner_id, day),
             )
-            row = txn.fetchone()
-            return int(row[0]) if row else 0
+            return int(fetch_value(txn) or 0)
 
         return await self.run("get_lookup_usage", get_lookup_usage_txn)
 
@@ -520,7 +545,7 @@ class DiscoveryStore(StoreMixin):
                 (value,),
             )
             row = txn.fetchone()
-            return MsisdnSession(*row) if row else None
+            return _msisdn_session(row) if row else None
 
         return await self.run("get_msisdn_session", get_msisdn_session_txn)
 
@@ -585,8 +610,7 @@ class DiscoveryStore(StoreMixin):
                 "SELECT sends FROM laiwang_sms_sends WHERE number_key = ? AND day = ?",
                 (number_key, day),
             )
-            row = txn.fetchone()
-            sent = int(row[0]) if row else 0
+            sent = int(fetch_value(txn) or 0)
             if sent >= max_per_day:
                 return False
             txn.execute(
@@ -621,7 +645,15 @@ def get_pepper_state_txn(txn: LoggingTransaction) -> PepperState | None:
     row = txn.fetchone()
     if row is None:
         return None
-    return PepperState(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+    gen, pepper, rotated_ts, built, next_gen, next_pepper = row
+    return PepperState(
+        gen=gen,
+        pepper=pepper,
+        rotated_ts=rotated_ts,
+        built=bool(built),
+        next_gen=next_gen,
+        next_pepper=next_pepper,
+    )
 
 
 def _remember_contacts(

@@ -16,6 +16,8 @@ import attr
 from synapse.storage.database import LoggingTransaction
 from synapse.storage.engines import PostgresEngine
 
+from laiwang_module.storage.base import fetch_value
+
 logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "laiwang_schema_versions"
@@ -45,8 +47,7 @@ def apply_schema(txn: LoggingTransaction, schema: Schema) -> int:
     if isinstance(txn.database_engine, PostgresEngine):
         txn.execute(f"LOCK TABLE {VERSION_TABLE} IN EXCLUSIVE MODE")
     txn.execute(f"SELECT version FROM {VERSION_TABLE} WHERE feature = ?", (schema.feature,))
-    row = txn.fetchone()
-    current = row[0] if row else 0
+    current = fetch_value(txn) or 0
     ran = 0
     for version, statements in schema.migrations:
         if version <= current:

@@ -41,11 +41,12 @@ class SettingsStore(StoreMixin):
             row = txn.fetchone()
             if row is None:
                 return {}
+            discoverable, accept_requests_from = row
             out: dict[str, Any] = {}
-            if row[0] is not None:
-                out["discoverable"] = bool(row[0])
-            if row[1] is not None:
-                out["accept_requests_from"] = row[1]
+            if discoverable is not None:
+                out["discoverable"] = bool(discoverable)
+            if accept_requests_from is not None:
+                out["accept_requests_from"] = accept_requests_from
             return out
 
         return await self.run("get_user_settings", get_user_settings_txn)

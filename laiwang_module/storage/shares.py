@@ -18,7 +18,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from laiwang_module.storage.schema import Schema
 
 SCHEMA = Schema(
@@ -104,26 +104,36 @@ def get_feed_txn(
     bound_before = ""
     bound_args: list[object] = []
     if before is not None:
+        before_ts, before_id = before
         bound_before = "AND p.ts < ?"
-        bound_args = [before[0]]
+        bound_args = [before_ts]
     txn.execute(
         _BOUND_SQL.format(before=bound_before, authors=_AUTHORS),
         [*bound_args, user_id, user_id, limit - 1],
     )
-    row = txn.fetchone()
+    head = fetch_value(txn)
     conditions: list[str] = []
     args: list[object] = []
-    if row is not None:
+    if head is not None:
         conditions.append("AND ts >= ?")
-        args.append(int(row[0]))
+        args.append(int(head))
     if before is not None:
         conditions.append("AND (ts < ? OR (ts = ? AND event_id < ?))")
-        args += [before[0], before[0], before[1]]
+        args += [before_ts, before_ts, before_id]
     txn.execute(
         _FEED_SQL.format(authors=_AUTHORS, after=" ".join(conditions)),
         [user_id, user_id, *args, limit],
     )
-    return [FeedRow(str(e), str(r), int(t), int(a), int(c)) for e, r, t, a, c in txn.fetchall()]
+    return [
+        FeedRow(
+            event_id=str(event_id),
+            room_id=str(room_id),
+            ts=int(ts),
+            reactions=int(reactions),
+            comments=int(comments),
+        )
+        for event_id, room_id, ts, reactions, comments in txn.fetchall()
+    ]
 
 
 class SharesStore(StoreMixin):
@@ -132,16 +142,16 @@ class SharesStore(StoreMixin):
     async def get_timeline(self, owner: str) -> str | None:
         def get_timeline_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            room_id = fetch_value(txn)
+            return None if room_id is None else str(room_id)
 
         return await self.run("get_timeline", get_timeline_txn)
 
     async def get_timeline_owner(self, room_id: str) -> str | None:
         def get_timeline_owner_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT owner FROM laiwang_timelines WHERE room_id = ?", (room_id,))
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            owner = fetch_value(txn)
+            return None if owner is None else str(owner)
 
         return await self.run("get_timeline_owner", get_timeline_owner_txn)
 
@@ -156,8 +166,8 @@ class SharesStore(StoreMixin):
                 (owner, room_id, now),
             )
             txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
-            row = txn.fetchone()
-            return str(row[0]) if row else room_id
+            recorded = fetch_value(txn)
+            return room_id if recorded is None else str(recorded)
 
         return await self.run("claim_timeline", claim_timeline_txn)
 
