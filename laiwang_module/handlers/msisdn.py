@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from synapse.api.errors import Codes, SynapseError
 
 from laiwang_module.sms import SmsSender, build_sender
-from laiwang_module.storage.discovery import DAY_MS, MsisdnSession
+from laiwang_module.storage.discovery import DAY_MS
+from laiwang_module.storage.msisdn import MsisdnSession
 from rooms.msisdn import (
     MEDIUM,
     SubmitToken,

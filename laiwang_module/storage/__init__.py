@@ -15,7 +15,7 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, clusters, contacts, discovery, settings, shares
+from laiwang_module.storage import aa, clusters, contacts, discovery, msisdn, settings, shares
 from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
 
 P = ParamSpec("P")
@@ -35,6 +35,7 @@ class LaiwangStore(
     aa.AAStore,
     settings.SettingsStore,
     discovery.DiscoveryStore,
+    msisdn.MsisdnStore,
     contacts.ContactsStore,
     shares.SharesStore,
     clusters.ClustersStore,

@@ -24,6 +24,9 @@ class StoreMixin:
             **kwargs: P.kwargs,
         ) -> T: ...
 
+    def _now(self) -> int:
+        return int(self._api.get_current_time_msec())
+
 
 def fetch_value(txn: LoggingTransaction) -> Any:
     """The one column of the one row the last query returned; None when it returned no row."""
