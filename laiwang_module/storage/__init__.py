@@ -1,8 +1,8 @@
 """The module's storage: every SQL statement lives in this package.
 
-`LaiwangStore` is composed of one mixin per feature, each owning its `Schema`. The schema is
-brought up to date once per process before the first query (`ensure_schema`), so nothing needs
-awaiting in the module's synchronous `__init__`.
+`LaiwangStore` is composed of one mixin per feature. Every feature's tables are in
+`schema/migrations.py`; the schema is brought up to date once per process before the first query
+(`ensure_schema`), so nothing needs awaiting in the module's synchronous `__init__`.
 """
 
 from __future__ import annotations
@@ -16,19 +16,11 @@ from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
 from laiwang_module.storage import aa, clusters, contacts, discovery, msisdn, settings, shares
-from laiwang_module.storage.schema import Schema, apply_schema, create_version_table
+from laiwang_module.storage.schema import apply_schema_txn, prepare_version_table_txn
+from laiwang_module.storage.schema.migrations import SCHEMAS
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-SCHEMAS: tuple[Schema, ...] = (
-    settings.SCHEMA,
-    discovery.SCHEMA,
-    contacts.SCHEMA,
-    aa.SCHEMA,
-    shares.SCHEMA,
-    clusters.SCHEMA,
-)
 
 
 class LaiwangStore(
@@ -56,10 +48,10 @@ class LaiwangStore(
 
     async def _migrate(self) -> None:
         try:
-            await self._api.run_db_interaction("laiwang_schema_table", create_version_table)
+            await self._api.run_db_interaction("laiwang_schema_table", prepare_version_table_txn)
             for schema in SCHEMAS:
                 await self._api.run_db_interaction(
-                    f"laiwang_schema_{schema.feature}", apply_schema, schema
+                    f"laiwang_schema_{schema.feature}", apply_schema_txn, schema
                 )
         except Exception:
             self._schema_ready = None  # let the next query try again

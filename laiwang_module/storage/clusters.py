@@ -16,65 +16,7 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from laiwang_module.storage.schema import Schema
 from rooms.clusters import MemberRow, discovery_key
-
-SCHEMA = Schema(
-    "clusters",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_clusters ("
-                " room_id TEXT NOT NULL PRIMARY KEY,"
-                " topic TEXT NOT NULL,"
-                " creator TEXT NOT NULL,"
-                " created_ts BIGINT NOT NULL,"
-                " member_count BIGINT NOT NULL DEFAULT 0,"
-                " last_active_ts BIGINT NOT NULL,"
-                # 0: members not yet read from the room's full state; 1: done.
-                " members_synced SMALLINT NOT NULL DEFAULT 0)",
-                "CREATE TABLE IF NOT EXISTS laiwang_cluster_members ("
-                " room_id TEXT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " membership TEXT NOT NULL,"
-                " invited_by TEXT,"
-                " joined_ts BIGINT NOT NULL,"
-                " event_id TEXT NOT NULL,"
-                " PRIMARY KEY (room_id, user_id))",
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_user"
-                " ON laiwang_cluster_members (user_id, room_id)",
-                # One row per knock this server decided on: the claim that makes one process
-                # (of several workers) approve it.
-                "CREATE TABLE IF NOT EXISTS laiwang_cluster_knocks ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL,"
-                " knocker TEXT NOT NULL,"
-                " approver TEXT,"
-                " ts BIGINT NOT NULL)",
-            ],
-        ),
-        (
-            2,
-            [
-                # Covering indexes: the join decision reads one cluster's members by
-                # (room_id, user_id) and discovery reads acquaintances' memberships by user,
-                # without touching the table rows (bench/clusters_bench.py: 5x to 15x faster on
-                # SQLite, whose page cache is small).
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_room_cover"
-                " ON laiwang_cluster_members (room_id, user_id, membership, joined_ts)",
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_user_join"
-                " ON laiwang_cluster_members (user_id, membership, room_id)",
-                "DROP INDEX IF EXISTS laiwang_cluster_members_user",
-                "CREATE INDEX IF NOT EXISTS laiwang_clusters_active"
-                " ON laiwang_clusters (room_id, last_active_ts)",
-                # When a process claimed the member sync: a claim whose process died (or
-                # stalled) for 10 minutes can be taken over.
-                "ALTER TABLE laiwang_clusters ADD COLUMN sync_claimed_ts BIGINT",
-            ],
-        ),
-    ],
-)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -15,38 +15,6 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "acquaintances",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_contact_rooms ("
-                " room_id TEXT NOT NULL PRIMARY KEY,"
-                " requester TEXT NOT NULL,"
-                " target TEXT NOT NULL,"
-                " message TEXT,"
-                " source TEXT NOT NULL,"
-                " state TEXT NOT NULL,"
-                " created_ts BIGINT NOT NULL,"
-                " updated_ts BIGINT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_requester"
-                " ON laiwang_contact_rooms (requester, target)",
-                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_target"
-                " ON laiwang_contact_rooms (target, requester)",
-                "CREATE TABLE IF NOT EXISTS laiwang_acquaintances ("
-                " user_id TEXT NOT NULL,"
-                " other_id TEXT NOT NULL,"
-                " room_id TEXT NOT NULL,"
-                " source TEXT NOT NULL,"
-                " since_ts BIGINT NOT NULL,"
-                " PRIMARY KEY (user_id, other_id))",
-            ],
-        )
-    ],
-)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -7,23 +7,6 @@ from typing import Any
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "settings",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_user_settings ("
-                " user_id TEXT NOT NULL PRIMARY KEY,"
-                " discoverable BOOLEAN,"  # NULL: the configured default
-                " accept_requests_from TEXT,"  # NULL: the configured default
-                " updated_ts BIGINT NOT NULL)",
-            ],
-        )
-    ],
-)
 
 
 class SettingsStore(StoreMixin):

@@ -19,35 +19,6 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "timeline",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_timelines ("
-                " owner TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL UNIQUE,"
-                " created_ts BIGINT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS laiwang_timeline_posts ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL,"
-                " owner TEXT NOT NULL,"
-                " ts BIGINT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_timeline_posts_owner_ts"
-                " ON laiwang_timeline_posts (owner, ts, event_id)",
-                "CREATE TABLE IF NOT EXISTS laiwang_timeline_relations ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " post_id TEXT NOT NULL,"
-                " kind TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_timeline_relations_post"
-                " ON laiwang_timeline_relations (post_id, kind)",
-            ],
-        )
-    ],
-)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from laiwang_module.storage import aa as ledger
+from laiwang_module.storage.schema.migrations import AA
 from rooms.aa import AAPayment, AARequest, split_equal
 
 USERS = ["@a:x", "@b:x", "@c:y", "@d:y"]
@@ -47,7 +48,7 @@ def fresh() -> tuple[sqlite3.Connection, Any]:
     """A database with the ledger's schema; the Txn stands in for Synapse's (typed Any)."""
     conn = sqlite3.connect(":memory:")
     txn: Any = Txn(conn)
-    for _, statements in ledger.SCHEMA.migrations:
+    for _, statements in AA.migrations:
         for s in statements:
             txn.execute(s)
     return conn, txn

@@ -376,10 +376,10 @@ def test_posts_and_relations_for_the_feed():
 def _feed_db(acquainted: set[str], posts: list[tuple[str, str, int]]) -> Any:
     import sqlite3
 
-    from laiwang_module.storage.shares import SCHEMA
+    from laiwang_module.storage.schema.migrations import SHARES
 
     db = sqlite3.connect(":memory:")
-    for _version, statements in SCHEMA.migrations:
+    for _version, statements in SHARES.migrations:
         for statement in statements:
             db.execute(statement)
     db.execute(

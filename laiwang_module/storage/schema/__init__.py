@@ -1,10 +1,11 @@
 """Ordered, idempotent schema migrations for the module's own tables in Synapse's database.
 
-Each feature owns a `Schema`: a name and a list of `(version, statements)`. The table
-`laiwang_schema_versions` records the version each feature has reached. Migrations run in one
-transaction per feature; on PostgreSQL the version table is locked first so that several Synapse
-workers starting at once apply each migration exactly once (SQLite serialises writers anyway).
-The SQL must run on both engines: `BIGINT`, `TEXT`, `BOOLEAN`, `ON CONFLICT … DO …`.
+Each feature owns a `Schema`: a name and a list of `(version, statements)`; all of them are in
+`migrations.py`, so that every table is in one place. The table `laiwang_schema_versions`
+records the version each feature has reached. Migrations run in one transaction per feature; on
+PostgreSQL the version table is locked first so that several Synapse workers starting at once
+apply each migration exactly once (SQLite serialises writers anyway). The SQL must run on both
+engines: `BIGINT`, `TEXT`, `BOOLEAN`, `ON CONFLICT … DO …`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "laiwang_schema_versions"
 
+# (old, new) names of features whose versions earlier releases recorded under the old name.
+RENAMED_FEATURES = (("acquaintances", "contacts"), ("timeline", "shares"))
+
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Schema:
@@ -34,18 +38,34 @@ class Schema:
             raise ValueError(f"{self.feature}: migrations must be numbered 1, 2, 3, …")
 
 
-def create_version_table(txn: LoggingTransaction) -> None:
+def _lock_version_table(txn: LoggingTransaction) -> None:
+    if isinstance(txn.database_engine, PostgresEngine):
+        txn.execute(f"LOCK TABLE {VERSION_TABLE} IN EXCLUSIVE MODE")
+
+
+def prepare_version_table_txn(txn: LoggingTransaction) -> None:
+    """Create the version table, and move the versions recorded under a renamed feature's old
+    name to its new one, under the lock, before any feature is migrated. Idempotent: on a new
+    or already renamed database it changes nothing."""
     txn.execute(
         f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
         " feature TEXT NOT NULL PRIMARY KEY,"
         " version INTEGER NOT NULL)"
     )
+    _lock_version_table(txn)
+    for old, new in RENAMED_FEATURES:
+        # Should both names be recorded (a process of an earlier release started after the
+        # rename, and recreated its tables with IF NOT EXISTS), the new name's version stands.
+        txn.execute(
+            f"UPDATE {VERSION_TABLE} SET feature = ? WHERE feature = ?"
+            f" AND NOT EXISTS (SELECT 1 FROM {VERSION_TABLE} WHERE feature = ?)",
+            (new, old, new),
+        )
 
 
-def apply_schema(txn: LoggingTransaction, schema: Schema) -> int:
+def apply_schema_txn(txn: LoggingTransaction, schema: Schema) -> int:
     """Bring one feature's tables up to date; returns how many migrations ran."""
-    if isinstance(txn.database_engine, PostgresEngine):
-        txn.execute(f"LOCK TABLE {VERSION_TABLE} IN EXCLUSIVE MODE")
+    _lock_version_table(txn)
     txn.execute(f"SELECT version FROM {VERSION_TABLE} WHERE feature = ?", (schema.feature,))
     current = fetch_value(txn) or 0
     ran = 0
