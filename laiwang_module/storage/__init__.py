@@ -3,6 +3,11 @@
 `LaiwangStore` is composed of one mixin per feature. Every feature's tables are in
 `schema/migrations.py`; the schema is brought up to date once per process before the first query
 (`ensure_schema`), so nothing needs awaiting in the module's synchronous `__init__`.
+
+Conventions: a store method runs its SQL with `self.run(desc, func, *args)`, desc normally the
+method's name and `func` named `<desc>_txn`; rows are unpacked into names, never read by
+position. The mixins share one namespace, so method names say their feature where the noun
+alone would not (`get_aa_request`, not `get_request`).
 """
 
 from __future__ import annotations
