@@ -10,7 +10,7 @@ On a real Synapse with the module (one per database), the module's tables are se
    about 8,000 (cluster, acquaintance) pairs to rank). The median round trip of the endpoint is
    reported. Target: median under 100 ms.
 2. The join decision — "which joined members of this cluster are acquaintances of the caller" —
-   the very SQL of `laiwang_module.storage.clusters.acquainted_members_txn`, timed straight on
+   the very SQL of `laiwang_module.storage.clusters.get_acquainted_members_txn`, timed straight on
    the database for clusters of 1,000, 10,000 and 100,000 members and callers with 10, 100, 500
    and 2,000 acquaintances (a tenth of them members of the cluster). Target: under 5 ms for a 10,000-member cluster, growing with the
    caller's acquaintances, not with the cluster's size.
@@ -39,7 +39,7 @@ from bench.common import (
     median_p95_ms,
     timed,
 )
-from laiwang_module.storage.clusters import acquainted_members_txn
+from laiwang_module.storage.clusters import get_acquainted_members_txn
 
 Row = tuple[Any, ...]
 CLUSTER_COLUMNS = (
@@ -133,12 +133,12 @@ def bench_decision(
             seed_cluster(db, server, room_id, size, caller, inside, friends - inside)
             analyze(db)
             txn = db.txn()
-            found = acquainted_members_txn(txn, room_id, caller)
+            found = get_acquainted_members_txn(txn, room_id, caller)
             assert len(found) == inside, (len(found), friends)
             for _ in range(5):
-                acquainted_members_txn(txn, room_id, caller)
+                get_acquainted_members_txn(txn, room_id, caller)
             times = [
-                timed(lambda: acquainted_members_txn(txn, room_id, caller))  # noqa: B023
+                timed(lambda: get_acquainted_members_txn(txn, room_id, caller))  # noqa: B023
                 for _ in range(args.decisions)
             ]
             out.append({"size": size, "friends": friends, "ms": statistics.median(times) * 1000})

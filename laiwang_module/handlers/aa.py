@@ -41,7 +41,7 @@ class AAStatusCache(ModuleCache):
     @cached(max_entries=50000)
     async def get_aa_status(self, event_id: str) -> dict[str, Any] | None:
         """The request's live status for `unsigned`, or None for an event that is no AA request."""
-        status = await self._store.aa_get_status(event_id)
+        status = await self._store.get_aa_status(event_id)
         if status is None:
             return None
         state, paid_count, unpaid = status
@@ -81,7 +81,7 @@ class AAHandler:
         return members
 
     async def _request_in_room(self, room_id: str, event_id: str) -> aa.RequestView:
-        request = await self._store.aa_get_request(event_id)
+        request = await self._store.get_aa_request(event_id)
         if request is None or request.room_id != room_id:
             raise NotFound("No AA request with this id in this room")
         return request
@@ -147,7 +147,7 @@ class AAHandler:
         # One `pay` at a time per share (a double click, two devices, two workers): the event
         # check cannot see a payment that is sent but not yet in the ledger.
         now = self._api.get_current_time_msec()
-        if not await self._store.aa_claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
+        if not await self._store.claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
             raise LimitExceeded(
                 "A payment for this share is under way; retry to get its result",
                 retry_after_ms=1000,
@@ -156,17 +156,17 @@ class AAHandler:
             event = await self._send(room_id, user_id, payment.content(text))
             await self.apply_event(event)
         finally:
-            await self._store.aa_release_payment(event_id, payer)
+            await self._store.release_payment(event_id, payer)
         # A payment that raced another one is recorded but ignored: answer with the winner.
         first = await self._payment_of(event_id, payer)
         return first or await self._payment_json(event.event_id)
 
     async def _payment_of(self, request_id: str, payer: str) -> dict[str, Any] | None:
-        payment_id = (await self._store.aa_get_share_payments(request_id)).get(payer)
+        payment_id = (await self._store.get_aa_share_payments(request_id)).get(payer)
         return await self._payment_json(payment_id) if payment_id else None
 
     async def _payment_json(self, payment_event_id: str) -> dict[str, Any]:
-        payment = await self._store.aa_get_payment(payment_event_id)
+        payment = await self._store.get_payment(payment_event_id)
         assert payment is not None
         return payment
 
@@ -176,7 +176,7 @@ class AAHandler:
         """Apply every payment rule of `rooms.aa.check_payment`, with the ledger's word on the
         receipt id. Raises Forbidden or ValidationError; shared by `pay` and the event check."""
         key = payment.receipt_key
-        used = key is not None and await self._store.aa_receipt_used(*key)
+        used = key is not None and await self._store.is_receipt_used(*key)
         aa.check_payment(payment, sender, request, self._providers, used)
 
     async def close(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class AAHandler:
         members = await self._require_joined(room_id, user_id)
         if request.state == aa.CLOSED and user_id == request.payee:
             # A retry: the request is closed already.
-            return {"event_id": await self._store.aa_get_close_event(event_id)}
+            return {"event_id": await self._store.get_aa_close_event(event_id)}
         aa.check_close(user_id, request)
         content = {
             "msgtype": aa.MSGTYPE_CLOSE,
@@ -211,7 +211,7 @@ class AAHandler:
             raise InvalidParam("request", f"is {request.state}: there is nobody to remind")
         unpaid = [p for p in request.shares if p not in request.paid]
         now = self._api.get_current_time_msec()
-        wait_ms = await self._store.aa_claim_reminder(event_id, now, REMIND_INTERVAL_MS)
+        wait_ms = await self._store.claim_reminder(event_id, now, REMIND_INTERVAL_MS)
         if wait_ms:
             raise LimitExceeded(
                 "A reminder for this request was sent less than an hour ago",
@@ -227,7 +227,7 @@ class AAHandler:
         try:
             event = await self._send(room_id, user_id, content)
         except Exception:
-            await self._store.aa_release_reminder(event_id, now)
+            await self._store.release_reminder(event_id, now)
             raise
         return {"event_id": event.event_id, "mentioned": unpaid}
 
@@ -239,7 +239,7 @@ class AAHandler:
             members = await self._members(room_id, [user_id])
             if user_id not in self._joined(members):
                 raise NotFound("No AA request with this id in this room")
-        payments = await self._store.aa_get_share_payments(event_id)
+        payments = await self._store.get_aa_share_payments(event_id)
         return {
             "title": request.title,
             "payee": request.payee,
@@ -258,7 +258,7 @@ class AAHandler:
 
     async def balances(self, user_id: str) -> dict[str, Any]:
         """The caller's net balance with each counterparty, per currency."""
-        return {"balances": await self._store.aa_get_balances(user_id)}
+        return {"balances": await self._store.get_balances(user_id)}
 
     # --- the event check (local and federated events alike) ---------------------------------
 
@@ -270,13 +270,13 @@ class AAHandler:
         target = aa.edit_target(content)
         msgtype = aa.aa_msgtype(content)
         if target is not None:
-            target_is_aa = bool(target) and await self._store.aa_is_aa_event(target)
+            target_is_aa = bool(target) and await self._store.is_aa_event(target)
             aa.check_not_an_aa_edit(content, target_is_aa)
             return
         if msgtype is None:
             return
         aa.check_known_msgtype(msgtype)
-        if await self._store.aa_is_aa_event(event.event_id):
+        if await self._store.is_aa_event(event.event_id):
             return  # judged and applied already (a re-delivered or re-checked event)
         if msgtype == aa.MSGTYPE_REQUEST:
             req = aa.parse_request_content(content)
@@ -291,7 +291,7 @@ class AAHandler:
             aa.check_close(event.sender, await self._referenced_request(event.room_id, request_id))
 
     async def _referenced_request(self, room_id: str, request_id: str) -> aa.RequestView:
-        request = await self._store.aa_get_request(request_id)
+        request = await self._store.get_aa_request(request_id)
         if request is None or request.room_id != room_id:
             raise InvalidParam("m.relates_to.event_id", "is not an AA request of this room")
         return request
@@ -303,7 +303,7 @@ class AAHandler:
         change: LedgerChange | None = None
         if event.type == "m.room.redaction":
             if event.redacts:
-                change = await self._store.aa_apply_redaction(event.event_id, event.redacts)
+                change = await self._store.apply_aa_redaction(event.event_id, event.redacts)
                 if change is not None and notify:
                     self._api.run_as_background_process(
                         "laiwang_aa_redaction_notice", self._redaction_notice, event, change
@@ -323,13 +323,13 @@ class AAHandler:
                 return None
             if msgtype == aa.MSGTYPE_REQUEST:
                 req = aa.parse_request_content(content)
-                return await self._store.aa_apply_request(event.event_id, event.room_id, req, ts)
+                return await self._store.apply_aa_request(event.event_id, event.room_id, req, ts)
             if msgtype == aa.MSGTYPE_PAYMENT:
                 payment = aa.parse_payment_content(content)
-                return await self._store.aa_apply_payment(event.event_id, event.sender, payment, ts)
+                return await self._store.apply_aa_payment(event.event_id, event.sender, payment, ts)
             if msgtype == aa.MSGTYPE_CLOSE:
                 request_id = aa.parse_close_content(content)
-                return await self._store.aa_apply_close(event.event_id, event.sender, request_id)
+                return await self._store.apply_aa_close(event.event_id, event.sender, request_id)
         except InvalidParam as e:
             # Only events persisted before the check existed can be malformed here.
             logger.warning("laiwang: AA event %s ignored by the ledger: %s", event.event_id, e)
@@ -337,10 +337,10 @@ class AAHandler:
 
     async def _redaction_notice(self, redaction: EventBase, change: LedgerChange) -> None:
         """Say in the room what a redaction did to the ledger, once, from the payee's server."""
-        request = await self._store.aa_get_request(change.request_event_id)
+        request = await self._store.get_aa_request(change.request_event_id)
         if request is None or not self._api.is_mine(request.payee):
             return
-        if not await self._store.aa_claim_redaction_notice(redaction.event_id):
+        if not await self._store.claim_redaction_notice(redaction.event_id):
             return
         members = await self._members(request.room_id, [redaction.sender])
         who = self._name(members, redaction.sender)
@@ -376,8 +376,8 @@ class AAHandler:
         request is gone rather than void, a redacted payment leaves its share unpaid."""
         if not await self._api.is_user_admin(user_id):
             raise Forbidden("Only server admins may rebuild the AA ledger")
-        before = await self._store.aa_forget_room(room_id)
-        event_ids = await self._store.aa_room_event_ids(room_id)
+        before = await self._store.forget_aa_room(room_id)
+        event_ids = await self._store.get_room_event_ids(room_id)
         applied = 0
         for start in range(0, len(event_ids), 500):
             for event in await get_events_as_list(self._api, event_ids[start : start + 500]):
@@ -385,7 +385,7 @@ class AAHandler:
                     continue
                 applied += 1
                 await self.apply_event(event, notify=False)
-        after = await self._store.aa_room_request_ids(room_id)
+        after = await self._store.get_aa_request_ids(room_id)
         for request_id in set(before) | set(after):
             await self._api.invalidate_cache(self.status_cache.get_aa_status, (request_id,))
         return {"room_id": room_id, "events": applied, "requests": len(after)}

@@ -12,7 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from laiwang_module.sms import SmsSender, build_sender
-from laiwang_module.storage.discovery import DAY_MS, MsisdnSession
+from laiwang_module.storage.discovery import DAY_MS
+from laiwang_module.storage.msisdn import MsisdnSession
 from rooms.errors import BadRequest, LimitExceeded, NotFound
 from rooms.msisdn import (
     MEDIUM,

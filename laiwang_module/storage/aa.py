@@ -14,91 +14,8 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from rooms.aa import CLOSED, OPEN, SETTLED, VOID, AAPayment, AARequest, RequestView
-
-SCHEMA = Schema(
-    "aa",
-    [
-        (
-            1,
-            [
-                # Every AA event the ledger has seen, with what it did ("applied" or "ignored").
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_events ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " kind TEXT NOT NULL,"  # request | payment | close
-                " request_event_id TEXT NOT NULL,"
-                " outcome TEXT NOT NULL,"  # applied | ignored | void
-                " reason TEXT)",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_requests ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL,"
-                " payee TEXT NOT NULL,"
-                " title TEXT NOT NULL,"
-                " currency TEXT NOT NULL,"
-                " total BIGINT NOT NULL,"
-                " state TEXT NOT NULL,"
-                " close_event_id TEXT,"
-                " redaction_event_id TEXT,"
-                " ts BIGINT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_shares ("
-                " request_event_id TEXT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " position INTEGER NOT NULL,"
-                " amount BIGINT NOT NULL,"
-                " paid BOOLEAN NOT NULL,"
-                " payment_event_id TEXT,"
-                " PRIMARY KEY (request_event_id, user_id))",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_payments ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " request_event_id TEXT NOT NULL,"
-                " payer TEXT NOT NULL,"
-                " sender TEXT NOT NULL,"
-                " amount BIGINT NOT NULL,"
-                " currency TEXT NOT NULL,"
-                " method TEXT NOT NULL,"
-                " provider TEXT,"
-                " receipt_id TEXT,"
-                " ts BIGINT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_aa_payments_request"
-                " ON laiwang_aa_payments (request_event_id, payer)",
-                # A receipt id proves one payment only: the primary key makes reuse impossible.
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_receipts ("
-                " provider TEXT NOT NULL,"
-                " receipt_id TEXT NOT NULL,"
-                " payment_event_id TEXT NOT NULL,"
-                " PRIMARY KEY (provider, receipt_id))",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_reminders ("
-                " request_event_id TEXT NOT NULL PRIMARY KEY,"
-                " last_ts BIGINT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_balances ("
-                " user_id TEXT NOT NULL,"
-                " counterparty TEXT NOT NULL,"
-                " currency TEXT NOT NULL,"
-                " net BIGINT NOT NULL,"
-                " PRIMARY KEY (user_id, counterparty, currency))",
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_redactions ("
-                " redaction_event_id TEXT NOT NULL PRIMARY KEY,"
-                " redacted_event_id TEXT NOT NULL,"
-                " kind TEXT NOT NULL,"
-                " request_event_id TEXT NOT NULL,"
-                " notice_claimed BOOLEAN NOT NULL)",
-            ],
-        ),
-        (
-            2,
-            [
-                # A `pay` call in flight for a share, so that a double click sends one payment.
-                "CREATE TABLE IF NOT EXISTS laiwang_aa_pay_claims ("
-                " request_event_id TEXT NOT NULL,"
-                " payer TEXT NOT NULL,"
-                " claimed_ts BIGINT NOT NULL,"
-                " PRIMARY KEY (request_event_id, payer))",
-            ],
-        ),
-    ],
-)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -142,13 +59,34 @@ def _ignore(txn: LoggingTransaction, event_id: str, reason: str) -> None:
     )
 
 
-def _request_row(txn: LoggingTransaction, event_id: str) -> tuple[Any, ...] | None:
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class _RequestRow:
+    room_id: str
+    payee: str
+    title: str
+    currency: str
+    total: int
+    state: str
+
+
+def _request_row(txn: LoggingTransaction, event_id: str) -> _RequestRow | None:
     txn.execute(
         "SELECT room_id, payee, title, currency, total, state FROM laiwang_aa_requests"
         " WHERE event_id = ?",
         (event_id,),
     )
-    return txn.fetchone()
+    row = txn.fetchone()
+    if row is None:
+        return None
+    room_id, payee, title, currency, total, state = row
+    return _RequestRow(
+        room_id=room_id,
+        payee=payee,
+        title=title,
+        currency=currency,
+        total=int(total),
+        state=state,
+    )
 
 
 def _unpaid(txn: LoggingTransaction, request_event_id: str) -> list[tuple[str, int]]:
@@ -157,19 +95,18 @@ def _unpaid(txn: LoggingTransaction, request_event_id: str) -> list[tuple[str, i
         " WHERE request_event_id = ? AND paid = ? ORDER BY position",
         (request_event_id, False),
     )
-    return [(r[0], int(r[1])) for r in txn.fetchall()]
+    return [(user_id, int(amount)) for user_id, amount in txn.fetchall()]
 
 
 def _set_debts(txn: LoggingTransaction, request_event_id: str, sign: int) -> None:
     """Add (+1) or remove (-1) the debts of every unpaid share of a request."""
-    row = _request_row(txn, request_event_id)
-    assert row is not None
-    payee, currency = row[1], row[3]
+    request = _request_row(txn, request_event_id)
+    assert request is not None
     for user_id, amount in _unpaid(txn, request_event_id):
-        _add_debt(txn, payee, user_id, currency, sign * amount)
+        _add_debt(txn, request.payee, user_id, request.currency, sign * amount)
 
 
-def apply_request_txn(
+def apply_aa_request_txn(
     txn: LoggingTransaction, event_id: str, room_id: str, req: AARequest, ts: int
 ) -> LedgerChange | None:
     if not _claim_event(txn, event_id, "request", event_id):
@@ -195,7 +132,7 @@ def apply_request_txn(
     return LedgerChange(event_id, "request", True)
 
 
-def apply_payment_txn(
+def apply_aa_payment_txn(
     txn: LoggingTransaction, event_id: str, sender: str, payment: AAPayment, ts: int
 ) -> LedgerChange | None:
     """Record a payment; it settles the payer's share only if that share is still unpaid in an
@@ -205,35 +142,35 @@ def apply_payment_txn(
     if not _claim_event(txn, event_id, "payment", request_id):
         return None
     receipt = payment.receipt_key
+    provider, receipt_id = receipt if receipt is not None else (None, None)
     txn.execute(
         "INSERT INTO laiwang_aa_payments (event_id, request_event_id, payer, sender, amount,"
         " currency, method, provider, receipt_id, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (event_id, request_id, payment.payer, sender, payment.amount, payment.currency,
-         payment.method, receipt[0] if receipt else None, receipt[1] if receipt else None, ts),
+         payment.method, provider, receipt_id, ts),
     )  # fmt: skip
-    row = _request_row(txn, request_id)
-    if row is None or row[5] != OPEN:
-        _ignore(txn, event_id, "request is not open" if row else "unknown request")
+    request = _request_row(txn, request_id)
+    if request is None or request.state != OPEN:
+        _ignore(txn, event_id, "request is not open" if request is not None else "unknown request")
         return LedgerChange(request_id, "payment", False)
-    payee, currency = row[1], row[3]
+    payee, currency = request.payee, request.currency
     txn.execute(
         "SELECT amount, paid FROM laiwang_aa_shares WHERE request_event_id = ? AND user_id = ?",
         (request_id, payment.payer),
     )
     share = txn.fetchone()
-    if (
-        share is None
-        or bool(share[1])
-        or share[0] != payment.amount
-        or currency != payment.currency
-    ):
+    matches = False
+    if share is not None:
+        share_amount, share_paid = share
+        matches = not share_paid and share_amount == payment.amount and currency == payment.currency
+    if not matches:
         _ignore(txn, event_id, "no matching unpaid share")
         return LedgerChange(request_id, "payment", False)
     if receipt is not None:
         txn.execute(
             "INSERT INTO laiwang_aa_receipts (provider, receipt_id, payment_event_id)"
             " VALUES (?, ?, ?) ON CONFLICT (provider, receipt_id) DO NOTHING",
-            (receipt[0], receipt[1], event_id),
+            (provider, receipt_id, event_id),
         )
         if txn.rowcount != 1:
             _ignore(txn, event_id, "receipt id already used")
@@ -251,15 +188,15 @@ def apply_payment_txn(
     return LedgerChange(request_id, "payment", True)
 
 
-def apply_close_txn(
+def apply_aa_close_txn(
     txn: LoggingTransaction, event_id: str, sender: str, request_id: str
 ) -> LedgerChange | None:
     """Close an open request: the unpaid shares are no longer owed (as WeChat's "stop
     collecting": only the unpaid stop)."""
     if not _claim_event(txn, event_id, "close", request_id):
         return None
-    row = _request_row(txn, request_id)
-    if row is None or row[5] != OPEN or row[1] != sender:
+    request = _request_row(txn, request_id)
+    if request is None or request.state != OPEN or request.payee != sender:
         _ignore(txn, event_id, "request is not open, or sender is not the payee")
         return LedgerChange(request_id, "close", False)
     _set_debts(txn, request_id, -1)
@@ -270,7 +207,7 @@ def apply_close_txn(
     return LedgerChange(request_id, "close", True)
 
 
-def apply_redaction_txn(
+def apply_aa_redaction_txn(
     txn: LoggingTransaction, redaction_event_id: str, redacted_event_id: str
 ) -> LedgerChange | None:
     """Undo what a redacted AA event did (docs/api/aa.md, "Redactions"):
@@ -298,10 +235,10 @@ def apply_redaction_txn(
         "UPDATE laiwang_aa_events SET outcome = 'void', reason = ? WHERE event_id = ?",
         (f"redacted by {redaction_event_id}", redacted_event_id),
     )
-    row = _request_row(txn, request_id)
-    if row is None:
+    request = _request_row(txn, request_id)
+    if request is None:
         return None
-    state = row[5]
+    state = request.state
     detail: dict[str, Any] = {"previous_state": state}
     if kind == "request":
         if state == OPEN:
@@ -325,7 +262,7 @@ def apply_redaction_txn(
             (False, request_id, redacted_event_id),
         )
         if state in (OPEN, SETTLED):
-            _add_debt(txn, row[1], payer, row[3], amount)
+            _add_debt(txn, request.payee, payer, request.currency, amount)
             txn.execute(
                 "UPDATE laiwang_aa_requests SET state = ? WHERE event_id = ?", (OPEN, request_id)
             )
@@ -339,12 +276,12 @@ def apply_redaction_txn(
     return LedgerChange(request_id, kind, True, detail)
 
 
-def forget_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+def forget_aa_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     """Remove a room's ledger (and its share of everyone's balances) before a rebuild.
     Returns the request ids that were there, so their cached status can be dropped."""
     txn.execute("SELECT event_id, state FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
     requests = txn.fetchall()
-    ids = [r[0] for r in requests]
+    ids = [request_id for request_id, _ in requests]
     for request_id, state in requests:
         if state == OPEN:
             _set_debts(txn, request_id, -1)
@@ -366,7 +303,7 @@ def forget_room_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     return ids
 
 
-def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
+def get_room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
     """The room's messages and redactions in this server's order, read from Synapse's own
     `events` table (the module API has no way to page through a room's history)."""
     txn.execute(
@@ -374,42 +311,40 @@ def room_event_ids_txn(txn: LoggingTransaction, room_id: str) -> list[str]:
         " AND type IN ('m.room.message', 'm.room.redaction') ORDER BY stream_ordering",
         (room_id, False),
     )
-    return [r[0] for r in txn.fetchall()]
+    return [event_id for (event_id,) in txn.fetchall()]
 
 
 class AAStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
-    async def aa_apply_request(
+    async def apply_aa_request(
         self, event_id: str, room_id: str, req: AARequest, ts: int
     ) -> LedgerChange | None:
-        return await self.run_with(
-            "aa_apply_request", apply_request_txn, event_id, room_id, req, ts
-        )
+        return await self.run("apply_aa_request", apply_aa_request_txn, event_id, room_id, req, ts)
 
-    async def aa_apply_payment(
+    async def apply_aa_payment(
         self, event_id: str, sender: str, payment: AAPayment, ts: int
     ) -> LedgerChange | None:
-        return await self.run_with(
-            "aa_apply_payment", apply_payment_txn, event_id, sender, payment, ts
+        return await self.run(
+            "apply_aa_payment", apply_aa_payment_txn, event_id, sender, payment, ts
         )
 
-    async def aa_apply_close(
+    async def apply_aa_close(
         self, event_id: str, sender: str, request_id: str
     ) -> LedgerChange | None:
-        return await self.run_with("aa_apply_close", apply_close_txn, event_id, sender, request_id)
+        return await self.run("apply_aa_close", apply_aa_close_txn, event_id, sender, request_id)
 
-    async def aa_apply_redaction(
+    async def apply_aa_redaction(
         self, redaction_event_id: str, redacted_event_id: str
     ) -> LedgerChange | None:
-        return await self.run_with(
-            "aa_apply_redaction", apply_redaction_txn, redaction_event_id, redacted_event_id
+        return await self.run(
+            "apply_aa_redaction", apply_aa_redaction_txn, redaction_event_id, redacted_event_id
         )
 
-    async def aa_get_request(self, event_id: str) -> RequestView | None:
-        def txn_fn(txn: LoggingTransaction) -> RequestView | None:
-            row = _request_row(txn, event_id)
-            if row is None:
+    async def get_aa_request(self, event_id: str) -> RequestView | None:
+        def get_aa_request_txn(txn: LoggingTransaction) -> RequestView | None:
+            request = _request_row(txn, event_id)
+            if request is None:
                 return None
             txn.execute(
                 "SELECT user_id, amount, paid FROM laiwang_aa_shares"
@@ -419,38 +354,38 @@ class AAStore(StoreMixin):
             shares = txn.fetchall()
             return RequestView(
                 event_id=event_id,
-                room_id=row[0],
-                payee=row[1],
-                title=row[2],
-                currency=row[3],
-                total=int(row[4]),
-                state=row[5],
-                shares={r[0]: int(r[1]) for r in shares},
-                paid={r[0] for r in shares if r[2]},
+                room_id=request.room_id,
+                payee=request.payee,
+                title=request.title,
+                currency=request.currency,
+                total=request.total,
+                state=request.state,
+                shares={user_id: int(amount) for user_id, amount, _ in shares},
+                paid={user_id for user_id, _, paid in shares if paid},
             )
 
-        return await self.run("aa_get_request", txn_fn)
+        return await self.run("get_aa_request", get_aa_request_txn)
 
-    async def aa_get_share_payments(self, request_id: str) -> dict[str, str | None]:
+    async def get_aa_share_payments(self, request_id: str) -> dict[str, str | None]:
         """Each participant's payment event id (None: unpaid, or the payee's own share)."""
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, str | None]:
+        def get_aa_share_payments_txn(txn: LoggingTransaction) -> dict[str, str | None]:
             txn.execute(
                 "SELECT user_id, payment_event_id FROM laiwang_aa_shares"
                 " WHERE request_event_id = ?",
                 (request_id,),
             )
-            return {r[0]: r[1] for r in txn.fetchall()}
+            return {user_id: payment_id for user_id, payment_id in txn.fetchall()}
 
-        return await self.run("aa_get_share_payments", txn_fn)
+        return await self.run("get_aa_share_payments", get_aa_share_payments_txn)
 
-    async def aa_get_status(self, event_id: str) -> tuple[str, int, list[str]] | None:
+    async def get_aa_status(self, event_id: str) -> tuple[str, int, list[str]] | None:
         """(state, number of paid participants, unpaid user ids in order) of a request."""
 
-        def txn_fn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
+        def get_aa_status_txn(txn: LoggingTransaction) -> tuple[str, int, list[str]] | None:
             txn.execute("SELECT state FROM laiwang_aa_requests WHERE event_id = ?", (event_id,))
-            row = txn.fetchone()
-            if row is None:
+            state = fetch_value(txn)
+            if state is None:
                 return None
             txn.execute(
                 "SELECT user_id, paid FROM laiwang_aa_shares"
@@ -458,30 +393,30 @@ class AAStore(StoreMixin):
                 (event_id,),
             )
             shares = txn.fetchall()
-            unpaid = [r[0] for r in shares if not r[1]]
-            return row[0], len(shares) - len(unpaid), unpaid
+            unpaid = [user_id for user_id, paid in shares if not paid]
+            return state, len(shares) - len(unpaid), unpaid
 
-        return await self.run("aa_get_status", txn_fn)
+        return await self.run("get_aa_status", get_aa_status_txn)
 
-    async def aa_is_aa_event(self, event_id: str) -> bool:
-        def txn_fn(txn: LoggingTransaction) -> bool:
+    async def is_aa_event(self, event_id: str) -> bool:
+        def is_aa_event_txn(txn: LoggingTransaction) -> bool:
             txn.execute("SELECT 1 FROM laiwang_aa_events WHERE event_id = ?", (event_id,))
             return txn.fetchone() is not None
 
-        return await self.run("aa_is_aa_event", txn_fn)
+        return await self.run("is_aa_event", is_aa_event_txn)
 
-    async def aa_receipt_used(self, provider: str, receipt_id: str) -> bool:
-        def txn_fn(txn: LoggingTransaction) -> bool:
+    async def is_receipt_used(self, provider: str, receipt_id: str) -> bool:
+        def is_receipt_used_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "SELECT 1 FROM laiwang_aa_receipts WHERE provider = ? AND receipt_id = ?",
                 (provider, receipt_id),
             )
             return txn.fetchone() is not None
 
-        return await self.run("aa_receipt_used", txn_fn)
+        return await self.run("is_receipt_used", is_receipt_used_txn)
 
-    async def aa_get_payment(self, event_id: str) -> dict[str, Any] | None:
-        def txn_fn(txn: LoggingTransaction) -> dict[str, Any] | None:
+    async def get_payment(self, event_id: str) -> dict[str, Any] | None:
+        def get_payment_txn(txn: LoggingTransaction) -> dict[str, Any] | None:
             txn.execute(
                 "SELECT payer, amount, currency, method FROM laiwang_aa_payments"
                 " WHERE event_id = ?",
@@ -490,42 +425,45 @@ class AAStore(StoreMixin):
             row = txn.fetchone()
             if row is None:
                 return None
+            payer, amount, currency, method = row
             return {
                 "event_id": event_id,
-                "payer": row[0],
-                "amount": int(row[1]),
-                "currency": row[2],
-                "method": row[3],
+                "payer": payer,
+                "amount": int(amount),
+                "currency": currency,
+                "method": method,
             }
 
-        return await self.run("aa_get_payment", txn_fn)
+        return await self.run("get_payment", get_payment_txn)
 
-    async def aa_get_close_event(self, request_id: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+    async def get_aa_close_event(self, request_id: str) -> str | None:
+        def get_aa_close_event_txn(txn: LoggingTransaction) -> str | None:
             txn.execute(
                 "SELECT close_event_id FROM laiwang_aa_requests WHERE event_id = ?", (request_id,)
             )
-            row = txn.fetchone()
-            return row[0] if row else None
+            return fetch_value(txn)
 
-        return await self.run("aa_get_close_event", txn_fn)
+        return await self.run("get_aa_close_event", get_aa_close_event_txn)
 
-    async def aa_get_balances(self, user_id: str) -> list[dict[str, Any]]:
-        def txn_fn(txn: LoggingTransaction) -> list[dict[str, Any]]:
+    async def get_balances(self, user_id: str) -> list[dict[str, Any]]:
+        def get_balances_txn(txn: LoggingTransaction) -> list[dict[str, Any]]:
             txn.execute(
                 "SELECT counterparty, currency, net FROM laiwang_aa_balances"
                 " WHERE user_id = ? AND net <> 0 ORDER BY counterparty, currency",
                 (user_id,),
             )
-            return [{"user_id": r[0], "currency": r[1], "net": int(r[2])} for r in txn.fetchall()]
+            return [
+                {"user_id": counterparty, "currency": currency, "net": int(net)}
+                for counterparty, currency, net in txn.fetchall()
+            ]
 
-        return await self.run("aa_get_balances", txn_fn)
+        return await self.run("get_balances", get_balances_txn)
 
-    async def aa_claim_reminder(self, request_id: str, now: int, interval_ms: int) -> int:
+    async def claim_reminder(self, request_id: str, now: int, interval_ms: int) -> int:
         """Take the request's reminder slot: 0 when taken, else the ms until it frees up.
         Atomic, so that two workers cannot both remind within the interval."""
 
-        def txn_fn(txn: LoggingTransaction) -> int:
+        def claim_reminder_txn(txn: LoggingTransaction) -> int:
             txn.execute(
                 "INSERT INTO laiwang_aa_reminders (request_event_id, last_ts) VALUES (?, ?)"
                 " ON CONFLICT (request_event_id) DO NOTHING",
@@ -544,26 +482,26 @@ class AAStore(StoreMixin):
                 "SELECT last_ts FROM laiwang_aa_reminders WHERE request_event_id = ?",
                 (request_id,),
             )
-            row = txn.fetchone()
-            return max(1, int(row[0]) + interval_ms - now) if row else 1
+            last_ts = fetch_value(txn)
+            return max(1, int(last_ts) + interval_ms - now) if last_ts is not None else 1
 
-        return await self.run("aa_claim_reminder", txn_fn)
+        return await self.run("claim_reminder", claim_reminder_txn)
 
-    async def aa_release_reminder(self, request_id: str, ts: int) -> None:
+    async def release_reminder(self, request_id: str, ts: int) -> None:
         """Give the slot back when the reminder could not be sent."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def release_reminder_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "DELETE FROM laiwang_aa_reminders WHERE request_event_id = ? AND last_ts = ?",
                 (request_id, ts),
             )
 
-        await self.run("aa_release_reminder", txn_fn)
+        await self.run("release_reminder", release_reminder_txn)
 
-    async def aa_claim_redaction_notice(self, redaction_event_id: str) -> bool:
+    async def claim_redaction_notice(self, redaction_event_id: str) -> bool:
         """True once per redaction: the one process that wins sends the notice."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_redaction_notice_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "UPDATE laiwang_aa_redactions SET notice_claimed = ?"
                 " WHERE redaction_event_id = ? AND notice_claimed = ?",
@@ -571,26 +509,26 @@ class AAStore(StoreMixin):
             )
             return txn.rowcount == 1
 
-        return await self.run("aa_claim_redaction_notice", txn_fn)
+        return await self.run("claim_redaction_notice", claim_redaction_notice_txn)
 
-    async def aa_forget_room(self, room_id: str) -> list[str]:
-        return await self.run_with("aa_forget_room", forget_room_txn, room_id)
+    async def forget_aa_room(self, room_id: str) -> list[str]:
+        return await self.run("forget_aa_room", forget_aa_room_txn, room_id)
 
-    async def aa_room_event_ids(self, room_id: str) -> list[str]:
-        return await self.run_with("aa_room_event_ids", room_event_ids_txn, room_id)
+    async def get_room_event_ids(self, room_id: str) -> list[str]:
+        return await self.run("get_room_event_ids", get_room_event_ids_txn, room_id)
 
-    async def aa_room_request_ids(self, room_id: str) -> list[str]:
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
+    async def get_aa_request_ids(self, room_id: str) -> list[str]:
+        def get_aa_request_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute("SELECT event_id FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))
-            return [r[0] for r in txn.fetchall()]
+            return [event_id for (event_id,) in txn.fetchall()]
 
-        return await self.run("aa_room_request_ids", txn_fn)
+        return await self.run("get_aa_request_ids", get_aa_request_ids_txn)
 
-    async def aa_claim_payment(self, request_id: str, payer: str, now: int, stale_ms: int) -> bool:
+    async def claim_payment(self, request_id: str, payer: str, now: int, stale_ms: int) -> bool:
         """Take the share's in-flight slot; False while another `pay` for it is under way
         (a claim older than `stale_ms` is taken over: its caller died)."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_payment_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "INSERT INTO laiwang_aa_pay_claims (request_event_id, payer, claimed_ts)"
                 " VALUES (?, ?, ?) ON CONFLICT (request_event_id, payer) DO UPDATE"
@@ -600,13 +538,13 @@ class AAStore(StoreMixin):
             )
             return txn.rowcount == 1
 
-        return await self.run("aa_claim_payment", txn_fn)
+        return await self.run("claim_payment", claim_payment_txn)
 
-    async def aa_release_payment(self, request_id: str, payer: str) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+    async def release_payment(self, request_id: str, payer: str) -> None:
+        def release_payment_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "DELETE FROM laiwang_aa_pay_claims WHERE request_event_id = ? AND payer = ?",
                 (request_id, payer),
             )
 
-        await self.run("aa_release_payment", txn_fn)
+        await self.run("release_payment", release_payment_txn)

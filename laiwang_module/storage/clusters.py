@@ -15,66 +15,8 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
+from laiwang_module.storage.base import StoreMixin, fetch_value
 from rooms.clusters import MemberRow, discovery_key
-
-SCHEMA = Schema(
-    "clusters",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_clusters ("
-                " room_id TEXT NOT NULL PRIMARY KEY,"
-                " topic TEXT NOT NULL,"
-                " creator TEXT NOT NULL,"
-                " created_ts BIGINT NOT NULL,"
-                " member_count BIGINT NOT NULL DEFAULT 0,"
-                " last_active_ts BIGINT NOT NULL,"
-                # 0: members not yet read from the room's full state; 1: done.
-                " members_synced SMALLINT NOT NULL DEFAULT 0)",
-                "CREATE TABLE IF NOT EXISTS laiwang_cluster_members ("
-                " room_id TEXT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " membership TEXT NOT NULL,"
-                " invited_by TEXT,"
-                " joined_ts BIGINT NOT NULL,"
-                " event_id TEXT NOT NULL,"
-                " PRIMARY KEY (room_id, user_id))",
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_user"
-                " ON laiwang_cluster_members (user_id, room_id)",
-                # One row per knock this server decided on: the claim that makes one process
-                # (of several workers) approve it.
-                "CREATE TABLE IF NOT EXISTS laiwang_cluster_knocks ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL,"
-                " knocker TEXT NOT NULL,"
-                " approver TEXT,"
-                " ts BIGINT NOT NULL)",
-            ],
-        ),
-        (
-            2,
-            [
-                # Covering indexes: the join decision reads one cluster's members by
-                # (room_id, user_id) and discovery reads acquaintances' memberships by user,
-                # without touching the table rows (bench/clusters_bench.py: 5x to 15x faster on
-                # SQLite, whose page cache is small).
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_room_cover"
-                " ON laiwang_cluster_members (room_id, user_id, membership, joined_ts)",
-                "CREATE INDEX IF NOT EXISTS laiwang_cluster_members_user_join"
-                " ON laiwang_cluster_members (user_id, membership, room_id)",
-                "DROP INDEX IF EXISTS laiwang_cluster_members_user",
-                "CREATE INDEX IF NOT EXISTS laiwang_clusters_active"
-                " ON laiwang_clusters (room_id, last_active_ts)",
-                # When a process claimed the member sync: a claim whose process died (or
-                # stalled) for 10 minutes can be taken over.
-                "ALTER TABLE laiwang_clusters ADD COLUMN sync_claimed_ts BIGINT",
-            ],
-        ),
-    ],
-)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -112,6 +54,19 @@ SYNC_CLAIM_TTL_MS = 10 * 60 * 1000
 _CLUSTER_COLUMNS = "room_id, topic, creator, created_ts, member_count, last_active_ts"
 
 
+def _cluster_row(row: tuple[Any, ...]) -> ClusterRow:
+    """A row of `SELECT {_CLUSTER_COLUMNS}`."""
+    room_id, topic, creator, created_ts, member_count, last_active_ts = row
+    return ClusterRow(
+        room_id=room_id,
+        topic=topic,
+        creator=creator,
+        created_ts=created_ts,
+        member_count=member_count,
+        last_active_ts=last_active_ts,
+    )
+
+
 # Ids per `IN (…)` list: far below SQLite's parameter limit.
 CHUNK = 500
 
@@ -123,10 +78,10 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
 
 def _acquaintance_ids(txn: Any, user_id: str) -> list[str]:
     txn.execute("SELECT other_id FROM laiwang_acquaintances WHERE user_id = ?", (user_id,))
-    return [r[0] for r in txn.fetchall()]
+    return [other_id for (other_id,) in txn.fetchall()]
 
 
-def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
+def get_acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[str, int]]:
     """(member, joined_ts) of the joined members of room_id who are acquaintances of user_id,
     earliest first.
 
@@ -140,9 +95,10 @@ def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[s
         " FROM laiwang_acquaintances AS a WHERE a.user_id = ?",
         (room_id, user_id),
     )
-    found = [(r[0], int(r[1])) for r in txn.fetchall() if r[1] is not None]
-    found.sort(key=lambda r: (r[1], r[0]))
-    return found
+    joined = sorted(
+        (int(joined_ts), member) for member, joined_ts in txn.fetchall() if joined_ts is not None
+    )
+    return [(member, joined_ts) for joined_ts, member in joined]
 
 
 # Discovery first reads the caller's acquaintances (a range of a primary key), then their
@@ -151,7 +107,7 @@ def acquainted_members_txn(txn: Any, room_id: str, user_id: str) -> list[tuple[s
 # reads. A module-level function so that the benchmark times this very SQL.
 
 
-def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
+def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, list[str]]]:
     """Clusters with joined acquaintances of user_id that user_id is not in (nor banned from),
     most acquaintances first, then most recently active; with those acquaintances.
 
@@ -163,7 +119,7 @@ def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, l
         " WHERE user_id = ? AND membership IN ('join', 'ban')",
         (user_id,),
     )
-    own = {r[0] for r in txn.fetchall()}
+    own = {room_id for (room_id,) in txn.fetchall()}
     friends: dict[str, list[str]] = {}
     for chunk in _chunks(_acquaintance_ids(txn, user_id)):
         marks = ",".join("?" * len(chunk))
@@ -192,10 +148,17 @@ def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, l
             f"SELECT room_id, last_active_ts FROM laiwang_clusters WHERE room_id IN ({marks})",
             chunk,
         )
-        active = dict(txn.fetchall())
+        active = {room_id: last_active_ts for room_id, last_active_ts in txn.fetchall()}
         ranked = [r for r in chunk if r in active]
         for room_id in ranked:
-            clusters[room_id] = ClusterRow(room_id, "", "", 0, 0, int(active[room_id]))
+            clusters[room_id] = ClusterRow(
+                room_id=room_id,
+                topic="",
+                creator="",
+                created_ts=0,
+                member_count=0,
+                last_active_ts=int(active[room_id]),
+            )
     chosen = sorted(
         clusters.values(),
         key=lambda c: discovery_key(len(friends[c.room_id]), c.last_active_ts, c.room_id),
@@ -207,7 +170,7 @@ def discover_txn(txn: Any, user_id: str, limit: int) -> list[tuple[ClusterRow, l
         f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id IN ({marks})",
         [c.room_id for c in chosen],
     )
-    rows = {r[0]: ClusterRow(*r) for r in txn.fetchall()}
+    rows = {row.room_id: row for row in map(_cluster_row, txn.fetchall())}
     return [(rows[c.room_id], friends[c.room_id]) for c in chosen if c.room_id in rows]
 
 
@@ -229,7 +192,7 @@ class ClustersStore(StoreMixin):
         timestamp: discovery ranks recent clusters first). True while its members have not
         been read from the room's full state yet (`claim_member_sync`)."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def record_cluster_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "SELECT topic, last_active_ts, members_synced FROM laiwang_clusters"
                 " WHERE room_id = ?",
@@ -243,32 +206,33 @@ class ClustersStore(StoreMixin):
                     (room_id, topic, creator, created_ts, now),
                 )
                 return True
-            if row[0] != topic or row[1] < now:
+            recorded_topic, last_active_ts, members_synced = row
+            if recorded_topic != topic or last_active_ts < now:
                 txn.execute(
                     "UPDATE laiwang_clusters SET topic = ?,"
                     " last_active_ts = CASE WHEN last_active_ts < ? THEN ? ELSE last_active_ts END"
                     " WHERE room_id = ?",
                     (topic, now, now, room_id),
                 )
-            return not row[2]
+            return not members_synced
 
-        return await self.run("record_cluster", txn_fn)
+        return await self.run("record_cluster", record_cluster_txn)
 
     async def get_cluster(self, room_id: str) -> ClusterRow | None:
-        def txn_fn(txn: LoggingTransaction) -> ClusterRow | None:
+        def get_cluster_txn(txn: LoggingTransaction) -> ClusterRow | None:
             txn.execute(
                 f"SELECT {_CLUSTER_COLUMNS} FROM laiwang_clusters WHERE room_id = ?", (room_id,)
             )
             row = txn.fetchone()
-            return ClusterRow(*row) if row else None
+            return _cluster_row(row) if row else None
 
-        return await self.run("get_cluster", txn_fn)
+        return await self.run("get_cluster", get_cluster_txn)
 
     async def claim_member_sync(self, room_id: str, now: int) -> bool:
         """True for the one process that should read the cluster's members from full state
         now: none has, and no other process claimed it in the last 10 minutes."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_member_sync_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "UPDATE laiwang_clusters SET sync_claimed_ts = ?"
                 " WHERE room_id = ? AND members_synced = 0"
@@ -277,17 +241,17 @@ class ClustersStore(StoreMixin):
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_member_sync", txn_fn)
+        return await self.run("claim_member_sync", claim_member_sync_txn)
 
     async def end_member_sync(self, room_id: str, done: bool) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def end_member_sync_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_clusters SET members_synced = ?, sync_claimed_ts = NULL"
                 " WHERE room_id = ?",
                 (1 if done else 0, room_id),
             )
 
-        await self.run("end_member_sync", txn_fn)
+        await self.run("end_member_sync", end_member_sync_txn)
 
     async def update_cluster_members(
         self, room_id: str, updates: Iterable[MemberUpdate], *, only_missing: bool = False
@@ -296,7 +260,7 @@ class ClustersStore(StoreMixin):
         snapshot must not overwrite what a newer event already wrote)."""
         updates = list(updates)
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def update_cluster_members_txn(txn: LoggingTransaction) -> None:
             conflict = (
                 "DO NOTHING"
                 if only_missing
@@ -316,10 +280,10 @@ class ClustersStore(StoreMixin):
             )
             _recount(txn, room_id)
 
-        await self.run("update_cluster_members", txn_fn)
+        await self.run("update_cluster_members", update_cluster_members_txn)
 
     async def get_member_event_ids(self, room_id: str, user_ids: list[str]) -> dict[str, str]:
-        def txn_fn(txn: LoggingTransaction) -> dict[str, str]:
+        def get_member_event_ids_txn(txn: LoggingTransaction) -> dict[str, str]:
             out: dict[str, str] = {}
             for i in range(0, len(user_ids), 500):
                 chunk = user_ids[i : i + 500]
@@ -329,45 +293,53 @@ class ClustersStore(StoreMixin):
                     f" WHERE room_id = ? AND user_id IN ({marks})",
                     (room_id, *chunk),
                 )
-                out.update({r[0]: r[1] for r in txn.fetchall()})
+                out.update({user_id: event_id for user_id, event_id in txn.fetchall()})
             return out
 
-        return await self.run("get_member_event_ids", txn_fn)
+        return await self.run("get_member_event_ids", get_member_event_ids_txn)
 
     async def get_cluster_member_rows(self, room_id: str) -> list[MemberRow]:
         """Every user this server has seen in the cluster, joined or not (for the tree)."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[MemberRow]:
+        def get_cluster_member_rows_txn(txn: LoggingTransaction) -> list[MemberRow]:
             txn.execute(
                 "SELECT user_id, invited_by, joined_ts, membership FROM laiwang_cluster_members"
                 " WHERE room_id = ?",
                 (room_id,),
             )
-            return [MemberRow(r[0], r[1], int(r[2]), r[3] == "join") for r in txn.fetchall()]
+            return [
+                MemberRow(
+                    user_id=user_id,
+                    invited_by=invited_by,
+                    joined_ts=int(joined_ts),
+                    joined=membership == "join",
+                )
+                for user_id, invited_by, joined_ts, membership in txn.fetchall()
+            ]
 
-        return await self.run("get_cluster_member_rows", txn_fn)
+        return await self.run("get_cluster_member_rows", get_cluster_member_rows_txn)
 
     async def get_cluster_membership(self, room_id: str, user_id: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_cluster_membership_txn(txn: LoggingTransaction) -> str | None:
             txn.execute(
                 "SELECT membership FROM laiwang_cluster_members WHERE room_id = ? AND user_id = ?",
                 (room_id, user_id),
             )
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            membership = fetch_value(txn)
+            return None if membership is None else str(membership)
 
-        return await self.run("get_cluster_membership", txn_fn)
+        return await self.run("get_cluster_membership", get_cluster_membership_txn)
 
     async def get_acquainted_members(self, room_id: str, user_id: str) -> list[str]:
         """Joined members of the cluster who are acquaintances of user_id, earliest first."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
-            return [m for m, _ in acquainted_members_txn(txn, room_id, user_id)]
-
-        return await self.run("get_acquainted_members", txn_fn)
+        found = await self.run(
+            "get_acquainted_members", get_acquainted_members_txn, room_id, user_id
+        )
+        return [member for member, _ in found]
 
     async def get_user_clusters(self, user_id: str) -> list[ClusterRow]:
-        def txn_fn(txn: LoggingTransaction) -> list[ClusterRow]:
+        def get_user_clusters_txn(txn: LoggingTransaction) -> list[ClusterRow]:
             txn.execute(
                 f"SELECT {', '.join('c.' + c for c in _CLUSTER_COLUMNS.split(', '))}"
                 " FROM laiwang_cluster_members AS m"
@@ -376,22 +348,19 @@ class ClustersStore(StoreMixin):
                 " ORDER BY c.last_active_ts DESC, c.room_id",
                 (user_id,),
             )
-            return [ClusterRow(*r) for r in txn.fetchall()]
+            return [_cluster_row(row) for row in txn.fetchall()]
 
-        return await self.run("get_user_clusters", txn_fn)
+        return await self.run("get_user_clusters", get_user_clusters_txn)
 
     async def discover_clusters(
         self, user_id: str, limit: int
     ) -> list[tuple[ClusterRow, list[str]]]:
-        def txn_fn(txn: LoggingTransaction) -> list[tuple[ClusterRow, list[str]]]:
-            return discover_txn(txn, user_id, limit)
-
-        return await self.run("discover_clusters", txn_fn)
+        return await self.run("discover_clusters", discover_clusters_txn, user_id, limit)
 
     async def claim_knock(self, event_id: str, room_id: str, knocker: str, now: int) -> bool:
         """True for the one process (of several workers) that decides on this knock."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def claim_knock_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "INSERT INTO laiwang_cluster_knocks (event_id, room_id, knocker, ts)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
@@ -399,13 +368,13 @@ class ClustersStore(StoreMixin):
             )
             return txn.rowcount > 0
 
-        return await self.run("claim_knock", txn_fn)
+        return await self.run("claim_knock", claim_knock_txn)
 
     async def record_knock_approver(self, event_id: str, approver: str) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def record_knock_approver_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_cluster_knocks SET approver = ? WHERE event_id = ?",
                 (approver, event_id),
             )
 
-        await self.run("record_knock_approver", txn_fn)
+        await self.run("record_knock_approver", record_knock_approver_txn)

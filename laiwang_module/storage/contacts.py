@@ -14,39 +14,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "acquaintances",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_contact_rooms ("
-                " room_id TEXT NOT NULL PRIMARY KEY,"
-                " requester TEXT NOT NULL,"
-                " target TEXT NOT NULL,"
-                " message TEXT,"
-                " source TEXT NOT NULL,"
-                " state TEXT NOT NULL,"
-                " created_ts BIGINT NOT NULL,"
-                " updated_ts BIGINT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_requester"
-                " ON laiwang_contact_rooms (requester, target)",
-                "CREATE INDEX IF NOT EXISTS laiwang_contact_rooms_target"
-                " ON laiwang_contact_rooms (target, requester)",
-                "CREATE TABLE IF NOT EXISTS laiwang_acquaintances ("
-                " user_id TEXT NOT NULL,"
-                " other_id TEXT NOT NULL,"
-                " room_id TEXT NOT NULL,"
-                " source TEXT NOT NULL,"
-                " since_ts BIGINT NOT NULL,"
-                " PRIMARY KEY (user_id, other_id))",
-            ],
-        )
-    ],
-)
+from laiwang_module.storage.base import StoreMixin, fetch_value
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -72,8 +40,19 @@ class AcquaintanceRow:
 _CONTACT_COLUMNS = "room_id, requester, target, message, source, state, created_ts, updated_ts"
 
 
-def _contact_room(row: Any) -> ContactRoom:
-    return ContactRoom(*row)
+def _contact_room(row: tuple[Any, ...]) -> ContactRoom:
+    """A row of `SELECT {_CONTACT_COLUMNS}`."""
+    room_id, requester, target, message, source, state, created_ts, updated_ts = row
+    return ContactRoom(
+        room_id=room_id,
+        requester=requester,
+        target=target,
+        message=message,
+        source=source,
+        state=state,
+        created_ts=created_ts,
+        updated_ts=updated_ts,
+    )
 
 
 class ContactsStore(StoreMixin):
@@ -91,7 +70,7 @@ class ContactsStore(StoreMixin):
     ) -> None:
         """Insert the room, or update its request state (the pair never changes)."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def record_contact_room_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 f"INSERT INTO laiwang_contact_rooms ({_CONTACT_COLUMNS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -101,10 +80,10 @@ class ContactsStore(StoreMixin):
                 (room_id, requester, target, message, source, state, now, now),
             )
 
-        await self.run("record_contact_room", txn_fn)
+        await self.run("record_contact_room", record_contact_room_txn)
 
     async def get_contact_room(self, room_id: str) -> ContactRoom | None:
-        def txn_fn(txn: LoggingTransaction) -> ContactRoom | None:
+        def get_contact_room_txn(txn: LoggingTransaction) -> ContactRoom | None:
             txn.execute(
                 f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms WHERE room_id = ?",
                 (room_id,),
@@ -112,58 +91,60 @@ class ContactsStore(StoreMixin):
             row = txn.fetchone()
             return _contact_room(row) if row else None
 
-        return await self.run("get_contact_room", txn_fn)
+        return await self.run("get_contact_room", get_contact_room_txn)
 
     async def get_contact_rooms_between(self, a: str, b: str) -> list[ContactRoom]:
         """Rooms of requests between a and b in either direction, newest first."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[ContactRoom]:
+        def get_contact_rooms_between_txn(txn: LoggingTransaction) -> list[ContactRoom]:
             txn.execute(
                 f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms"
                 " WHERE (requester = ? AND target = ?) OR (requester = ? AND target = ?)"
                 " ORDER BY created_ts DESC",
                 (a, b, b, a),
             )
-            return [_contact_room(r) for r in txn.fetchall()]
+            return [_contact_room(row) for row in txn.fetchall()]
 
-        return await self.run("get_contact_rooms_between", txn_fn)
+        return await self.run("get_contact_rooms_between", get_contact_rooms_between_txn)
 
     async def get_pending_requests(
         self, user_id: str
     ) -> tuple[list[ContactRoom], list[ContactRoom]]:
         """(incoming, outgoing) pending requests of a user, newest first."""
 
-        def txn_fn(txn: LoggingTransaction) -> tuple[list[ContactRoom], list[ContactRoom]]:
-            out = []
+        def get_pending_requests_txn(
+            txn: LoggingTransaction,
+        ) -> tuple[list[ContactRoom], list[ContactRoom]]:
+            pending: dict[str, list[ContactRoom]] = {}
             for column in ("target", "requester"):
                 txn.execute(
                     f"SELECT {_CONTACT_COLUMNS} FROM laiwang_contact_rooms"
                     f" WHERE {column} = ? AND state = 'pending' ORDER BY created_ts DESC",
                     (user_id,),
                 )
-                out.append([_contact_room(r) for r in txn.fetchall()])
-            return out[0], out[1]
+                pending[column] = [_contact_room(row) for row in txn.fetchall()]
+            return pending["target"], pending["requester"]
 
-        return await self.run("get_pending_requests", txn_fn)
+        return await self.run("get_pending_requests", get_pending_requests_txn)
 
     async def get_all_contact_room_ids(self) -> list[str]:
         """Every room known as a contact room: our own records, and (should those be lost)
         every room whose current state in Synapse's own table carries the request."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
+        def get_all_contact_room_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT room_id FROM laiwang_contact_rooms UNION"
                 " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
                 ("org.laiwang.acquaintance",),
             )
-            return sorted(r[0] for r in txn.fetchall())
+            return sorted(room_id for (room_id,) in txn.fetchall())
 
-        return await self.run("get_all_contact_room_ids", txn_fn)
+        return await self.run("get_all_contact_room_ids", get_all_contact_room_ids_txn)
 
     async def add_acquaintance(self, a: str, b: str, room_id: str, source: str, now: int) -> bool:
         """Record a and b as acquainted through room_id; True if they were not before."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def add_acquaintance_txn(txn: LoggingTransaction) -> bool:
             added = False
             for user_id, other_id in ((a, b), (b, a)):
                 txn.execute(
@@ -174,14 +155,14 @@ class ContactsStore(StoreMixin):
                 added = added or txn.rowcount > 0
             return added
 
-        return await self.run("add_acquaintance", txn_fn)
+        return await self.run("add_acquaintance", add_acquaintance_txn)
 
     async def remove_acquaintance_via(self, a: str, b: str, room_id: str) -> bool:
         """End a and b's acquaintance if it rests on room_id (another room may carry it).
 
         Returns True if a row was removed."""
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def remove_acquaintance_via_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "DELETE FROM laiwang_acquaintances WHERE room_id = ?"
                 " AND ((user_id = ? AND other_id = ?) OR (user_id = ? AND other_id = ?))",
@@ -189,34 +170,38 @@ class ContactsStore(StoreMixin):
             )
             return txn.rowcount > 0
 
-        return await self.run("remove_acquaintance_via", txn_fn)
+        return await self.run("remove_acquaintance_via", remove_acquaintance_via_txn)
 
     async def get_acquaintance_room(self, a: str, b: str) -> str | None:
         """The contact room a and b's acquaintance rests on, or None if they are not."""
 
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_acquaintance_room_txn(txn: LoggingTransaction) -> str | None:
             txn.execute(
                 "SELECT room_id FROM laiwang_acquaintances WHERE user_id = ? AND other_id = ?",
                 (a, b),
             )
-            row = txn.fetchone()
-            return row[0] if row else None
+            return fetch_value(txn)
 
-        return await self.run("get_acquaintance_room", txn_fn)
+        return await self.run("get_acquaintance_room", get_acquaintance_room_txn)
 
     async def are_acquainted(self, a: str, b: str) -> bool:
         return await self.get_acquaintance_room(a, b) is not None
 
     async def get_acquaintances(self, user_id: str) -> list[AcquaintanceRow]:
-        def txn_fn(txn: LoggingTransaction) -> list[AcquaintanceRow]:
+        def get_acquaintances_txn(txn: LoggingTransaction) -> list[AcquaintanceRow]:
             txn.execute(
                 "SELECT other_id, room_id, source, since_ts FROM laiwang_acquaintances"
                 " WHERE user_id = ? ORDER BY since_ts DESC, other_id",
                 (user_id,),
             )
-            return [AcquaintanceRow(*r) for r in txn.fetchall()]
+            return [
+                AcquaintanceRow(
+                    other_id=other_id, room_id=room_id, source=source, since_ts=since_ts
+                )
+                for other_id, room_id, source, since_ts in txn.fetchall()
+            ]
 
-        return await self.run("get_acquaintances", txn_fn)
+        return await self.run("get_acquaintances", get_acquaintances_txn)
 
     async def get_acquaintance_ids(self, user_id: str) -> set[str]:
         return {row.other_id for row in await self.get_acquaintances(user_id)}
@@ -226,7 +211,7 @@ class ContactsStore(StoreMixin):
         if not others:
             return {}
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, int]:
+        def count_mutual_acquaintances_txn(txn: LoggingTransaction) -> dict[str, int]:
             counts = dict.fromkeys(others, 0)
             # Chunked so that a large book never exceeds SQLite's parameter limit.
             for i in range(0, len(others), 500):
@@ -243,4 +228,4 @@ class ContactsStore(StoreMixin):
                     counts[other] = int(n)
             return counts
 
-        return await self.run("count_mutual_acquaintances", txn_fn)
+        return await self.run("count_mutual_acquaintances", count_mutual_acquaintances_txn)

@@ -1,5 +1,5 @@
-"""SQL for phone-number discovery: the caller's address book, the pepper, the hash index, the
-daily lookup budget, and the msisdn validation sessions of the identity endpoints.
+"""SQL for phone-number discovery: the caller's address book, the pepper, the hash index and
+the daily lookup budget.
 
 No phone number is stored in the clear by any of these tables (docs/api/discovery.md says what
 is stored and for how long). Synapse's own `user_threepids` table is the one source of numbers;
@@ -14,134 +14,7 @@ import attr
 from synapse.storage.database import LoggingTransaction, make_in_list_sql_clause
 from synapse.storage.engines import PostgresEngine
 
-from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "discovery",
-    [
-        (
-            1,
-            [
-                # Who has whom in their address book: users found by the owner's lookups.
-                # `updated_ts` is the last lookup that matched; entries expire after the
-                # configured address_book_ttl (reads filter on it, a job purges).
-                "CREATE TABLE IF NOT EXISTS laiwang_address_book ("
-                " owner_id TEXT NOT NULL,"
-                " contact_id TEXT NOT NULL,"
-                " updated_ts BIGINT NOT NULL,"
-                " PRIMARY KEY (owner_id, contact_id))",
-                "CREATE INDEX IF NOT EXISTS laiwang_address_book_contact"
-                " ON laiwang_address_book (contact_id)",
-                "CREATE INDEX IF NOT EXISTS laiwang_address_book_ts"
-                " ON laiwang_address_book (updated_ts)",
-                # One row: the public lookup pepper. `gen` numbers peppers so the hash index
-                # need not repeat the pepper on every row. While a rotation builds the index
-                # for the next pepper, `next_gen`/`next_pepper` are set.
-                "CREATE TABLE IF NOT EXISTS laiwang_discovery_state ("
-                " singleton INTEGER NOT NULL PRIMARY KEY,"
-                " gen BIGINT NOT NULL,"
-                " pepper TEXT NOT NULL,"
-                " rotated_ts BIGINT NOT NULL,"
-                " built BOOLEAN NOT NULL,"
-                " next_gen BIGINT,"
-                " next_pepper TEXT)",
-                # hash(msisdn, pepper of gen) -> user, for every local user with an msisdn.
-                "CREATE TABLE IF NOT EXISTS laiwang_discovery_hashes ("
-                " gen BIGINT NOT NULL,"
-                " hash TEXT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " PRIMARY KEY (gen, hash))",
-                # Addresses looked up per user per UTC day (the enumeration budget).
-                "CREATE TABLE IF NOT EXISTS laiwang_discovery_usage ("
-                " user_id TEXT NOT NULL,"
-                " day BIGINT NOT NULL,"
-                " addresses BIGINT NOT NULL,"
-                " PRIMARY KEY (user_id, day))",
-                # Validation sessions of the msisdn identity endpoints. The number is sealed
-                # with a key derived from the client secret; the code is kept as a hash.
-                "CREATE TABLE IF NOT EXISTS laiwang_msisdn_sessions ("
-                " sid TEXT NOT NULL PRIMARY KEY,"
-                " lookup_key TEXT NOT NULL,"
-                " sealed_address TEXT NOT NULL,"
-                " code_hash TEXT NOT NULL,"
-                " send_attempt BIGINT NOT NULL,"
-                " attempts INTEGER NOT NULL,"
-                " created_ts BIGINT NOT NULL,"
-                " expires_ts BIGINT NOT NULL,"
-                " validated_ts BIGINT)",
-                "CREATE UNIQUE INDEX IF NOT EXISTS laiwang_msisdn_sessions_lookup"
-                " ON laiwang_msisdn_sessions (lookup_key)",
-                "CREATE INDEX IF NOT EXISTS laiwang_msisdn_sessions_expiry"
-                " ON laiwang_msisdn_sessions (expires_ts)",
-            ],
-        ),
-        (
-            2,
-            [
-                # The hash leads the key: with (gen, hash) and stale statistics PostgreSQL
-                # scanned the whole generation instead of probing each hash. The index is
-                # derived data: drop it and let the job rebuild it.
-                "DROP TABLE laiwang_discovery_hashes",
-                "CREATE TABLE laiwang_discovery_hashes ("
-                " hash TEXT NOT NULL,"
-                " gen BIGINT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " PRIMARY KEY (hash, gen))",
-                "UPDATE laiwang_discovery_state SET built = FALSE, next_gen = NULL,"
-                " next_pepper = NULL",
-            ],
-        ),
-        (
-            3,
-            [
-                # Keyed by the first 64 bits of the hash (rooms.discovery.hash_key): a quarter
-                # of the size, so a million numbers' index stays in memory. Rebuilt by the job.
-                "DROP TABLE laiwang_discovery_hashes",
-                "CREATE TABLE laiwang_discovery_hashes ("
-                " hkey BIGINT NOT NULL,"
-                " gen BIGINT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " PRIMARY KEY (hkey, gen))",
-                "UPDATE laiwang_discovery_state SET built = FALSE, next_gen = NULL,"
-                " next_pepper = NULL",
-            ],
-        ),
-        (
-            4,
-            [
-                # The full hash rides along (not indexed) so a hit is exact without reading
-                # Synapse's user_threepids on every lookup; the index stays exact instead:
-                # writes check user_threepids, and removals during a build are replayed.
-                "DROP TABLE laiwang_discovery_hashes",
-                "CREATE TABLE laiwang_discovery_hashes ("
-                " hkey BIGINT NOT NULL,"
-                " gen BIGINT NOT NULL,"
-                " hash TEXT NOT NULL,"
-                " user_id TEXT NOT NULL,"
-                " PRIMARY KEY (hkey, gen))",
-                "CREATE TABLE laiwang_discovery_removals ("
-                " gen BIGINT NOT NULL,"
-                " hkey BIGINT NOT NULL,"
-                " user_id TEXT NOT NULL)",
-                "UPDATE laiwang_discovery_state SET built = FALSE, next_gen = NULL,"
-                " next_pepper = NULL",
-            ],
-        ),
-        (
-            5,
-            [
-                # SMS sent per number per UTC day (sms.max_per_number_per_day): the identity
-                # endpoints are public, so this caps what anyone can make the server send.
-                "CREATE TABLE IF NOT EXISTS laiwang_sms_sends ("
-                " number_key TEXT NOT NULL,"
-                " day BIGINT NOT NULL,"
-                " sends BIGINT NOT NULL,"
-                " PRIMARY KEY (number_key, day))",
-            ],
-        ),
-    ],
-)
+from laiwang_module.storage.base import StoreMixin, fetch_value
 
 DAY_MS = 24 * 60 * 60 * 1000
 DEFAULT_ADDRESS_BOOK_TTL_MS = 90 * DAY_MS
@@ -175,25 +48,6 @@ class IndexRow:
     address: str  # as Synapse stores it: the write checks it is still there
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class MsisdnSession:
-    sid: str
-    lookup_key: str
-    sealed_address: str
-    code_hash: str
-    send_attempt: int
-    attempts: int  # codes submitted so far
-    created_ts: int
-    expires_ts: int
-    validated_ts: int | None
-
-
-_SESSION_COLUMNS = (
-    "sid, lookup_key, sealed_address, code_hash, send_attempt, attempts,"
-    " created_ts, expires_ts, validated_ts"
-)
-
-
 class DiscoveryStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
@@ -202,9 +56,6 @@ class DiscoveryStore(StoreMixin):
 
     def configure_discovery(self, address_book_ttl_ms: int) -> None:
         self.address_book_ttl_ms = address_book_ttl_ms
-
-    def _now(self) -> int:
-        return int(self._api.get_current_time_msec())
 
     def _book_cutoff(self) -> int:
         return self._now() - self.address_book_ttl_ms
@@ -215,7 +66,7 @@ class DiscoveryStore(StoreMixin):
         """Whether `owner_id` has `contact_user_id`'s number in their (unexpired) book."""
         cutoff = self._book_cutoff()
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def is_in_address_book_txn(txn: LoggingTransaction) -> bool:
             txn.execute(
                 "SELECT 1 FROM laiwang_address_book"
                 " WHERE owner_id = ? AND contact_id = ? AND updated_ts >= ?",
@@ -223,87 +74,87 @@ class DiscoveryStore(StoreMixin):
             )
             return txn.fetchone() is not None
 
-        return await self.run("is_in_address_book", txn_fn)
+        return await self.run("is_in_address_book", is_in_address_book_txn)
 
     async def get_address_book_user_ids(self, owner_id: str) -> list[str]:
         """The users whose numbers `owner_id` has in their book (sorted)."""
         cutoff = self._book_cutoff()
 
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
+        def get_address_book_user_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT contact_id FROM laiwang_address_book"
                 " WHERE owner_id = ? AND updated_ts >= ? ORDER BY contact_id",
                 (owner_id, cutoff),
             )
-            return [row[0] for row in txn.fetchall()]
+            return [contact_id for (contact_id,) in txn.fetchall()]
 
-        return await self.run("get_address_book_user_ids", txn_fn)
+        return await self.run("get_address_book_user_ids", get_address_book_user_ids_txn)
 
     async def get_address_book_owners_of(self, contact_user_id: str) -> list[str]:
         """The users who have `contact_user_id`'s number in their book (sorted)."""
         cutoff = self._book_cutoff()
 
-        def txn_fn(txn: LoggingTransaction) -> list[str]:
+        def get_address_book_owners_of_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT owner_id FROM laiwang_address_book"
                 " WHERE contact_id = ? AND updated_ts >= ? ORDER BY owner_id",
                 (contact_user_id, cutoff),
             )
-            return [row[0] for row in txn.fetchall()]
+            return [owner_id for (owner_id,) in txn.fetchall()]
 
-        return await self.run("get_address_book_owners_of", txn_fn)
+        return await self.run("get_address_book_owners_of", get_address_book_owners_of_txn)
 
     async def purge_expired_address_book(self) -> int:
         cutoff = self._book_cutoff()
 
-        def txn_fn(txn: LoggingTransaction) -> int:
+        def purge_expired_address_book_txn(txn: LoggingTransaction) -> int:
             txn.execute("DELETE FROM laiwang_address_book WHERE updated_ts < ?", (cutoff,))
             return int(txn.rowcount)
 
-        return await self.run("purge_expired_address_book", txn_fn)
+        return await self.run("purge_expired_address_book", purge_expired_address_book_txn)
 
     # --- the pepper and the hash index ---
 
     async def get_pepper_state(self) -> PepperState | None:
-        return await self.run("get_pepper_state", _select_state)
+        return await self.run("get_pepper_state", get_pepper_state_txn)
 
     async def create_pepper_state(self, pepper: str) -> PepperState:
         """The state, created with `pepper` (generation 1, index not yet built) if absent."""
         now = self._now()
 
-        def txn_fn(txn: LoggingTransaction) -> PepperState:
+        def create_pepper_state_txn(txn: LoggingTransaction) -> PepperState:
             txn.execute(
                 "INSERT INTO laiwang_discovery_state"
                 " (singleton, gen, pepper, rotated_ts, built) VALUES (1, 1, ?, ?, ?)"
                 " ON CONFLICT (singleton) DO NOTHING",
                 (pepper, now, False),
             )
-            state = _select_state(txn)
+            state = get_pepper_state_txn(txn)
             assert state is not None
             return state
 
-        return await self.run("create_pepper_state", txn_fn)
+        return await self.run("create_pepper_state", create_pepper_state_txn)
 
     async def begin_pepper_rotation(self, next_pepper: str) -> PepperState:
         """Announce the next pepper, so index updates cover it while it is being built."""
 
-        def txn_fn(txn: LoggingTransaction) -> PepperState:
+        def begin_pepper_rotation_txn(txn: LoggingTransaction) -> PepperState:
             txn.execute(
                 "UPDATE laiwang_discovery_state SET next_gen = gen + 1, next_pepper = ?"
                 " WHERE singleton = 1 AND next_gen IS NULL",
                 (next_pepper,),
             )
-            state = _select_state(txn)
+            state = get_pepper_state_txn(txn)
             assert state is not None
             return state
 
-        return await self.run("begin_pepper_rotation", txn_fn)
+        return await self.run("begin_pepper_rotation", begin_pepper_rotation_txn)
 
     async def finish_pepper_rotation(self, next_gen: int) -> None:
         """Make the next pepper current, then drop the old generation's index."""
         now = self._now()
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def finish_pepper_rotation_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_discovery_state SET gen = next_gen, pepper = next_pepper,"
                 " rotated_ts = ?, built = ?, next_gen = NULL, next_pepper = NULL"
@@ -311,30 +162,30 @@ class DiscoveryStore(StoreMixin):
                 (now, True, next_gen),
             )
 
-        def drop_old(txn: LoggingTransaction) -> None:
+        def drop_old_discovery_hashes_txn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_discovery_hashes WHERE gen < ?", (next_gen,))
 
         # The switch is its own short transaction; the bulk delete follows it.
-        await self.run("finish_pepper_rotation", txn_fn)
-        await self.run("drop_old_discovery_hashes", drop_old)
+        await self.run("finish_pepper_rotation", finish_pepper_rotation_txn)
+        await self.run("drop_old_discovery_hashes", drop_old_discovery_hashes_txn)
 
     async def analyze_discovery_hashes(self) -> None:
         """Fresh planner statistics after a bulk build (PostgreSQL; autovacuum may lag)."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def analyze_discovery_hashes_txn(txn: LoggingTransaction) -> None:
             if isinstance(txn.database_engine, PostgresEngine):
                 txn.execute("ANALYZE laiwang_discovery_hashes")
 
-        await self.run("analyze_discovery_hashes", txn_fn)
+        await self.run("analyze_discovery_hashes", analyze_discovery_hashes_txn)
 
     async def mark_pepper_index_built(self, gen: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def mark_pepper_index_built_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "UPDATE laiwang_discovery_state SET built = ? WHERE singleton = 1 AND gen = ?",
                 (True, gen),
             )
 
-        await self.run("mark_pepper_index_built", txn_fn)
+        await self.run("mark_pepper_index_built", mark_pepper_index_built_txn)
 
     async def get_msisdn_threepids_page(
         self, after: str | None, limit: int
@@ -342,15 +193,15 @@ class DiscoveryStore(StoreMixin):
         """(user_id, address) of Synapse's msisdn 3pids in address order, after `after`: a walk
         along Synapse's unique (medium, address) index, so each page costs its own size."""
 
-        def txn_fn(txn: LoggingTransaction) -> list[tuple[str, str]]:
+        def get_msisdn_threepids_page_txn(txn: LoggingTransaction) -> list[tuple[str, str]]:
             txn.execute(
                 "SELECT user_id, address FROM user_threepids"
                 " WHERE medium = 'msisdn' AND address > ? ORDER BY address LIMIT ?",
                 (after or "", limit),
             )
-            return [(row[0], row[1]) for row in txn.fetchall()]
+            return [(user_id, address) for user_id, address in txn.fetchall()]
 
-        return await self.run("get_msisdn_threepids_page", txn_fn)
+        return await self.run("get_msisdn_threepids_page", get_msisdn_threepids_page_txn)
 
     async def add_discovery_hashes(self, rows: Collection[IndexRow]) -> None:
         """Index numbers. A row is written only while Synapse still holds that number for that
@@ -359,7 +210,7 @@ class DiscoveryStore(StoreMixin):
         if not rows:
             return
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def add_discovery_hashes_txn(txn: LoggingTransaction) -> None:
             conflict = (
                 " ON CONFLICT (hkey, gen) DO UPDATE"
                 " SET user_id = excluded.user_id, hash = excluded.hash"
@@ -387,7 +238,7 @@ class DiscoveryStore(StoreMixin):
                     [attr.astuple(r) for r in rows],
                 )
 
-        await self.run("add_discovery_hashes", txn_fn)
+        await self.run("add_discovery_hashes", add_discovery_hashes_txn)
 
     async def remove_discovery_hashes(
         self, user_id: str, keys: Iterable[tuple[int, int]], log: bool
@@ -397,7 +248,7 @@ class DiscoveryStore(StoreMixin):
         raced this removal may land after it."""
         args = [(gen, hkey, user_id) for gen, hkey in keys]
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def remove_discovery_hashes_txn(txn: LoggingTransaction) -> None:
             txn.execute_batch(
                 "DELETE FROM laiwang_discovery_hashes WHERE gen = ? AND hkey = ? AND user_id = ?",
                 args,
@@ -408,12 +259,12 @@ class DiscoveryStore(StoreMixin):
                     args,
                 )
 
-        await self.run("remove_discovery_hashes", txn_fn)
+        await self.run("remove_discovery_hashes", remove_discovery_hashes_txn)
 
     async def replay_discovery_removals(self, gen: int) -> None:
         """After a build of `gen`: apply the removals logged meanwhile once more."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def replay_discovery_removals_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "DELETE FROM laiwang_discovery_hashes WHERE gen = ? AND EXISTS ("
                 " SELECT 1 FROM laiwang_discovery_removals AS r WHERE r.gen = ?"
@@ -423,7 +274,7 @@ class DiscoveryStore(StoreMixin):
             )
             txn.execute("DELETE FROM laiwang_discovery_removals WHERE gen <= ?", (gen,))
 
-        await self.run("replay_discovery_removals", txn_fn)
+        await self.run("replay_discovery_removals", replay_discovery_removals_txn)
 
     # --- a lookup ---
 
@@ -433,7 +284,9 @@ class DiscoveryStore(StoreMixin):
         """For the hash keys of one lookup: the (full hash, user) index hits, and the
         `discoverable` settings those users chose (absent: the default)."""
 
-        def txn_fn(txn: LoggingTransaction) -> tuple[list[tuple[str, str]], dict[str, bool]]:
+        def find_discovery_hits_txn(
+            txn: LoggingTransaction,
+        ) -> tuple[list[tuple[str, str]], dict[str, bool]]:
             clause, args = make_in_list_sql_clause(txn.database_engine, "h.hkey", keys)
             txn.execute(
                 "SELECT h.hash, h.user_id, s.discoverable FROM laiwang_discovery_hashes AS h"
@@ -449,7 +302,7 @@ class DiscoveryStore(StoreMixin):
                     chosen[user_id] = bool(discoverable)
             return hits, chosen
 
-        return await self.run("find_discovery_hits", txn_fn)
+        return await self.run("find_discovery_hits", find_discovery_hits_txn)
 
     async def charge_lookup_and_remember(
         self,
@@ -465,7 +318,7 @@ class DiscoveryStore(StoreMixin):
         # Re-uploads of the same book do not rewrite fresh rows (expiry is coarse anyway).
         refresh_after = min(DAY_MS, self.address_book_ttl_ms // 10)
 
-        def txn_fn(txn: LoggingTransaction) -> bool:
+        def charge_lookup_and_remember_txn(txn: LoggingTransaction) -> bool:
             if isinstance(txn.database_engine, PostgresEngine):
                 # Do not wait for the WAL flush: a crash may lose the last moment's budget
                 # charges and book entries, which is harmless, and the lookup skips an fsync.
@@ -474,8 +327,7 @@ class DiscoveryStore(StoreMixin):
                 "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
                 (owner_id, day),
             )
-            row = txn.fetchone()
-            used = int(row[0]) if row else 0
+            used = int(fetch_value(txn) or 0)
             if used + addresses > max_per_day:
                 return False
             txn.execute(
@@ -486,132 +338,26 @@ class DiscoveryStore(StoreMixin):
             _remember_contacts(txn, owner_id, contacts, now, refresh_after)
             return True
 
-        return await self.run("charge_lookup_and_remember", txn_fn)
+        return await self.run("charge_lookup_and_remember", charge_lookup_and_remember_txn)
 
     async def get_lookup_usage(self, owner_id: str, day: int) -> int:
-        def txn_fn(txn: LoggingTransaction) -> int:
+        def get_lookup_usage_txn(txn: LoggingTransaction) -> int:
             txn.execute(
                 "SELECT addresses FROM laiwang_discovery_usage WHERE user_id = ? AND day = ?",
                 (owner_id, day),
             )
-            row = txn.fetchone()
-            return int(row[0]) if row else 0
+            return int(fetch_value(txn) or 0)
 
-        return await self.run("get_lookup_usage", txn_fn)
+        return await self.run("get_lookup_usage", get_lookup_usage_txn)
 
     async def purge_old_lookup_usage(self, before_day: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def purge_old_lookup_usage_txn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_discovery_usage WHERE day < ?", (before_day,))
 
-        await self.run("purge_old_lookup_usage", txn_fn)
-
-    # --- msisdn validation sessions (the identity endpoints) ---
-
-    async def get_msisdn_session(
-        self, *, sid: str | None = None, lookup_key: str | None = None
-    ) -> MsisdnSession | None:
-        column, value = ("sid", sid) if sid is not None else ("lookup_key", lookup_key)
-
-        def txn_fn(txn: LoggingTransaction) -> MsisdnSession | None:
-            txn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM laiwang_msisdn_sessions WHERE {column} = ?",
-                (value,),
-            )
-            row = txn.fetchone()
-            return MsisdnSession(*row) if row else None
-
-        return await self.run("get_msisdn_session", txn_fn)
-
-    async def insert_msisdn_session(self, session: MsisdnSession) -> None:
-        """Store a new session, replacing an expired one of the same client and number."""
-
-        def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute(
-                "DELETE FROM laiwang_msisdn_sessions WHERE lookup_key = ?", (session.lookup_key,)
-            )
-            txn.execute(
-                f"INSERT INTO laiwang_msisdn_sessions ({_SESSION_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                attr.astuple(session),
-            )
-
-        await self.run("insert_msisdn_session", txn_fn)
-
-    async def resend_msisdn_session(
-        self, sid: str, send_attempt: int, code_hash: str, expires_ts: int
-    ) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute(
-                "UPDATE laiwang_msisdn_sessions SET send_attempt = ?, code_hash = ?,"
-                " expires_ts = ? WHERE sid = ? AND validated_ts IS NULL",
-                (send_attempt, code_hash, expires_ts, sid),
-            )
-
-        await self.run("resend_msisdn_session", txn_fn)
-
-    async def claim_code_attempt(self, sid: str, max_attempts: int) -> bool:
-        """Count one code submission; False when the session has no attempts left. Counting
-        before checking the code means concurrent guesses cannot exceed the limit."""
-
-        def txn_fn(txn: LoggingTransaction) -> bool:
-            txn.execute(
-                "UPDATE laiwang_msisdn_sessions SET attempts = attempts + 1"
-                " WHERE sid = ? AND attempts < ?",
-                (sid, max_attempts),
-            )
-            return bool(txn.rowcount == 1)
-
-        return await self.run("claim_code_attempt", txn_fn)
-
-    async def mark_msisdn_session_validated(self, sid: str, expires_ts: int) -> None:
-        now = self._now()
-
-        def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute(
-                "UPDATE laiwang_msisdn_sessions SET validated_ts = ?, expires_ts = ?"
-                " WHERE sid = ? AND validated_ts IS NULL",
-                (now, expires_ts, sid),
-            )
-
-        await self.run("mark_msisdn_session_validated", txn_fn)
-
-    async def count_sms_send(self, number_key: str, day: int, max_per_day: int) -> bool:
-        """Count one SMS to a number today; False (nothing counted) when the cap is reached."""
-
-        def txn_fn(txn: LoggingTransaction) -> bool:
-            txn.execute(
-                "SELECT sends FROM laiwang_sms_sends WHERE number_key = ? AND day = ?",
-                (number_key, day),
-            )
-            row = txn.fetchone()
-            sent = int(row[0]) if row else 0
-            if sent >= max_per_day:
-                return False
-            txn.execute(
-                "INSERT INTO laiwang_sms_sends (number_key, day, sends) VALUES (?, ?, ?)"
-                " ON CONFLICT (number_key, day) DO UPDATE SET sends = excluded.sends",
-                (number_key, day, sent + 1),
-            )
-            return True
-
-        return await self.run("count_sms_send", txn_fn)
-
-    async def purge_old_sms_sends(self, before_day: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute("DELETE FROM laiwang_sms_sends WHERE day < ?", (before_day,))
-
-        await self.run("purge_old_sms_sends", txn_fn)
-
-    async def purge_expired_msisdn_sessions(self) -> None:
-        now = self._now()
-
-        def txn_fn(txn: LoggingTransaction) -> None:
-            txn.execute("DELETE FROM laiwang_msisdn_sessions WHERE expires_ts < ?", (now,))
-
-        await self.run("purge_expired_msisdn_sessions", txn_fn)
+        await self.run("purge_old_lookup_usage", purge_old_lookup_usage_txn)
 
 
-def _select_state(txn: LoggingTransaction) -> PepperState | None:
+def get_pepper_state_txn(txn: LoggingTransaction) -> PepperState | None:
     txn.execute(
         "SELECT gen, pepper, rotated_ts, built, next_gen, next_pepper"
         " FROM laiwang_discovery_state WHERE singleton = 1"
@@ -619,7 +365,15 @@ def _select_state(txn: LoggingTransaction) -> PepperState | None:
     row = txn.fetchone()
     if row is None:
         return None
-    return PepperState(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+    gen, pepper, rotated_ts, built, next_gen, next_pepper = row
+    return PepperState(
+        gen=gen,
+        pepper=pepper,
+        rotated_ts=rotated_ts,
+        built=bool(built),
+        next_gen=next_gen,
+        next_pepper=next_pepper,
+    )
 
 
 def _remember_contacts(

@@ -7,23 +7,6 @@ from typing import Any
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "settings",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_user_settings ("
-                " user_id TEXT NOT NULL PRIMARY KEY,"
-                " discoverable BOOLEAN,"  # NULL: the configured default
-                " accept_requests_from TEXT,"  # NULL: the configured default
-                " updated_ts BIGINT NOT NULL)",
-            ],
-        )
-    ],
-)
 
 
 class SettingsStore(StoreMixin):
@@ -32,7 +15,7 @@ class SettingsStore(StoreMixin):
     async def get_user_settings(self, user_id: str) -> dict[str, Any]:
         """The values the user has set (keys absent where they kept the default)."""
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, Any]:
+        def get_user_settings_txn(txn: LoggingTransaction) -> dict[str, Any]:
             txn.execute(
                 "SELECT discoverable, accept_requests_from FROM laiwang_user_settings"
                 " WHERE user_id = ?",
@@ -41,19 +24,20 @@ class SettingsStore(StoreMixin):
             row = txn.fetchone()
             if row is None:
                 return {}
+            discoverable, accept_requests_from = row
             out: dict[str, Any] = {}
-            if row[0] is not None:
-                out["discoverable"] = bool(row[0])
-            if row[1] is not None:
-                out["accept_requests_from"] = row[1]
+            if discoverable is not None:
+                out["discoverable"] = bool(discoverable)
+            if accept_requests_from is not None:
+                out["accept_requests_from"] = accept_requests_from
             return out
 
-        return await self.run("get_user_settings", txn_fn)
+        return await self.run("get_user_settings", get_user_settings_txn)
 
     async def get_discoverable_choices(self, user_ids: list[str]) -> dict[str, bool]:
         """The `discoverable` value each of these users set (absent: they kept the default)."""
 
-        def txn_fn(txn: LoggingTransaction) -> dict[str, bool]:
+        def get_discoverable_choices_txn(txn: LoggingTransaction) -> dict[str, bool]:
             chosen: dict[str, bool] = {}
             # Chunked so that a large address book never exceeds SQLite's parameter limit.
             for i in range(0, len(user_ids), 500):
@@ -66,10 +50,10 @@ class SettingsStore(StoreMixin):
                 chosen.update((user_id, bool(value)) for user_id, value in txn.fetchall())
             return chosen
 
-        return await self.run("get_discoverable_choices", txn_fn)
+        return await self.run("get_discoverable_choices", get_discoverable_choices_txn)
 
     async def update_user_settings(self, user_id: str, update: dict[str, Any], now: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def update_user_settings_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "INSERT INTO laiwang_user_settings (user_id, updated_ts) VALUES (?, ?)"
                 " ON CONFLICT (user_id) DO NOTHING",
@@ -84,4 +68,4 @@ class SettingsStore(StoreMixin):
                         (update[column], now, user_id),
                     )
 
-        await self.run("update_user_settings", txn_fn)
+        await self.run("update_user_settings", update_user_settings_txn)

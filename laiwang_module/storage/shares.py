@@ -18,36 +18,7 @@ from typing import Any
 import attr
 from synapse.storage.database import LoggingTransaction
 
-from laiwang_module.storage.base import StoreMixin
-from laiwang_module.storage.schema import Schema
-
-SCHEMA = Schema(
-    "timeline",
-    [
-        (
-            1,
-            [
-                "CREATE TABLE IF NOT EXISTS laiwang_timelines ("
-                " owner TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL UNIQUE,"
-                " created_ts BIGINT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS laiwang_timeline_posts ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " room_id TEXT NOT NULL,"
-                " owner TEXT NOT NULL,"
-                " ts BIGINT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_timeline_posts_owner_ts"
-                " ON laiwang_timeline_posts (owner, ts, event_id)",
-                "CREATE TABLE IF NOT EXISTS laiwang_timeline_relations ("
-                " event_id TEXT NOT NULL PRIMARY KEY,"
-                " post_id TEXT NOT NULL,"
-                " kind TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS laiwang_timeline_relations_post"
-                " ON laiwang_timeline_relations (post_id, kind)",
-            ],
-        )
-    ],
-)
+from laiwang_module.storage.base import StoreMixin, fetch_value
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -97,100 +68,112 @@ ORDER BY p.ts DESC, p.event_id DESC
 """
 
 
-def feed_txn(txn: Any, user_id: str, limit: int, before: tuple[int, str] | None) -> list[FeedRow]:
+def get_feed_txn(
+    txn: Any, user_id: str, limit: int, before: tuple[int, str] | None
+) -> list[FeedRow]:
     """The feed page; `txn` is a DB-API cursor taking `?` (Synapse's, or sqlite3's in tests)."""
     bound_before = ""
     bound_args: list[object] = []
     if before is not None:
+        before_ts, before_id = before
         bound_before = "AND p.ts < ?"
-        bound_args = [before[0]]
+        bound_args = [before_ts]
     txn.execute(
         _BOUND_SQL.format(before=bound_before, authors=_AUTHORS),
         [*bound_args, user_id, user_id, limit - 1],
     )
-    row = txn.fetchone()
+    head = fetch_value(txn)
     conditions: list[str] = []
     args: list[object] = []
-    if row is not None:
+    if head is not None:
         conditions.append("AND ts >= ?")
-        args.append(int(row[0]))
+        args.append(int(head))
     if before is not None:
         conditions.append("AND (ts < ? OR (ts = ? AND event_id < ?))")
-        args += [before[0], before[0], before[1]]
+        args += [before_ts, before_ts, before_id]
     txn.execute(
         _FEED_SQL.format(authors=_AUTHORS, after=" ".join(conditions)),
         [user_id, user_id, *args, limit],
     )
-    return [FeedRow(str(e), str(r), int(t), int(a), int(c)) for e, r, t, a, c in txn.fetchall()]
+    return [
+        FeedRow(
+            event_id=str(event_id),
+            room_id=str(room_id),
+            ts=int(ts),
+            reactions=int(reactions),
+            comments=int(comments),
+        )
+        for event_id, room_id, ts, reactions, comments in txn.fetchall()
+    ]
 
 
 class SharesStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
     async def get_timeline(self, owner: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_timeline_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            room_id = fetch_value(txn)
+            return None if room_id is None else str(room_id)
 
-        return await self.run("get_timeline", txn_fn)
+        return await self.run("get_timeline", get_timeline_txn)
 
     async def get_timeline_owner(self, room_id: str) -> str | None:
-        def txn_fn(txn: LoggingTransaction) -> str | None:
+        def get_timeline_owner_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT owner FROM laiwang_timelines WHERE room_id = ?", (room_id,))
-            row = txn.fetchone()
-            return str(row[0]) if row else None
+            owner = fetch_value(txn)
+            return None if owner is None else str(owner)
 
-        return await self.run("get_timeline_owner", txn_fn)
+        return await self.run("get_timeline_owner", get_timeline_owner_txn)
 
     async def claim_timeline(self, owner: str, room_id: str, now: int) -> str:
         """Record room_id as owner's timeline unless one is recorded already; returns the
         room id that is recorded (ours, or the one another process recorded first)."""
 
-        def txn_fn(txn: LoggingTransaction) -> str:
+        def claim_timeline_txn(txn: LoggingTransaction) -> str:
             txn.execute(
                 "INSERT INTO laiwang_timelines (owner, room_id, created_ts) VALUES (?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
                 (owner, room_id, now),
             )
             txn.execute("SELECT room_id FROM laiwang_timelines WHERE owner = ?", (owner,))
-            row = txn.fetchone()
-            return str(row[0]) if row else room_id
+            recorded = fetch_value(txn)
+            return room_id if recorded is None else str(recorded)
 
-        return await self.run("claim_timeline", txn_fn)
+        return await self.run("claim_timeline", claim_timeline_txn)
 
     async def index_post(self, event_id: str, room_id: str, owner: str, ts: int) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def index_post_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "INSERT INTO laiwang_timeline_posts (event_id, room_id, owner, ts)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (event_id, room_id, owner, ts),
             )
 
-        await self.run("index_post", txn_fn)
+        await self.run("index_post", index_post_txn)
 
     async def index_relation(self, event_id: str, post_id: str, kind: str) -> None:
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def index_relation_txn(txn: LoggingTransaction) -> None:
             txn.execute(
                 "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind)"
                 " VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 (event_id, post_id, kind),
             )
 
-        await self.run("index_relation", txn_fn)
+        await self.run("index_relation", index_relation_txn)
 
     async def unindex_event(self, event_id: str) -> None:
         """A redacted post, reaction or comment leaves the feed and the counts."""
 
-        def txn_fn(txn: LoggingTransaction) -> None:
+        def unindex_event_txn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_timeline_posts WHERE event_id = ?", (event_id,))
             txn.execute("DELETE FROM laiwang_timeline_relations WHERE event_id = ?", (event_id,))
 
-        await self.run("unindex_event", txn_fn)
+        await self.run("unindex_event", unindex_event_txn)
 
     async def get_feed(
         self, user_id: str, limit: int, before: tuple[int, str] | None
     ) -> list[FeedRow]:
         """Posts of user_id's and their acquaintances' timelines, newest first, strictly older
         than `before` = (ts, event_id)."""
-        return await self.run_with("get_feed", feed_txn, user_id, limit, before)
+        return await self.run("get_feed", get_feed_txn, user_id, limit, before)

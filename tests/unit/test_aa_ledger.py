@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from laiwang_module.storage import aa as ledger
+from laiwang_module.storage.schema.migrations import AA
 from rooms.aa import AAPayment, AARequest, split_equal
 
 USERS = ["@a:x", "@b:x", "@c:y", "@d:y"]
@@ -47,7 +48,7 @@ def fresh() -> tuple[sqlite3.Connection, Any]:
     """A database with the ledger's schema; the Txn stands in for Synapse's (typed Any)."""
     conn = sqlite3.connect(":memory:")
     txn: Any = Txn(conn)
-    for _, statements in ledger.SCHEMA.migrations:
+    for _, statements in AA.migrations:
         for s in statements:
             txn.execute(s)
     return conn, txn
@@ -109,7 +110,7 @@ def test_random_histories_keep_the_ledger_consistent(steps):
             payee = user
             people = USERS[:size]
             req = AARequest("Dinner", "CNY", 1000 + pick, payee, split_equal(1000 + pick, people))
-            apply = lambda: ledger.apply_request_txn(txn, event_id, "!r:x", req, n)  # noqa: E731, B023
+            apply = lambda: ledger.apply_aa_request_txn(txn, event_id, "!r:x", req, n)  # noqa: E731, B023
             requests.append((event_id, req))
         elif not requests:
             continue
@@ -117,13 +118,13 @@ def test_random_histories_keep_the_ledger_consistent(steps):
             request_id, req = requests[pick % len(requests)]
             payer = user if user in req.shares else req.participants[-1]
             payment = AAPayment(request_id, payer, req.shares[payer], "CNY", "cash")
-            apply = lambda: ledger.apply_payment_txn(txn, event_id, req.payee, payment, n)  # noqa: E731, B023
+            apply = lambda: ledger.apply_aa_payment_txn(txn, event_id, req.payee, payment, n)  # noqa: E731, B023
         elif kind == "close":
             request_id, req = requests[pick % len(requests)]
-            apply = lambda: ledger.apply_close_txn(txn, event_id, req.payee, request_id)  # noqa: E731, B023
+            apply = lambda: ledger.apply_aa_close_txn(txn, event_id, req.payee, request_id)  # noqa: E731, B023
         else:
             target = events[pick % len(events)] if events else "$none"
-            apply = lambda: ledger.apply_redaction_txn(txn, event_id, target)  # noqa: E731, B023
+            apply = lambda: ledger.apply_aa_redaction_txn(txn, event_id, target)  # noqa: E731, B023
         apply()
         events.append(event_id)
         check_invariants(txn)
@@ -143,14 +144,14 @@ def test_receipt_ids_are_single_use():
     people = ["@a:x", "@b:x", "@c:y"]
     for request_id in ("$r1", "$r2"):
         req = AARequest("Taxi", "JPY", 300, "@a:x", split_equal(300, people))
-        ledger.apply_request_txn(txn, request_id, "!r:x", req, 0)
+        ledger.apply_aa_request_txn(txn, request_id, "!r:x", req, 0)
     receipt = {"provider": "testpay", "receipt_id": "once"}
     first = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert applied(ledger.apply_payment_txn(txn, "$p1", "@b:x", first, 0))
+    assert applied(ledger.apply_aa_payment_txn(txn, "$p1", "@b:x", first, 0))
     replay = AAPayment("$r2", "@b:x", 100, "JPY", "provider", receipt)
-    assert not applied(ledger.apply_payment_txn(txn, "$p2", "@b:x", replay, 0))
+    assert not applied(ledger.apply_aa_payment_txn(txn, "$p2", "@b:x", replay, 0))
     # The void of a payment does not free its receipt id.
-    ledger.apply_redaction_txn(txn, "$x1", "$p1")
+    ledger.apply_aa_redaction_txn(txn, "$x1", "$p1")
     again = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert not applied(ledger.apply_payment_txn(txn, "$p3", "@b:x", again, 0))
+    assert not applied(ledger.apply_aa_payment_txn(txn, "$p3", "@b:x", again, 0))
     check_invariants(txn)

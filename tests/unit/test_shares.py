@@ -376,10 +376,10 @@ def test_posts_and_relations_for_the_feed():
 def _feed_db(acquainted: set[str], posts: list[tuple[str, str, int]]) -> Any:
     import sqlite3
 
-    from laiwang_module.storage.shares import SCHEMA
+    from laiwang_module.storage.schema.migrations import SHARES
 
     db = sqlite3.connect(":memory:")
-    for _version, statements in SCHEMA.migrations:
+    for _version, statements in SHARES.migrations:
         for statement in statements:
             db.execute(statement)
     db.execute(
@@ -407,7 +407,7 @@ feed_cases = st.tuples(
 
 @given(feed_cases)
 def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
-    from laiwang_module.storage.shares import feed_txn
+    from laiwang_module.storage.shares import get_feed_txn
 
     acquainted, raw_posts, limit = case
     posts = [(f"$e{i:03d}", owner, ts) for i, (owner, ts) in enumerate(raw_posts)]
@@ -418,7 +418,7 @@ def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
     seen: list[tuple[int, str]] = []
     before = None
     while True:
-        page = feed_txn(db.cursor(), "@me", limit, before)
+        page = get_feed_txn(db.cursor(), "@me", limit, before)
         assert len(page) <= limit
         seen += [(r.ts, r.event_id) for r in page]
         if len(page) < limit:
