@@ -2,7 +2,7 @@
 the daily lookup budget.
 
 No phone number is stored in the clear by any of these tables (docs/api/discovery.md says what
-is stored and for how long). Synapse's own `user_threepids` table is the one source of numbers;
+is stored and for how long; the msisdn validation sessions are in storage/msisdn.py). Synapse's own `user_threepids` table is the one source of numbers;
 `laiwang_discovery_hashes` is only an index over it, rebuilt whenever the pepper rotates.
 """
 
