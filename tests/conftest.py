@@ -1,7 +1,8 @@
 """Shared homeservers for the end-to-end tests.
 
-Two federating Synapse processes (`hs1`, `hs2`) are started together the first time any test
-needs one, and shared by the whole session; each test registers fresh users. Unit tests start
+Two federating Synapse processes with the module (`hs1`, `hs2`) and a plain one playing a
+malicious server (`attacker`) are started together the first time any test needs one, and shared
+by the whole session; each test registers fresh users. Unit tests start
 nothing. Set LAIWANG_KEEP_TEST_DATA=1 to keep the servers' folders (logs) after the run.
 """
 
@@ -19,6 +20,7 @@ from signedjson.types import SigningKey
 
 from devtools.devserver import SynapseProcess, free_port
 from tests.harness.servers import (
+    AttackerHomeserver,
     TestHomeserver,
     create_postgres_database,
     drop_postgres_database,
@@ -57,30 +59,38 @@ def payment_providers(keys: dict[str, SigningKey], *names: str) -> dict[str, Any
 
 
 @pytest.fixture(scope="session")
-def federation_pair(
+def federation(
     test_root: Path, payment_keys: dict[str, SigningKey]
-) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+) -> Iterator[tuple[TestHomeserver, TestHomeserver, AttackerHomeserver]]:
+    """hs1 and hs2 with the module, and a plain Synapse playing a malicious server, started
+    together (Synapse's start-up dominates) and shared by the session."""
     hs1_config = {"payment_providers": payment_providers(payment_keys, "testpay")}
     hs2_config = {"payment_providers": payment_providers(payment_keys, "testpay", "hs2pay")}
-    servers = start_all(
-        [
-            TestHomeserver(test_root / "hs1", federation=True, module_config=hs1_config),
-            TestHomeserver(test_root / "hs2", federation=True, module_config=hs2_config),
-        ]
-    )
-    yield servers[0], servers[1]
-    for s in servers:
+    hs1 = TestHomeserver(test_root / "hs1", federation=True, module_config=hs1_config)
+    hs2 = TestHomeserver(test_root / "hs2", federation=True, module_config=hs2_config)
+    attacker = AttackerHomeserver(test_root / "attacker")
+    start_all([hs1, hs2, attacker])
+    yield hs1, hs2, attacker
+    for s in (hs1, hs2, attacker):
         s.stop()
 
 
 @pytest.fixture(scope="session")
-def hs1(federation_pair: tuple[TestHomeserver, TestHomeserver]) -> TestHomeserver:
-    return federation_pair[0]
+def hs1(federation: tuple[TestHomeserver, TestHomeserver, AttackerHomeserver]) -> TestHomeserver:
+    return federation[0]
 
 
 @pytest.fixture(scope="session")
-def hs2(federation_pair: tuple[TestHomeserver, TestHomeserver]) -> TestHomeserver:
-    return federation_pair[1]
+def hs2(federation: tuple[TestHomeserver, TestHomeserver, AttackerHomeserver]) -> TestHomeserver:
+    return federation[1]
+
+
+@pytest.fixture(scope="session")
+def attacker(
+    federation: tuple[TestHomeserver, TestHomeserver, AttackerHomeserver],
+) -> AttackerHomeserver:
+    """A federating Synapse without the module (see AttackerHomeserver)."""
+    return federation[2]
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import TestHomeserver, start_all
 from tests.harness.social import make_acquainted
 
 MUSIC: dict[str, Any] = {
@@ -313,53 +312,47 @@ def test_timeline_with_a_worker_happens_once(worker_homeserver):
     wait_until(lambda: counted(bob) and counted(bob_w) and counted(alice_w))
 
 
-def test_a_server_without_the_module_is_held_to_the_rules(hs1, test_root):
+def test_a_server_without_the_module_is_held_to_the_rules(hs1, attacker):
     """A member on a plain Synapse (no module) can send anything; the owner's server refuses
     (soft-fails) what breaks the rules, so it never reaches clients or the feed."""
-    plain = TestHomeserver(test_root / "plain", federation=True, extra={"modules": []})
-    start_all([plain])
-    try:
-        alice, pete = hs1.new_user("alice"), plain.new_user("pete")
-        contact = alice.laiwang("POST", "/contacts/requests", {"user_id": pete.user_id})
-        wait_until(lambda: contact["room_id"] in pete.invited_rooms(), timeout=60)
-        pete.join(contact["room_id"], via=[hs1.server_name])
-        wait_until(
-            lambda: (
-                pete.user_id
-                in {c["user_id"] for c in alice.laiwang("GET", "/contacts")["contacts"]}
-            ),
-            timeout=60,
-        )
-        room = timeline(alice)
-        # No module there to accept: pete joins by hand, as with any client.
-        wait_until(lambda: room in pete.invited_rooms(), timeout=60)
-        pete.join(room, via=[hs1.server_name])
-        wait_until(lambda: alice.membership(room, pete.user_id) == "join", timeout=60)
-        post = alice.send_text(room, "hello")
-        wait_until(lambda: pete.event(room, post), timeout=60)
+    alice, pete = hs1.new_user("alice"), attacker.new_user("pete")
+    contact = alice.laiwang("POST", "/contacts/requests", {"user_id": pete.user_id})
+    wait_until(lambda: contact["room_id"] in pete.invited_rooms(), timeout=60)
+    pete.join(contact["room_id"], via=[hs1.server_name])
+    wait_until(
+        lambda: (
+            pete.user_id in {c["user_id"] for c in alice.laiwang("GET", "/contacts")["contacts"]}
+        ),
+        timeout=60,
+    )
+    room = timeline(alice)
+    # No module there to accept: pete joins by hand, as with any client.
+    wait_until(lambda: room in pete.invited_rooms(), timeout=60)
+    pete.join(room, via=[hs1.server_name])
+    wait_until(lambda: alice.membership(room, pete.user_id) == "join", timeout=60)
+    post = alice.send_text(room, "hello")
+    wait_until(lambda: pete.event(room, post), timeout=60)
 
-        top_level = pete.send_text(room, "a post in alice's timeline")
-        malformed = pete.send(
-            room,
-            {
-                **MUSIC,
-                "org.laiwang.share.music": {"title": "no artist", "url": "https://m.example/x"},
-                "m.relates_to": {"rel_type": "m.thread", "event_id": post},
-            },
-        )
-        pete.send(room, thread_reply(post, "a fine comment"))
+    top_level = pete.send_text(room, "a post in alice's timeline")
+    malformed = pete.send(
+        room,
+        {
+            **MUSIC,
+            "org.laiwang.share.music": {"title": "no artist", "url": "https://m.example/x"},
+            "m.relates_to": {"rel_type": "m.thread", "event_id": post},
+        },
+    )
+    pete.send(room, thread_reply(post, "a fine comment"))
 
-        def comments() -> int:
-            chunk = alice.laiwang("GET", "/feed")["chunk"]
-            return [c["comments"] for c in chunk if c["event_id"] == post] == [1]
+    def comments() -> int:
+        chunk = alice.laiwang("GET", "/feed")["chunk"]
+        return [c["comments"] for c in chunk if c["event_id"] == post] == [1]
 
-        # The comment came after the others, so hs1 has had all three in hand.
-        wait_until(comments, timeout=60)
-        for refused in (top_level, malformed):
-            assert error(lambda refused=refused: alice.event(room, refused)).status in (403, 404)
-        assert [c["event_id"] for c in alice.laiwang("GET", "/feed")["chunk"]] == [post]
-    finally:
-        plain.stop()
+    # The comment came after the others, so hs1 has had all three in hand.
+    wait_until(comments, timeout=60)
+    for refused in (top_level, malformed):
+        assert error(lambda refused=refused: alice.event(room, refused)).status in (403, 404)
+    assert [c["event_id"] for c in alice.laiwang("GET", "/feed")["chunk"]] == [post]
 
 
 def test_get_timeline_repairs_an_acquaintance_who_never_got_a_membership(hs1):

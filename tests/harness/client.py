@@ -43,10 +43,18 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30.0, interval: f
 
 
 class MatrixClient:
-    def __init__(self, base_url: str, user_id: str, access_token: str | None):
+    def __init__(
+        self,
+        base_url: str,
+        user_id: str,
+        access_token: str | None,
+        params: dict[str, Any] | None = None,
+    ):
         self.base_url = base_url
         self.user_id = user_id
         self.access_token = access_token
+        # Query parameters of every request (an application service's `user_id`).
+        self.params = params or {}
         self.session = requests.Session()
 
     # --- raw requests ---
@@ -69,7 +77,7 @@ class MatrixClient:
             self.base_url + path,
             json=body if data is None else None,
             data=data,
-            params=params,
+            params={**self.params, **(params or {})},
             headers=headers,
             timeout=60,
         )

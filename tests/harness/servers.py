@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from devtools.devserver import (
     HomeserverSpec,
     StartupError,
@@ -100,6 +102,42 @@ class TestHomeserver:
 
     def anonymous(self) -> MatrixClient:
         return MatrixClient(self.base_url, "", None)
+
+
+ATTACKER_AS_TOKEN = "attacker-as-token"
+
+
+class AttackerHomeserver(TestHomeserver):
+    """A federating Synapse *without* the module, playing a malicious server in the trust tests:
+    it signs whatever its users send. Its application service acts as any of its users and sets
+    `origin_server_ts` (`impersonate(user).call(..., params={"ts": ms})`), and its invites carry
+    Laiwang's state types in their stripped state, as any server may."""
+
+    def __init__(self, directory: Path):
+        registration = {
+            "id": "attacker",
+            "url": None,
+            "as_token": ATTACKER_AS_TOKEN,
+            "hs_token": "attacker-hs-token",
+            "sender_localpart": "attacker-bot",
+            "namespaces": {"users": [{"exclusive": False, "regex": ".*"}]},
+        }
+        # Beside the server's folder, which a restart on new ports wipes.
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        reg_file = directory.parent / f"{directory.name}-registration.yaml"
+        reg_file.write_text(yaml.safe_dump(registration))
+        super().__init__(
+            directory,
+            federation=True,
+            extra={"modules": [], "app_service_config_files": [str(reg_file)]},
+        )
+
+    def impersonate(self, user: MatrixClient) -> MatrixClient:
+        """`user` (of this server) driven through the application service, so that requests
+        may carry `ts`."""
+        return MatrixClient(
+            self.base_url, user.user_id, ATTACKER_AS_TOKEN, params={"user_id": user.user_id}
+        )
 
 
 def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHomeserver]:
