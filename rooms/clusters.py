@@ -16,7 +16,7 @@ from typing import Any
 import attr
 
 from rooms.errors import InvalidParam
-from rooms.validation import is_user_id, reject_unknown_keys, require
+from rooms.validation import is_user_id, own_join, reject_unknown_keys, require
 
 CLUSTER_STATE = "org.laiwang.cluster"
 MAX_TOPIC_LEN = 200  # characters, after trimming; also the room name, which Synapse caps at 255
@@ -53,16 +53,54 @@ def parse_cluster(content: Any) -> Cluster | None:
     return Cluster(topic, str(creator))
 
 
+def genuine_cluster(
+    content: Any, state_sender: str | None, room_creator: str | None
+) -> Cluster | None:
+    """The cluster a room is, or None when it is none: its `org.laiwang.cluster` content names as
+    `creator` the user who sent that state AND created the room (the sender of
+    `m.room.create`). Anyone with power in a room can write any content; only this equality
+    stops a room from passing as a cluster somebody else created (listed as theirs, ranked in
+    their acquaintances' discovery)."""
+    cluster = parse_cluster(content)
+    if cluster is None or not cluster.creator == state_sender == room_creator:
+        return None
+    return cluster
+
+
 def find_cluster_in_stripped_state(stripped: Iterable[Any]) -> Cluster | None:
-    """The cluster named in an invite's or knock's stripped state, if the room is one."""
+    """The cluster named in an invite's or knock's stripped state, if the room is a genuine one
+    (stripped state carries each event's sender, as the room's server claims it)."""
+    found: dict[str, Mapping[str, Any]] = {}
     for ev in stripped:
-        if (
-            isinstance(ev, Mapping)
-            and ev.get("type") == CLUSTER_STATE
-            and ev.get("state_key") == ""
-        ):
-            return parse_cluster(ev.get("content"))
-    return None
+        if isinstance(ev, Mapping) and ev.get("state_key") == "":
+            kind = ev.get("type")
+            if kind in (CLUSTER_STATE, "m.room.create") and isinstance(kind, str):
+                found[kind] = ev
+    state, create = found.get(CLUSTER_STATE), found.get("m.room.create")
+    if state is None or create is None:
+        return None
+    return genuine_cluster(state.get("content"), state.get("sender"), create.get("sender"))
+
+
+def activity_ts(origin_server_ts: int, received_ts: int) -> int:
+    """When an event counts as cluster activity: its sender's clock, but never later than when
+    this server received it (a server that stamps its events in the future would otherwise
+    rank its clusters first in discovery for ever)."""
+    return min(origin_server_ts, received_ts)
+
+
+def counted_membership(membership: str, sender: str, state_key: str) -> str:
+    """The membership the cluster index records: a join counts only when the user sent it
+    themselves (a join sent by anyone else is no choice of theirs; Matrix's auth rules already
+    refuse such joins, and this rule holds without relying on it)."""
+    if membership == "join" and not own_join(membership, sender, state_key):
+        return "unchosen"
+    return membership
+
+
+def member_count_delta(previous: str | None, current: str) -> int:
+    """How a membership transition changes a cluster's member count (joined members only)."""
+    return (current == "join") - (previous == "join")
 
 
 # --- request bodies ---

@@ -102,3 +102,10 @@ def require_int(
     if maximum is not None and value > maximum:
         raise InvalidParam(key, f"must be at most {maximum}")
     return value
+
+
+def own_join(membership: Any, sender: Any, state_key: Any) -> bool:
+    """A membership that counts as the user's own choice to be in a room: a join they sent
+    themselves. (Matrix's auth rules refuse a join sent by anyone else; the rules that give a
+    membership weight, such as being named a debtor, check it rather than rely on that.)"""
+    return membership == "join" and isinstance(sender, str) and sender == state_key

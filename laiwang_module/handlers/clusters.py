@@ -29,17 +29,19 @@ from synapse.events import EventBase
 from synapse.types import StateMap
 
 from laiwang_module.handlers.contacts import known_request
-from laiwang_module.storage.clusters import ClusterRow, MemberUpdate
+from laiwang_module.storage.clusters import ClusterRow, MemberRecord, MemberUpdate
 from laiwang_module.synapse_compat import get_events, invited_room_ids, is_host_in_room
 from rooms.clusters import (
     CLUSTER_STATE,
     Candidate,
     Cluster,
     Tree,
+    activity_ts,
     compute_tree,
+    counted_membership,
     create_room_config,
     find_cluster_in_stripped_state,
-    parse_cluster,
+    genuine_cluster,
 )
 from rooms.errors import Forbidden, NotFound
 
@@ -51,6 +53,15 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.25
 # How far back a member's joins are followed to find the invite they rest on.
 MAX_AUTH_WALK = 20
+
+
+def cluster_of(state: StateMap[EventBase]) -> Cluster | None:
+    """The genuine cluster a room's state makes it, or None (`rooms.clusters.genuine_cluster`)."""
+    cluster_event = state.get((CLUSTER_STATE, ""))
+    create = state.get(("m.room.create", ""))
+    if cluster_event is None or create is None:
+        return None
+    return genuine_cluster(cluster_event.content, cluster_event.sender, create.sender)
 
 
 class ClustersHandler:
@@ -113,26 +124,36 @@ class ClustersHandler:
     # --- lookups ---
 
     async def _cluster_state(self, room_id: str) -> Cluster | None:
-        state = await self._api.get_room_state(room_id, [(CLUSTER_STATE, "")])
-        event = state.get((CLUSTER_STATE, ""))
-        return parse_cluster(event.content) if event is not None else None
+        """The room's cluster from its current state, if it is a genuine one."""
+        state = await self._api.get_room_state(
+            room_id, [(CLUSTER_STATE, ""), ("m.room.create", "")]
+        )
+        return cluster_of(state)
 
     async def _require_cluster(self, room_id: str) -> ClusterRow:
-        """The cluster, if this server knows it (404 for an unknown room or a plain room)."""
+        """The cluster, if this server knows it (404 for an unknown room, a plain room, or one
+        whose cluster state is forged). When this server is in the room, the room's current
+        state decides, so that a row indexed before the rule (or a missed event) cannot
+        outlive it."""
         row = await self._store.get_cluster(room_id)
+        if not await is_host_in_room(self._api, room_id):
+            if row is not None:
+                return row
+            raise NotFound(f"Unknown cluster {room_id}.")
+        cluster = await self._cluster_state(room_id)
+        if cluster is None:
+            if row is not None:
+                await self._store.forget_cluster(room_id)
+            raise NotFound(f"{room_id} is not a cluster.")
         if row is not None:
             return row
-        if await is_host_in_room(self._api, room_id):
-            cluster = await self._cluster_state(room_id)
-            if cluster is not None:  # a cluster whose index missed it: index it now
-                now = self._now()
-                await self._store.record_cluster(room_id, cluster.topic, cluster.creator, now, now)
-                await self.sync_members(room_id)
-                row = await self._store.get_cluster(room_id)
-                assert row is not None
-                return row
-            raise NotFound(f"{room_id} is not a cluster.")
-        raise NotFound(f"Unknown cluster {room_id}.")
+        # A cluster whose index missed it: index it now.
+        now = self._now()
+        await self._store.record_cluster(room_id, cluster.topic, cluster.creator, now, now)
+        await self.sync_members(room_id)
+        row = await self._store.get_cluster(room_id)
+        assert row is not None
+        return row
 
     async def _membership(self, room_id: str, user_id: str, host_in_room: bool) -> str | None:
         """The local user's current membership, also an out-of-band invite or knock."""
@@ -271,17 +292,23 @@ class ClustersHandler:
     # --- following the room ---
 
     async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
-        """Index a cluster's membership and activity; approve knocks of acquaintances."""
+        """Index a cluster's membership and activity; approve knocks of acquaintances. A room
+        whose cluster state is forged (`rooms.clusters.genuine_cluster`) is no cluster: it
+        leaves the index if it was in it."""
         cluster_event = state.get((CLUSTER_STATE, ""))
         if cluster_event is None:
             return
-        cluster = parse_cluster(cluster_event.content)
-        if cluster is None:
-            return
+        cluster = cluster_of(state)
         room_id = event.room_id
-        ts = int(event.origin_server_ts)
+        if cluster is None:
+            if event.type == CLUSTER_STATE or await self._store.get_cluster(room_id) is not None:
+                await self._store.forget_cluster(room_id)
+            return
+        # on_new_event runs once the event is persisted: now is no earlier than its receipt.
+        ts = activity_ts(int(event.origin_server_ts), self._now())
+        created_ts = activity_ts(int(cluster_event.origin_server_ts), self._now())
         needs_sync = await self._store.record_cluster(
-            room_id, cluster.topic, cluster.creator, int(cluster_event.origin_server_ts), ts
+            room_id, cluster.topic, cluster.creator, created_ts, ts
         )
         if needs_sync:
             self._api.run_as_background_process(
@@ -292,8 +319,13 @@ class ClustersHandler:
         current = state.get(("m.room.member", event.state_key))
         if current is None:
             return
-        update = await self._member_update(current)
-        await self._store.update_cluster_members(room_id, [update])
+        known = await self._store.get_member_row(room_id, event.state_key)
+        if known is not None and known.event_id == current.event_id:
+            update = None  # applied already (a re-delivery, or another worker)
+        else:
+            update = await self._member_update(current, known)
+        if update is not None:
+            await self._store.update_cluster_members(room_id, [update])
         if current.membership == "knock" and current.event_id == event.event_id:
             self._api.run_as_background_process(
                 "laiwang_cluster_knock", self.on_knock, room_id, event.state_key, event.event_id
@@ -322,14 +354,23 @@ class ClustersHandler:
             raise
         await self._store.end_member_sync(room_id, done=True)
 
-    async def _member_update(self, member: EventBase) -> MemberUpdate:
+    async def _member_update(
+        self, member: EventBase, known: MemberRecord | None = None
+    ) -> MemberUpdate:
+        """The index row of a membership event. `known` is what the index holds of the user:
+        a join that follows a join (a profile change) keeps the inviter already found, without
+        walking the auth chain again."""
         assert member.state_key is not None
+        membership = counted_membership(str(member.membership), member.sender, member.state_key)
         invited_by = None
-        if member.membership == "join":
-            invited_by = await self._inviter_of(member)
+        if membership == "join":
+            if known is not None and known.membership == "join":
+                invited_by = known.invited_by
+            else:
+                invited_by = await self._inviter_of(member)
         return MemberUpdate(
             member.state_key,
-            str(member.membership),
+            membership,
             invited_by,
             int(member.origin_server_ts),
             member.event_id,

@@ -16,7 +16,7 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from rooms.clusters import MemberRow, discovery_key
+from rooms.clusters import MemberRow, discovery_key, member_count_delta
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -46,6 +46,15 @@ class MemberUpdate:
     membership: str
     invited_by: str | None
     joined_ts: int
+    event_id: str
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class MemberRecord:
+    """What the index holds of one user in a cluster."""
+
+    membership: str
+    invited_by: str | None
     event_id: str
 
 
@@ -174,12 +183,47 @@ def discover_clusters_txn(txn: Any, user_id: str, limit: int) -> list[tuple[Clus
     return [(rows[c.room_id], friends[c.room_id]) for c in chosen if c.room_id in rows]
 
 
-def _recount(txn: LoggingTransaction, room_id: str) -> None:
-    txn.execute(
-        "UPDATE laiwang_clusters SET member_count = (SELECT COUNT(*) FROM laiwang_cluster_members"
-        " WHERE room_id = ? AND membership = 'join') WHERE room_id = ?",
-        (room_id, room_id),
-    )
+def update_cluster_members_txn(
+    txn: LoggingTransaction, room_id: str, updates: list[MemberUpdate], only_missing: bool
+) -> None:
+    """Write each membership and keep `member_count` in step, one transition at a time.
+
+    The count moves by the transition of the very row the upsert changed, so it costs O(1) per
+    event whatever the cluster's size (a `COUNT(*)` per event made n joins cost O(n²):
+    bench/clusters_bench.py). The upsert changes nothing for an event already applied (same
+    event id: a re-delivery, or another worker), so nothing is counted twice; on PostgreSQL two
+    workers writing the same row at once conflict under Synapse's repeatable-read isolation and
+    the loser retries, then sees the row written. A module-level function so that the benchmark
+    times this very SQL."""
+    if only_missing:
+        conflict = "DO NOTHING"
+    else:
+        conflict = (
+            "DO UPDATE SET membership = excluded.membership,"
+            " invited_by = excluded.invited_by, joined_ts = excluded.joined_ts,"
+            " event_id = excluded.event_id"
+            " WHERE laiwang_cluster_members.event_id <> excluded.event_id"
+        )
+    delta = 0
+    for u in updates:
+        txn.execute(
+            "SELECT membership FROM laiwang_cluster_members WHERE room_id = ? AND user_id = ?",
+            (room_id, u.user_id),
+        )
+        previous = fetch_value(txn)
+        txn.execute(
+            "INSERT INTO laiwang_cluster_members"
+            " (room_id, user_id, membership, invited_by, joined_ts, event_id)"
+            f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) {conflict}",
+            (room_id, u.user_id, u.membership, u.invited_by, u.joined_ts, u.event_id),
+        )
+        if txn.rowcount == 1:
+            delta += member_count_delta(None if previous is None else str(previous), u.membership)
+    if delta:
+        txn.execute(
+            "UPDATE laiwang_clusters SET member_count = member_count + ? WHERE room_id = ?",
+            (delta, room_id),
+        )
 
 
 class ClustersStore(StoreMixin):
@@ -258,29 +302,37 @@ class ClustersStore(StoreMixin):
     ) -> None:
         """Apply current memberships. `only_missing` fills gaps only (a sync from a state
         snapshot must not overwrite what a newer event already wrote)."""
-        updates = list(updates)
+        await self.run(
+            "update_cluster_members", update_cluster_members_txn, room_id, list(updates),
+            only_missing,
+        )  # fmt: skip
 
-        def update_cluster_members_txn(txn: LoggingTransaction) -> None:
-            conflict = (
-                "DO NOTHING"
-                if only_missing
-                else "DO UPDATE SET membership = excluded.membership,"
-                " invited_by = excluded.invited_by, joined_ts = excluded.joined_ts,"
-                " event_id = excluded.event_id"
-                " WHERE laiwang_cluster_members.event_id <> excluded.event_id"
-            )
-            txn.execute_batch(
-                "INSERT INTO laiwang_cluster_members"
-                " (room_id, user_id, membership, invited_by, joined_ts, event_id)"
-                f" VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) {conflict}",
-                [
-                    (room_id, u.user_id, u.membership, u.invited_by, u.joined_ts, u.event_id)
-                    for u in updates
-                ],
-            )
-            _recount(txn, room_id)
+    async def get_member_row(self, room_id: str, user_id: str) -> MemberRecord | None:
+        """What the index holds of one user in a cluster, or None."""
 
-        await self.run("update_cluster_members", update_cluster_members_txn)
+        def get_member_row_txn(txn: LoggingTransaction) -> MemberRecord | None:
+            txn.execute(
+                "SELECT membership, invited_by, event_id FROM laiwang_cluster_members"
+                " WHERE room_id = ? AND user_id = ?",
+                (room_id, user_id),
+            )
+            row = txn.fetchone()
+            if row is None:
+                return None
+            membership, invited_by, event_id = row
+            return MemberRecord(membership=membership, invited_by=invited_by, event_id=event_id)
+
+        return await self.run("get_member_row", get_member_row_txn)
+
+    async def forget_cluster(self, room_id: str) -> None:
+        """Drop a room from the index: its state no longer makes it a genuine cluster (or an
+        older version of the module indexed a forged one)."""
+
+        def forget_cluster_txn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_cluster_members WHERE room_id = ?", (room_id,))
+            txn.execute("DELETE FROM laiwang_clusters WHERE room_id = ?", (room_id,))
+
+        await self.run("forget_cluster", forget_cluster_txn)
 
     async def get_member_event_ids(self, room_id: str, user_ids: list[str]) -> dict[str, str]:
         def get_member_event_ids_txn(txn: LoggingTransaction) -> dict[str, str]:

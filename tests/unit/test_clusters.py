@@ -64,8 +64,17 @@ def test_create_room_config_and_state():
     state = {(e["type"], e["state_key"]): e["content"] for e in config["initial_state"]}
     assert state[("m.room.join_rules", "")] == {"join_rule": "knock"}
     assert clusters.parse_cluster(state[(clusters.CLUSTER_STATE, "")]) == cluster
-    stripped = [{"type": clusters.CLUSTER_STATE, "state_key": "", "content": cluster.to_content()}]
+    create = {"type": "m.room.create", "state_key": "", "sender": A, "content": {}}
+    stripped = [
+        create,
+        {"type": clusters.CLUSTER_STATE, "state_key": "", "sender": A,
+         "content": cluster.to_content()},
+    ]  # fmt: skip
     assert clusters.find_cluster_in_stripped_state(stripped) == cluster
+    # Without the create event, or with state sent by somebody else, it is no cluster.
+    assert clusters.find_cluster_in_stripped_state(stripped[1:]) is None
+    forged = [create, {**stripped[1], "sender": B}]
+    assert clusters.find_cluster_in_stripped_state(forged) is None
     assert clusters.find_cluster_in_stripped_state([{"type": "m.room.name"}]) is None
     for bad in (None, {}, {"topic": "", "creator": A}, {"topic": "t", "creator": "x"}):
         assert clusters.parse_cluster(bad) is None
@@ -158,3 +167,61 @@ def test_knock_wait_config():
         with pytest.raises(ConfigError) as e:
             parse_config(raw)
         assert tuple(e.value.path or ()) == path
+
+
+# --- trust: forged clusters, the sender's clock, memberships nobody chose ---
+
+user_ids = st.sampled_from([A, B, C, None, "not a user"])
+
+
+@given(creator=user_ids, state_sender=user_ids, room_creator=user_ids)
+def test_a_cluster_is_genuine_only_when_its_creator_made_the_room_and_the_state(
+    creator, state_sender, room_creator
+):
+    content = {"topic": "Hiking", "creator": creator}
+    found = clusters.genuine_cluster(content, state_sender, room_creator)
+    if creator in (A, B, C) and creator == state_sender == room_creator:
+        assert found == clusters.Cluster("Hiking", creator)
+    else:
+        assert found is None
+
+
+def test_a_forged_creator_is_refused():
+    # B's room (B created it and sent the state) that says A created the cluster.
+    assert clusters.genuine_cluster({"topic": "t", "creator": A}, B, B) is None
+    # A's name in state that B sent into a room A created (B had the power to).
+    assert clusters.genuine_cluster({"topic": "t", "creator": A}, B, A) is None
+    # Garbage content is no cluster whoever sent it.
+    assert clusters.genuine_cluster({"topic": "", "creator": A}, A, A) is None
+
+
+@given(st.integers(0, 2**62), st.integers(0, 2**62))
+def test_activity_is_never_later_than_the_receipt(origin_server_ts, received_ts):
+    ts = clusters.activity_ts(origin_server_ts, received_ts)
+    assert ts <= received_ts and ts <= origin_server_ts
+    assert ts in (origin_server_ts, received_ts)
+
+
+@given(
+    membership=st.sampled_from(["join", "leave", "invite", "knock", "ban"]),
+    sender=st.sampled_from([A, B]),
+    target=st.sampled_from([A, B]),
+)
+def test_only_own_joins_count(membership, sender, target):
+    counted = clusters.counted_membership(membership, sender, target)
+    if membership == "join":
+        assert counted == ("join" if sender == target else "unchosen")
+    else:
+        assert counted == membership
+    assert clusters.member_count_delta(None, counted) == (counted == "join")
+
+
+@given(st.lists(st.tuples(st.sampled_from([A, B, C, D]),
+                          st.sampled_from(["join", "leave", "invite", "ban", "unchosen"]))))  # fmt: skip
+def test_member_count_follows_transitions(history):
+    rows: dict[str, str] = {}
+    count = 0
+    for user, membership in history:
+        count += clusters.member_count_delta(rows.get(user), membership)
+        rows[user] = membership
+        assert count == sum(1 for m in rows.values() if m == "join")
