@@ -230,7 +230,9 @@ def parse_request_content(content: Mapping[str, Any]) -> AARequest:
 
 
 def check_request_context(req: AARequest, sender: str, joined: Collection[str]) -> None:
-    """The rules that need the room: the payee is the sender, participants are joined."""
+    """The rules that need the room: the payee is the sender, participants are joined.
+    `joined` holds only members who joined by their own choice (`rooms.validation.own_join`):
+    a bill names as debtor nobody who was put in the room."""
     if req.payee != sender:
         raise Forbidden("must be the sender: only the payee asks for money", param="payee")
     missing = [p for p in req.participants if p not in joined]
@@ -461,6 +463,34 @@ def check_not_an_aa_edit(content: Mapping[str, Any], target_is_aa: bool) -> None
 def check_known_msgtype(msgtype: str) -> None:
     if msgtype not in MSGTYPES:
         raise InvalidParam("msgtype", f"'{msgtype[:64]}' is not an AA message type")
+
+
+# --- redactions -----------------------------------------------------------------------------
+
+
+def redaction_voids(
+    kind: str,
+    redaction_room: str,
+    request_room: str,
+    sender: str,
+    payee: str,
+    payer: str | None = None,
+) -> bool:
+    """Whether a redaction undoes an AA event in the ledger (docs/api/aa.md, "Redactions").
+
+    Synapse lets a room's moderators redact anything and still notifies a redaction whose
+    target it does not apply (another room's event), so the ledger asks itself: the redaction
+    must be in the request's room, and sent by
+    - the payee, for a request (a moderator who owes money must not void the bill) or a close
+      (the close is the payee's waiver of the unpaid shares; undoing it makes them owed again,
+      which only the payee may decide);
+    - the payer or the payee, for a payment (either side may say it did not happen; a third
+      party may not make a share owed again)."""
+    if redaction_room != request_room:
+        return False
+    if kind == "payment":
+        return sender in (payee, payer)
+    return sender == payee
 
 
 # --- bodies that any client shows ----------------------------------------------------------

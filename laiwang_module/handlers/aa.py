@@ -20,6 +20,7 @@ from laiwang_module.synapse_compat import get_events_as_list
 from rooms import aa
 from rooms.errors import Forbidden, InvalidParam, LimitExceeded, MissingParam, NotFound
 from rooms.money import format_amount
+from rooms.validation import own_join
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -58,12 +59,23 @@ class AAHandler:
 
     # --- room facts -------------------------------------------------------------------------
 
-    async def _members(self, room_id: str, user_ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
-        """The m.room.member content of each of `user_ids` who has one in the room."""
+    async def _member_events(self, room_id: str, user_ids: Iterable[str]) -> dict[str, EventBase]:
+        """The m.room.member event of each of `user_ids` who has one in the room."""
         state = await self._api.get_room_state(
             room_id, [("m.room.member", u) for u in set(user_ids)]
         )
-        return {key[1]: event.content for key, event in state.items()}
+        return {key[1]: event for key, event in state.items()}
+
+    async def _members(self, room_id: str, user_ids: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        """The m.room.member content of each of `user_ids` who has one in the room."""
+        events = await self._member_events(room_id, user_ids)
+        return {user_id: event.content for user_id, event in events.items()}
+
+    async def _joined_by_choice(self, room_id: str, user_ids: Iterable[str]) -> set[str]:
+        """Those of `user_ids` who are joined by their own join (`rooms.validation.own_join`):
+        the only members a bill may name."""
+        events = await self._member_events(room_id, user_ids)
+        return {u for u, ev in events.items() if own_join(ev.membership, ev.sender, ev.state_key)}
 
     @staticmethod
     def _joined(members: Mapping[str, Mapping[str, Any]]) -> set[str]:
@@ -100,7 +112,9 @@ class AAHandler:
         members = await self._members(room_id, [user_id, *req.participants])
         if user_id not in self._joined(members):
             raise Forbidden("You are not a joined member of this room")
-        aa.check_request_context(req, user_id, self._joined(members))
+        aa.check_request_context(
+            req, user_id, await self._joined_by_choice(room_id, req.participants)
+        )
         event = await self._send(room_id, user_id, req.content(self._name(members, user_id)))
         await self.apply_event(event)
         return {"event_id": event.event_id, "shares": dict(req.shares)}
@@ -280,8 +294,8 @@ class AAHandler:
             return  # judged and applied already (a re-delivered or re-checked event)
         if msgtype == aa.MSGTYPE_REQUEST:
             req = aa.parse_request_content(content)
-            members = await self._members(event.room_id, req.participants)
-            aa.check_request_context(req, event.sender, self._joined(members))
+            joined = await self._joined_by_choice(event.room_id, req.participants)
+            aa.check_request_context(req, event.sender, joined)
         elif msgtype == aa.MSGTYPE_PAYMENT:
             payment = aa.parse_payment_content(content)
             request = await self._referenced_request(event.room_id, payment.request_event_id)
@@ -303,7 +317,9 @@ class AAHandler:
         change: LedgerChange | None = None
         if event.type == "m.room.redaction":
             if event.redacts:
-                change = await self._store.apply_aa_redaction(event.event_id, event.redacts)
+                change = await self._store.apply_aa_redaction(
+                    event.event_id, event.redacts, event.room_id, event.sender
+                )
                 if change is not None and notify:
                     self._api.run_as_background_process(
                         "laiwang_aa_redaction_notice", self._redaction_notice, event, change
@@ -326,10 +342,14 @@ class AAHandler:
                 return await self._store.apply_aa_request(event.event_id, event.room_id, req, ts)
             if msgtype == aa.MSGTYPE_PAYMENT:
                 payment = aa.parse_payment_content(content)
-                return await self._store.apply_aa_payment(event.event_id, event.sender, payment, ts)
+                return await self._store.apply_aa_payment(
+                    event.event_id, event.room_id, event.sender, payment, ts
+                )
             if msgtype == aa.MSGTYPE_CLOSE:
                 request_id = aa.parse_close_content(content)
-                return await self._store.apply_aa_close(event.event_id, event.sender, request_id)
+                return await self._store.apply_aa_close(
+                    event.event_id, event.room_id, event.sender, request_id
+                )
         except InvalidParam as e:
             # Only events persisted before the check existed can be malformed here.
             logger.warning("laiwang: AA event %s ignored by the ledger: %s", event.event_id, e)

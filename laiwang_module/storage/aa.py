@@ -15,7 +15,16 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from rooms.aa import CLOSED, OPEN, SETTLED, VOID, AAPayment, AARequest, RequestView
+from rooms.aa import (
+    CLOSED,
+    OPEN,
+    SETTLED,
+    VOID,
+    AAPayment,
+    AARequest,
+    RequestView,
+    redaction_voids,
+)
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -133,11 +142,16 @@ def apply_aa_request_txn(
 
 
 def apply_aa_payment_txn(
-    txn: LoggingTransaction, event_id: str, sender: str, payment: AAPayment, ts: int
+    txn: LoggingTransaction,
+    event_id: str,
+    room_id: str,
+    sender: str,
+    payment: AAPayment,
+    ts: int,
 ) -> LedgerChange | None:
     """Record a payment; it settles the payer's share only if that share is still unpaid in an
-    open request and its receipt id is new. Otherwise it is kept as "ignored" with the reason
-    (a payment that lost a race with another, on this server)."""
+    open request of the payment's room and its receipt id is new. Otherwise it is kept as
+    "ignored" with the reason (a payment that lost a race with another, on this server)."""
     request_id = payment.request_event_id
     if not _claim_event(txn, event_id, "payment", request_id):
         return None
@@ -150,8 +164,11 @@ def apply_aa_payment_txn(
          payment.method, provider, receipt_id, ts),
     )  # fmt: skip
     request = _request_row(txn, request_id)
-    if request is None or request.state != OPEN:
-        _ignore(txn, event_id, "request is not open" if request is not None else "unknown request")
+    if request is None or request.room_id != room_id:
+        _ignore(txn, event_id, "unknown request in this room")
+        return LedgerChange(request_id, "payment", False)
+    if request.state != OPEN:
+        _ignore(txn, event_id, "request is not open")
         return LedgerChange(request_id, "payment", False)
     payee, currency = request.payee, request.currency
     txn.execute(
@@ -189,15 +206,20 @@ def apply_aa_payment_txn(
 
 
 def apply_aa_close_txn(
-    txn: LoggingTransaction, event_id: str, sender: str, request_id: str
+    txn: LoggingTransaction, event_id: str, room_id: str, sender: str, request_id: str
 ) -> LedgerChange | None:
     """Close an open request: the unpaid shares are no longer owed (as WeChat's "stop
     collecting": only the unpaid stop)."""
     if not _claim_event(txn, event_id, "close", request_id):
         return None
     request = _request_row(txn, request_id)
-    if request is None or request.state != OPEN or request.payee != sender:
-        _ignore(txn, event_id, "request is not open, or sender is not the payee")
+    if (
+        request is None
+        or request.room_id != room_id
+        or request.state != OPEN
+        or request.payee != sender
+    ):
+        _ignore(txn, event_id, "request is not open in this room, or sender is not the payee")
         return LedgerChange(request_id, "close", False)
     _set_debts(txn, request_id, -1)
     txn.execute(
@@ -208,9 +230,16 @@ def apply_aa_close_txn(
 
 
 def apply_aa_redaction_txn(
-    txn: LoggingTransaction, redaction_event_id: str, redacted_event_id: str
+    txn: LoggingTransaction,
+    redaction_event_id: str,
+    redacted_event_id: str,
+    room_id: str,
+    sender: str,
 ) -> LedgerChange | None:
-    """Undo what a redacted AA event did (docs/api/aa.md, "Redactions"):
+    """Undo what a redacted AA event did (docs/api/aa.md, "Redactions"), if the redaction may
+    (`rooms.aa.redaction_voids`: its room and sender are checked here, not left to Synapse;
+    a redaction without that authority changes nothing and is not recorded, so the rightful
+    party can still redact later):
     - a request becomes void: its unpaid shares are no longer owed;
     - a payment is void: its share is unpaid (and owed) again and a settled request reopens;
       its receipt id stays used;
@@ -223,6 +252,17 @@ def apply_aa_redaction_txn(
     if seen is None:
         return None
     kind, request_id, outcome = seen
+    request = _request_row(txn, request_id)
+    if request is None:
+        return None
+    payer = None
+    if kind == "payment":
+        txn.execute(
+            "SELECT payer FROM laiwang_aa_payments WHERE event_id = ?", (redacted_event_id,)
+        )
+        payer = fetch_value(txn)
+    if not redaction_voids(kind, room_id, request.room_id, sender, request.payee, payer):
+        return None
     txn.execute(
         "INSERT INTO laiwang_aa_redactions (redaction_event_id, redacted_event_id, kind,"
         " request_event_id, notice_claimed) VALUES (?, ?, ?, ?, ?)"
@@ -235,9 +275,6 @@ def apply_aa_redaction_txn(
         "UPDATE laiwang_aa_events SET outcome = 'void', reason = ? WHERE event_id = ?",
         (f"redacted by {redaction_event_id}", redacted_event_id),
     )
-    request = _request_row(txn, request_id)
-    if request is None:
-        return None
     state = request.state
     detail: dict[str, Any] = {"previous_state": state}
     if kind == "request":
@@ -323,23 +360,26 @@ class AAStore(StoreMixin):
         return await self.run("apply_aa_request", apply_aa_request_txn, event_id, room_id, req, ts)
 
     async def apply_aa_payment(
-        self, event_id: str, sender: str, payment: AAPayment, ts: int
+        self, event_id: str, room_id: str, sender: str, payment: AAPayment, ts: int
     ) -> LedgerChange | None:
         return await self.run(
-            "apply_aa_payment", apply_aa_payment_txn, event_id, sender, payment, ts
+            "apply_aa_payment", apply_aa_payment_txn, event_id, room_id, sender, payment, ts
         )
 
     async def apply_aa_close(
-        self, event_id: str, sender: str, request_id: str
-    ) -> LedgerChange | None:
-        return await self.run("apply_aa_close", apply_aa_close_txn, event_id, sender, request_id)
-
-    async def apply_aa_redaction(
-        self, redaction_event_id: str, redacted_event_id: str
+        self, event_id: str, room_id: str, sender: str, request_id: str
     ) -> LedgerChange | None:
         return await self.run(
-            "apply_aa_redaction", apply_aa_redaction_txn, redaction_event_id, redacted_event_id
+            "apply_aa_close", apply_aa_close_txn, event_id, room_id, sender, request_id
         )
+
+    async def apply_aa_redaction(
+        self, redaction_event_id: str, redacted_event_id: str, room_id: str, sender: str
+    ) -> LedgerChange | None:
+        return await self.run(
+            "apply_aa_redaction", apply_aa_redaction_txn, redaction_event_id, redacted_event_id,
+            room_id, sender,
+        )  # fmt: skip
 
     async def get_aa_request(self, event_id: str) -> RequestView | None:
         def get_aa_request_txn(txn: LoggingTransaction) -> RequestView | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from hypothesis import given, settings
@@ -110,7 +111,7 @@ def test_random_histories_keep_the_ledger_consistent(steps):
             payee = user
             people = USERS[:size]
             req = AARequest("Dinner", "CNY", 1000 + pick, payee, split_equal(1000 + pick, people))
-            apply = lambda: ledger.apply_aa_request_txn(txn, event_id, "!r:x", req, n)  # noqa: E731, B023
+            apply = partial(ledger.apply_aa_request_txn, txn, event_id, "!r:x", req, n)
             requests.append((event_id, req))
         elif not requests:
             continue
@@ -118,13 +119,18 @@ def test_random_histories_keep_the_ledger_consistent(steps):
             request_id, req = requests[pick % len(requests)]
             payer = user if user in req.shares else req.participants[-1]
             payment = AAPayment(request_id, payer, req.shares[payer], "CNY", "cash")
-            apply = lambda: ledger.apply_aa_payment_txn(txn, event_id, req.payee, payment, n)  # noqa: E731, B023
+            apply = partial(
+                ledger.apply_aa_payment_txn, txn, event_id, "!r:x", req.payee, payment, n
+            )
         elif kind == "close":
             request_id, req = requests[pick % len(requests)]
-            apply = lambda: ledger.apply_aa_close_txn(txn, event_id, req.payee, request_id)  # noqa: E731, B023
+            apply = partial(ledger.apply_aa_close_txn, txn, event_id, "!r:x", req.payee, request_id)
         else:
             target = events[pick % len(events)] if events else "$none"
-            apply = lambda: ledger.apply_aa_redaction_txn(txn, event_id, target)  # noqa: E731, B023
+            # Any user redacts, in the room or from another one: the invariants hold whether
+            # or not the redaction has the authority to void.
+            room = "!r:x" if size > 1 else "!other:x"
+            apply = partial(ledger.apply_aa_redaction_txn, txn, event_id, target, room, user)
         apply()
         events.append(event_id)
         check_invariants(txn)
@@ -147,11 +153,50 @@ def test_receipt_ids_are_single_use():
         ledger.apply_aa_request_txn(txn, request_id, "!r:x", req, 0)
     receipt = {"provider": "testpay", "receipt_id": "once"}
     first = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert applied(ledger.apply_aa_payment_txn(txn, "$p1", "@b:x", first, 0))
+    assert applied(ledger.apply_aa_payment_txn(txn, "$p1", "!r:x", "@b:x", first, 0))
     replay = AAPayment("$r2", "@b:x", 100, "JPY", "provider", receipt)
-    assert not applied(ledger.apply_aa_payment_txn(txn, "$p2", "@b:x", replay, 0))
+    assert not applied(ledger.apply_aa_payment_txn(txn, "$p2", "!r:x", "@b:x", replay, 0))
     # The void of a payment does not free its receipt id.
-    ledger.apply_aa_redaction_txn(txn, "$x1", "$p1")
+    ledger.apply_aa_redaction_txn(txn, "$x1", "$p1", "!r:x", "@b:x")
     again = AAPayment("$r1", "@b:x", 100, "JPY", "provider", receipt)
-    assert not applied(ledger.apply_aa_payment_txn(txn, "$p3", "@b:x", again, 0))
+    assert not applied(ledger.apply_aa_payment_txn(txn, "$p3", "!r:x", "@b:x", again, 0))
     check_invariants(txn)
+
+
+def test_redactions_without_authority_change_nothing():
+    """A debtor (a moderator, say), a third party, or a redaction in another room: the ledger
+    stays as it was, and the payee's own redaction still voids afterwards."""
+    _conn, txn = fresh()
+    people = ["@a:x", "@b:x", "@c:y"]
+    req = AARequest("Rent", "CNY", 300, "@a:x", split_equal(300, people))
+    ledger.apply_aa_request_txn(txn, "$r1", "!r:x", req, 0)
+    paid = AAPayment("$r1", "@b:x", 100, "CNY", "cash")
+    assert applied(ledger.apply_aa_payment_txn(txn, "$p1", "!r:x", "@a:x", paid, 0))
+    before = snapshot(txn)
+    for n, (target, room, sender) in enumerate(
+        [
+            ("$r1", "!r:x", "@b:x"),  # a debtor voids the bill
+            ("$r1", "!r:x", "@c:y"),
+            ("$p1", "!r:x", "@c:y"),  # a third party voids b's payment
+            ("$r1", "!other:x", "@a:x"),  # the payee, but from another room
+            ("$p1", "!other:x", "@b:x"),
+        ]
+    ):
+        assert ledger.apply_aa_redaction_txn(txn, f"$x{n}", target, room, sender) is None
+        assert snapshot(txn) == before
+    change = ledger.apply_aa_redaction_txn(txn, "$x9", "$p1", "!r:x", "@b:x")  # the payer may
+    assert change is not None and change.applied
+    change = ledger.apply_aa_redaction_txn(txn, "$x10", "$r1", "!r:x", "@a:x")  # the payee may
+    assert change is not None and change.applied
+    check_invariants(txn)
+
+
+def test_payments_and_closes_count_only_in_their_request_room():
+    _conn, txn = fresh()
+    req = AARequest("Rent", "CNY", 200, "@a:x", split_equal(200, ["@a:x", "@b:x"]))
+    ledger.apply_aa_request_txn(txn, "$r1", "!r:x", req, 0)
+    before = snapshot(txn)[:3]
+    paid = AAPayment("$r1", "@b:x", 100, "CNY", "cash")
+    assert not applied(ledger.apply_aa_payment_txn(txn, "$p1", "!other:x", "@a:x", paid, 0))
+    assert not applied(ledger.apply_aa_close_txn(txn, "$c1", "!other:x", "@a:x", "$r1"))
+    assert snapshot(txn)[:3] == before

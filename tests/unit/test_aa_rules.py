@@ -324,3 +324,47 @@ def test_bodies():
     assert aa.reminder_body(view(), {BOB: "Bob", CAROL: "Carol"}) == (
         "Reminder for AA: Dinner — still unpaid: Bob CNY 33.33, Carol CNY 33.33"
     )
+
+
+# --- who may name whom, and who may void what ---
+
+people = st.sampled_from([ALICE, BOB, CAROL, DAVE])
+
+
+@given(
+    kind=st.sampled_from(["request", "payment", "close"]),
+    sender=people,
+    payee=people,
+    payer=people,
+    same_room=st.booleans(),
+)
+def test_a_redaction_voids_only_with_the_authority_of_its_kind(
+    kind, sender, payee, payer, same_room
+):
+    room = "!r:a.test"
+    voids = aa.redaction_voids(kind, room if same_room else "!other:a.test", room, sender, payee,
+                               payer if kind == "payment" else None)  # fmt: skip
+    allowed = {"request": {payee}, "close": {payee}, "payment": {payee, payer}}[kind]
+    assert voids == (same_room and sender in allowed)
+
+
+def test_a_moderator_who_owes_cannot_void_the_bill():
+    room = "!r:a.test"
+    assert not aa.redaction_voids("request", room, room, BOB, ALICE)  # BOB owes, moderates
+    assert not aa.redaction_voids("close", room, room, BOB, ALICE)
+    assert not aa.redaction_voids("payment", room, room, CAROL, ALICE, BOB)  # a third party
+    assert aa.redaction_voids("payment", room, room, BOB, ALICE, BOB)
+    assert not aa.redaction_voids("request", "!elsewhere:a.test", room, ALICE, ALICE)
+
+
+def test_a_bill_names_only_members_who_joined_by_their_own_join():
+    from rooms.validation import own_join
+
+    req = aa.AARequest("Dinner", "CNY", 200, ALICE, {ALICE: 100, BOB: 100})
+    # BOB's membership is a join, but someone else sent it: he did not choose to be there.
+    joined = {u for u, sender in ((ALICE, ALICE), (BOB, CAROL)) if own_join("join", sender, u)}
+    with pytest.raises(InvalidParam) as e:
+        aa.check_request_context(req, ALICE, joined)
+    assert e.value.errcode == "M_INVALID_PARAM" and BOB in e.value.sentence
+    aa.check_request_context(req, ALICE, {ALICE, BOB})
+    assert not own_join("invite", BOB, BOB) and not own_join("join", None, BOB)
