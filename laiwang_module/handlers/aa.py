@@ -414,8 +414,15 @@ class AAHandler:
 
     async def unsigned_fields(self, event: EventBase) -> dict[str, Any]:
         """`unsigned["org.laiwang.aa.status"]` of an AA request served to a client (cached); `{}`
-        for every other event."""
-        if event.type != "m.room.message" or event.content.get("msgtype") != aa.MSGTYPE_REQUEST:
+        for every other event. A redacted event has lost its msgtype, yet a request redacted by
+        someone without the authority to void it is still owed: ask the cache for those too
+        (redactions are rare)."""
+        if event.type != "m.room.message":
+            return {}
+        if (
+            event.content.get("msgtype") != aa.MSGTYPE_REQUEST
+            and not event.internal_metadata.is_redacted()
+        ):
             return {}
         cache: Any = self.status_cache  # @cached is typed by Synapse's mypy plugin only
         status = await cache.get_aa_status(event.event_id)

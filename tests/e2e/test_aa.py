@@ -3,6 +3,7 @@ through raw events sent by an ordinary client."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -588,3 +589,82 @@ def test_ledger_on_postgresql(pg_homeserver):
     wait_until(
         lambda: alice.laiwang("GET", path(room, request_id))["shares"][bob.user_id]["paid"] is False
     )
+
+
+# --- who may void what: the ledger checks a redaction's room and sender itself ---------------
+
+
+def stays(check: Any, seconds: float = 3.0) -> None:
+    """`check()` holds now and for `seconds` (an outcome that must not come, however late)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert check()
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+
+
+def make_moderator(admin: MatrixClient, room: str, user: MatrixClient) -> None:
+    levels = admin.state(room, "m.room.power_levels")
+    levels.setdefault("users", {})[user.user_id] = 50
+    admin.put_state(room, "m.room.power_levels", levels)
+
+
+def test_a_debtor_who_moderates_cannot_void_the_bill_nor_a_third_party_a_payment(hs1):
+    """Bob owes and moderates; carol moderates too and owes nothing on bob's share. Their
+    redactions remove the events' content for clients (Synapse lets moderators), but the ledger
+    keeps the bill open and bob's payment paid: only the payee voids a bill, only the payer or
+    the payee a payment."""
+    room, (alice, bob, carol) = aa_room(hs1)
+    make_moderator(alice, room, bob)
+    make_moderator(alice, room, carol)
+    request_id = ask(alice, room, [bob.user_id, carol.user_id, alice.user_id], total=3000)[
+        "event_id"
+    ]
+    paid = alice.laiwang("POST", path(room, request_id, "pay"),
+                         {"method": "cash", "payer": carol.user_id})  # fmt: skip
+
+    def ledger() -> tuple[Any, ...]:
+        d = alice.laiwang("GET", path(room, request_id))
+        return (
+            d["state"],
+            {u: s["paid"] for u, s in d["shares"].items()},
+            alice.laiwang("GET", "/aa/balances")["balances"],
+            bob.laiwang("GET", "/aa/balances")["balances"],
+            carol.laiwang("GET", "/aa/balances")["balances"],
+        )
+
+    before = ledger()
+    assert before[0] == "open" and before[1] == {
+        bob.user_id: False, carol.user_id: True, alice.user_id: True}  # fmt: skip
+    assert before[3] == [{"user_id": alice.user_id, "currency": "CNY", "net": -1000}]
+
+    redact(bob, room, request_id)  # the debtor, as moderator
+    redact(bob, room, paid["event_id"])  # a third party to carol's payment
+    # Synapse applied both redactions (the content is gone for clients)...
+    wait_until(lambda: alice.event(room, request_id)["content"] == {})
+    wait_until(lambda: alice.event(room, paid["event_id"])["content"] == {})
+    # ...but the ledger, the live status and everyone's balances are as they were.
+    stays(lambda: ledger() == before)
+    assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"
+    # Bob still owes, and can still pay.
+    alice.laiwang("POST", path(room, request_id, "pay"), {"method": "cash", "payer": bob.user_id})
+    wait_until(lambda: alice.laiwang("GET", path(room, request_id))["state"] == "settled")
+
+
+def test_a_redaction_from_another_room_changes_nothing(hs1):
+    """Mallory, admin of her own room, names alice's bill in a redaction there. Synapse refuses
+    it at the client API; the ledger would ignore it too (a redaction counts only in the
+    request's room: tests/unit/test_aa_ledger.py, since no client API can send one)."""
+    room, (alice, bob) = aa_room(hs1, 2)
+    mallory = hs1.new_user("mallory")
+    elsewhere = mallory.create_room(preset="public_chat")
+    request_id = ask(alice, room, [bob.user_id], total=1000)["event_id"]
+    before = alice.laiwang("GET", "/aa/balances")
+    with pytest.raises(MatrixError) as e:
+        redact(mallory, elsewhere, request_id)
+    assert e.value.status in (400, 403, 404)
+    stays(lambda: alice.laiwang("GET", path(room, request_id))["state"] == "open", 1.0)
+    assert alice.laiwang("GET", "/aa/balances") == before
+    assert bob.laiwang("GET", "/aa/balances")["balances"] == [
+        {"user_id": alice.user_id, "currency": "CNY", "net": -1000}]  # fmt: skip
