@@ -4,11 +4,13 @@ the payee's server."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.test_aa import AA, ask, expect_error, path, receipt
+from tests.e2e.test_aa import AA, ask, expect_error, path, receipt, stays
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 
 pytestmark = pytest.mark.federation
@@ -128,3 +130,47 @@ def test_remote_payee_close_and_rules_hold_over_federation(hs1, hs2, payment_key
         },  # fmt: skip
     }
     expect_error(lambda: alice.send(room, raw), 403, "M_INVALID_PARAM")
+
+
+def test_a_malicious_server_cannot_void_what_it_owes_nor_others_payments(hs1, attacker):
+    """Pete's server (a plain Synapse) made the room, so pete may redact anything in it, and
+    alice's server applies his redactions to the events. Alice's bill names pete as debtor:
+    his redaction of the bill, and of bob's payment, leave alice's ledger, the live status and
+    everyone's balances as they were."""
+    alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
+    pete = attacker.new_user("pete")
+    room = pete.create_room(preset="public_chat")
+    for u in (alice, bob):
+        u.join(room, via=[attacker.server_name])
+    wait_until(lambda: alice.joined_members(room) == {alice.user_id, bob.user_id, pete.user_id},
+               timeout=60)  # fmt: skip
+    request_id = ask(alice, room, [alice.user_id, bob.user_id, pete.user_id], total=3000)[
+        "event_id"
+    ]
+    paid = alice.laiwang("POST", path(room, request_id, "pay"),
+                         {"method": "cash", "payer": bob.user_id})  # fmt: skip
+    wait_until(lambda: any(e["event_id"] == paid["event_id"] for e in pete.messages(room)),
+               timeout=60)  # fmt: skip
+
+    def ledger() -> tuple[Any, ...]:
+        d = alice.laiwang("GET", path(room, request_id))
+        return (
+            d["state"],
+            {u: s["paid"] for u, s in d["shares"].items()},
+            alice.laiwang("GET", "/aa/balances")["balances"],
+            bob.laiwang("GET", "/aa/balances")["balances"],
+        )
+
+    before = ledger()
+    assert before[0] == "open" and before[2] == [
+        {"user_id": pete.user_id, "currency": "CNY", "net": 1000}]  # fmt: skip
+
+    for target in (request_id, paid["event_id"]):
+        pete.call("PUT", f"/_matrix/client/v3/rooms/{quote(room)}/redact/{quote(target)}/"
+                  f"{uuid.uuid4().hex}", {"reason": "not paying"})  # fmt: skip
+    # hs1 received and applied both redactions (the content is gone for alice's client) ...
+    for target in (request_id, paid["event_id"]):
+        wait_until(lambda t=target: alice.event(room, t)["content"] == {}, timeout=60)
+    # ... and its ledger did not move.
+    stays(lambda: ledger() == before)
+    assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"
