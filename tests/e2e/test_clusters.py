@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tests.e2e.test_aa import stays
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.servers import TestHomeserver, start_all
 from tests.harness.social import make_acquainted
@@ -273,3 +276,88 @@ def test_stranger_on_another_server_is_left_knocking(impatient_pair):
     )
     assert (status, errcode) == (404, "M_NOT_FOUND"), reason
     assert "not a cluster" in reason
+
+
+# --- forged clusters, and a sender's clock ---------------------------------------------------
+
+
+def listed(user: MatrixClient) -> dict[str, dict[str, Any]]:
+    return {c["room_id"]: c for c in user.laiwang("GET", "/clusters")["clusters"]}
+
+
+def forged_state(topic: str, creator: str) -> list[dict[str, Any]]:
+    return [{"type": "org.laiwang.cluster", "state_key": "",
+             "content": {"topic": topic, "creator": creator}}]  # fmt: skip
+
+
+def test_a_local_stranger_cannot_pass_a_room_off_as_the_victims_cluster(hs1):
+    """Mallory makes a room whose cluster state names vic as its creator (once in the initial
+    state, once set later) and vic ends up a member (here by her own join; the attack rode on
+    joins nobody chose). Neither room is a cluster: not listed as vic's, not in her friend's
+    discovery, and not joinable by asking."""
+    vic, fred, mallory = hs1.new_user("vic"), hs1.new_user("fred"), hs1.new_user("mallory")
+    make_acquainted(vic, fred)
+    make_acquainted(mallory, fred)
+    at_creation = mallory.create_room(
+        preset="public_chat", initial_state=forged_state("Vic's hiking club", vic.user_id)
+    )
+    later = mallory.create_room(preset="public_chat")
+    mallory.put_state(later, "org.laiwang.cluster",
+                      {"topic": "Vic's book club", "creator": vic.user_id})  # fmt: skip
+    for room in (at_creation, later):
+        vic.join(room)
+    # A genuine cluster made afterwards, with vic in it: once it shows, the forged ones had
+    # their turn on this server.
+    genuine = mallory.laiwang("POST", "/clusters", {"topic": "Mallory's own"})["room_id"]
+    wait_until(lambda: genuine in listed(mallory) and genuine in discovered(fred))
+    for room in (at_creation, later):
+        assert room not in listed(vic) and room not in listed(mallory)
+        assert room not in discovered(fred) and room not in discovered(vic)
+        status, errcode, _ = error_of(lambda room=room: join_by_asking(fred, room))
+        assert (status, errcode) == (404, "M_NOT_FOUND")
+        assert fred.membership(room, fred.user_id) is None
+    assert listed(vic) == {}
+
+
+def test_a_malicious_server_cannot_forge_clusters_nor_rank_by_its_clock(hs1, attacker):
+    """Pete's server (a plain Synapse) makes a room naming vic as the cluster's creator, and a
+    genuine cluster of pete's whose events it stamps hours ahead. Vic is in both. The forged
+    room is no cluster on vic's server; the genuine one ranks by when vic's server received its
+    events, not by pete's clock."""
+    vic, fred = hs1.new_user("vic"), hs1.new_user("fred")
+    pete = attacker.new_user("pete")
+    make_acquainted(vic, fred)
+    forged = pete.create_room(
+        preset="public_chat", initial_state=forged_state("Vic's hiking club", vic.user_id)
+    )
+    genuine = pete.create_room(
+        preset="public_chat", initial_state=forged_state("Pete's club", pete.user_id)
+    )
+    for room in (forged, genuine):
+        vic.join(room, via=[attacker.server_name])
+    wait_until(lambda: genuine in listed(vic) and genuine in discovered(fred), timeout=60)
+    assert forged not in listed(vic) and forged not in discovered(fred)
+    status, errcode, _ = error_of(lambda: join_by_asking(fred, forged))
+    assert (status, errcode) == (404, "M_NOT_FOUND")
+    assert fred.membership(forged, fred.user_id) is None
+
+    # Twelve hours ahead: further than the attacker's signing key is valid (a day here; at
+    # most 7 days in any room version that checks it) and the event fails its signature check.
+    future = int(time.time() * 1000) + 12 * 3600 * 1000
+    txn = uuid.uuid4().hex
+    sent = attacker.impersonate(pete).call(
+        "PUT", f"/_matrix/client/v3/rooms/{quote(genuine)}/send/m.room.message/{txn}",
+        {"msgtype": "m.text", "body": "from the future"}, params={"ts": future},
+    )["event_id"]  # fmt: skip
+    wait_until(lambda: vic.event(genuine, sent), timeout=60)
+    assert vic.event(genuine, sent)["origin_server_ts"] == future
+
+    def capped() -> bool:
+        now = int(time.time() * 1000)
+        return (
+            listed(vic)[genuine]["last_active_ts"] <= now
+            and discovered(fred)[genuine]["last_active_ts"] <= now
+        )
+
+    stays(capped)
+    assert forged not in listed(vic) and forged not in discovered(fred)
