@@ -14,7 +14,18 @@ On a real Synapse with the module (one per database), the module's tables are se
    the database for clusters of 1,000, 10,000 and 100,000 members and callers with 10, 100, 500
    and 2,000 acquaintances (a tenth of them members of the cluster). Target: under 5 ms for a 10,000-member cluster, growing with the
    caller's acquaintances, not with the cluster's size.
-3. The same decision through the endpoint: a stranger's `POST /clusters/{room_id}/join` (a 403
+3. (`--membership`, no homeserver needed) The membership index under a flood of joins: n users
+   join one cluster, one event (one transaction) each, through the very SQL of
+   `laiwang_module.storage.clusters.update_cluster_members_txn`, against the `COUNT(*)` per event
+   it replaced (kept below as the baseline). Reported: the total for n joins and the cost of one
+   join at the end, for n = 1,000, 4,000 and 16,000. Quadratic work shows as a total that grows
+   16x per 4x joins and a per-join cost that grows with n; incremental work as neither.
+   Measured (`python -m bench.clusters_bench --membership`, 2 shared cores):
+       joins  SQLite before / now       PostgreSQL before / now (last joins, ms each)
+       1,000  0.12 s / 0.05 s           3.1 / 1.1
+       4,000  1.33 s / 0.13 s           5.7 / 1.8
+      16,000  19.8 s / 0.84 s           11.5 / 2.0   (totals 128 s / 31 s)
+4. The same decision through the endpoint: a stranger's `POST /clusters/{room_id}/join` (a 403
    after the decision; the stranger has 50 acquaintances per cluster, none inside) on a real cluster whose
    index holds 10 members and then 10,000; the ratio
    of the two medians shows whether the cluster's size costs anything.
@@ -25,6 +36,7 @@ from __future__ import annotations
 import argparse
 import random
 import secrets
+import sqlite3
 import statistics
 import time
 from typing import Any
@@ -39,7 +51,17 @@ from bench.common import (
     median_p95_ms,
     timed,
 )
-from laiwang_module.storage.clusters import get_acquainted_members_txn
+from laiwang_module.storage.clusters import (
+    MemberUpdate,
+    get_acquainted_members_txn,
+    update_cluster_members_txn,
+)
+from laiwang_module.storage.schema.migrations import CLUSTERS
+from tests.harness.servers import (
+    create_postgres_database,
+    drop_postgres_database,
+    postgres_available,
+)
 
 Row = tuple[Any, ...]
 CLUSTER_COLUMNS = (
@@ -195,6 +217,117 @@ def run(server: BenchServer, args: argparse.Namespace) -> None:
         )
 
 
+# --- 3. the membership index under a flood of joins ---
+
+
+class MembershipTxn:
+    """The part of Synapse's LoggingTransaction the index uses (`?` placeholders on both)."""
+
+    def __init__(self, conn: Any, postgres: bool):
+        self.conn, self.postgres, self.cur = conn, postgres, conn.cursor()
+
+    def execute(self, sql: str, args: Any = ()) -> None:
+        self.cur.execute(sql.replace("?", "%s") if self.postgres else sql, tuple(args))
+
+    def execute_batch(self, sql: str, rows: Any) -> None:
+        self.cur.executemany(sql.replace("?", "%s") if self.postgres else sql, list(rows))
+
+    def fetchone(self) -> Any:
+        return self.cur.fetchone()
+
+    def fetchall(self) -> Any:
+        return self.cur.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.cur.rowcount)
+
+
+def recount_baseline_txn(txn: Any, room_id: str, updates: list[MemberUpdate], _: bool) -> None:
+    """What update_cluster_members did before: the upsert, then a COUNT(*) over the room."""
+    txn.execute_batch(
+        "INSERT INTO laiwang_cluster_members"
+        " (room_id, user_id, membership, invited_by, joined_ts, event_id)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id) DO UPDATE SET"
+        " membership = excluded.membership, invited_by = excluded.invited_by,"
+        " joined_ts = excluded.joined_ts, event_id = excluded.event_id"
+        " WHERE laiwang_cluster_members.event_id <> excluded.event_id",
+        [(room_id, u.user_id, u.membership, u.invited_by, u.joined_ts, u.event_id)
+         for u in updates],
+    )  # fmt: skip
+    txn.execute(
+        "UPDATE laiwang_clusters SET member_count = (SELECT COUNT(*) FROM laiwang_cluster_members"
+        " WHERE room_id = ? AND membership = 'join') WHERE room_id = ?",
+        (room_id, room_id),
+    )
+
+
+def membership_flood(conn: Any, postgres: bool, apply: Any, n: int) -> tuple[float, float]:
+    """n joins into a fresh cluster, a transaction each: (total seconds, ms per join over the
+    last tenth)."""
+    txn = MembershipTxn(conn, postgres)
+    room_id = f"!flood{secrets.token_hex(4)}:bench"
+    txn.execute(
+        "INSERT INTO laiwang_clusters (room_id, topic, creator, created_ts, member_count,"
+        " last_active_ts, members_synced) VALUES (?, 't', '@c:bench', 0, 0, 0, 1)",
+        (room_id,),
+    )
+    conn.commit()
+    tail = max(1, n // 10)
+    start = tail_start = time.perf_counter()
+    for i in range(n):
+        if i == n - tail:
+            tail_start = time.perf_counter()
+        update = MemberUpdate(f"@u{i}:bench", "join", None, i, f"$j{i}_{room_id}")
+        apply(txn, room_id, [update], False)
+        conn.commit()
+    end = time.perf_counter()
+    txn.execute("SELECT member_count FROM laiwang_clusters WHERE room_id = ?", (room_id,))
+    (count,) = txn.fetchone()
+    assert count == n, (count, n)
+    # Every join again (a re-delivery, or a second worker): nothing is counted twice.
+    for i in range(n - tail, n):
+        update = MemberUpdate(f"@u{i}:bench", "join", None, i, f"$j{i}_{room_id}")
+        update_cluster_members_txn(txn, room_id, [update], False)  # type: ignore[arg-type]
+    txn.execute("SELECT member_count FROM laiwang_clusters WHERE room_id = ?", (room_id,))
+    assert txn.fetchone()[0] == n
+    conn.commit()
+    return end - start, (end - tail_start) / tail * 1000
+
+
+def bench_membership(args: argparse.Namespace) -> None:
+    engines = ["sqlite"] + ([] if args.sqlite_only or not postgres_available() else ["postgres"])
+    for engine in engines:
+        pg_args: dict[str, Any] | None = None
+        if engine == "postgres":
+            import psycopg2
+
+            pg_args = create_postgres_database()
+            conn: Any = psycopg2.connect(
+                **{k: v for k, v in pg_args.items() if not k.startswith("cp_")}
+            )
+        else:
+            conn = sqlite3.connect(":memory:")
+        txn = MembershipTxn(conn, engine == "postgres")
+        for _, statements in CLUSTERS.migrations:
+            for statement in statements:
+                txn.execute(statement)
+        conn.commit()
+        try:
+            for n in args.joins:
+                for name, apply in (("COUNT(*) per event (before)", recount_baseline_txn),
+                                    ("incremental (now)", update_cluster_members_txn)):  # fmt: skip
+                    total, last = membership_flood(conn, engine == "postgres", apply, n)
+                    print(
+                        f"[{engine}] {n:>6} joins, {name:<27}: total {total:7.2f} s,"
+                        f" last joins {last:6.3f} ms each"
+                    )
+        finally:
+            conn.close()
+            if pg_args is not None:
+                drop_postgres_database(pg_args)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--clusters", type=int, default=100_000)
@@ -204,7 +337,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--decisions", type=int, default=200)
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument(
+        "--membership",
+        action="store_true",
+        help="only the membership flood (3.), without a homeserver",
+    )
+    parser.add_argument("--joins", type=int, nargs="+", default=[1000, 4000, 16000])
     args = parser.parse_args()
+    if args.membership:
+        bench_membership(args)
+        return
     for_each_backend(lambda server: run(server, args), args.sqlite_only, "laiwang-clusters-bench-")
 
 

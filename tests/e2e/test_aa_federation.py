@@ -170,7 +170,7 @@ def test_a_malicious_server_cannot_void_what_it_owes_nor_others_payments(hs1, at
                   f"{uuid.uuid4().hex}", {"reason": "not paying"})  # fmt: skip
     # hs1 received and applied both redactions (the content is gone for alice's client) ...
     for target in (request_id, paid["event_id"]):
-        wait_until(lambda t=target: alice.event(room, t)["content"] == {}, timeout=60)
+        wait_until(lambda t=target: alice.event(room, t)["content"] == {}, timeout=60)  # type: ignore[misc]
     # ... and its ledger did not move.
     stays(lambda: ledger() == before)
     assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"

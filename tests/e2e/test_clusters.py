@@ -313,7 +313,7 @@ def test_a_local_stranger_cannot_pass_a_room_off_as_the_victims_cluster(hs1):
     for room in (at_creation, later):
         assert room not in listed(vic) and room not in listed(mallory)
         assert room not in discovered(fred) and room not in discovered(vic)
-        status, errcode, _ = error_of(lambda room=room: join_by_asking(fred, room))
+        status, errcode, _ = error_of(lambda room=room: join_by_asking(fred, room))  # type: ignore[misc]
         assert (status, errcode) == (404, "M_NOT_FOUND")
         assert fred.membership(room, fred.user_id) is None
     assert listed(vic) == {}
