@@ -174,3 +174,63 @@ def test_a_malicious_server_cannot_void_what_it_owes_nor_others_payments(hs1, at
     # ... and its ledger did not move.
     stays(lambda: ledger() == before)
     assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"
+
+
+def test_a_malicious_server_is_held_to_every_rule_at_the_door(hs1, attacker, payment_keys):
+    """Pete's server (a plain Synapse) sends what a module would have refused: a cash payment
+    and a close that only the payee may send, an edit of the bill, a payment whose receipt is
+    bound to another request, a receipt bound to another room, and a bill of CNY 500,000.00
+    naming carol, who is not in the room. Alice's server soft-fails each one: alice never sees
+    them, and nobody's ledger moves."""
+    alice, bob, carol = hs1.new_user("alice"), hs1.new_user("bob"), hs1.new_user("carol")
+    pete = attacker.new_user("pete")
+    room = alice.create_room(preset="public_chat")
+    other_room = alice.create_room(preset="public_chat")
+    bob.join(room)
+    pete.join(room, via=[hs1.server_name])
+    wait_until(lambda: alice.joined_members(room) == {alice.user_id, bob.user_id, pete.user_id},
+               timeout=60)  # fmt: skip
+    a, b, p = alice.user_id, bob.user_id, pete.user_id
+    request_id = ask(alice, room, [a, b, p], total=3000)["event_id"]
+    other_id = ask(alice, room, [a, p], total=2000)["event_id"]
+    wait_until(lambda: any(e["event_id"] == other_id for e in pete.messages(room)), timeout=60)
+
+    def payment(method: str, **block: Any) -> dict[str, Any]:
+        pay = {"payer": p, "amount": 1000, "currency": "CNY", "method": method, **block}
+        return {"msgtype": AA + "payment", "body": "paid", AA + "payment": pay,
+                "m.relates_to": {"rel_type": "m.reference", "event_id": request_id}}  # fmt: skip
+
+    forged = [
+        payment("cash"),  # cash is confirmed by the payee only
+        {"msgtype": AA + "close", "body": "closed", AA + "close": {},
+         "m.relates_to": {"rel_type": "m.reference", "event_id": request_id}},
+        {"msgtype": "m.text", "body": "* nothing", "m.new_content": {"msgtype": "m.text",
+         "body": "nothing"}, "m.relates_to": {"rel_type": "m.replace", "event_id": request_id}},
+        payment("provider", receipt=receipt(payment_keys, other_id, room, p, a, 1000)),
+        payment("provider", receipt=receipt(payment_keys, request_id, other_room, p, a, 1000)),
+        {"msgtype": AA + "request", "body": "Pete asks for AA: Rent", AA + "request": {
+            "title": "Rent", "currency": "CNY", "total": 50_000_001, "payee": p,
+            "shares": {p: 1, carol.user_id: 50_000_000}}},
+    ]  # fmt: skip
+
+    def ledger() -> tuple[Any, ...]:
+        d = alice.laiwang("GET", path(room, request_id))
+        return (
+            d["state"],
+            {u: s["paid"] for u, s in d["shares"].items()},
+            alice.laiwang("GET", "/aa/balances")["balances"],
+            carol.laiwang("GET", "/aa/balances")["balances"],
+        )
+
+    before = ledger()
+    sent = [pete.send(room, content) for content in forged]
+    pete.send_text(room, "that is all")
+    wait_until(lambda: seen_by(alice, room, "that is all"), timeout=60)
+    seen = {e["event_id"] for e in alice.messages(room, limit=100)}
+    assert not seen & set(sent)
+    for event_id in sent:
+        with pytest.raises(MatrixError) as e:
+            alice.event(room, event_id)
+        assert e.value.status == 404
+    assert ledger() == before
+    assert before[1] == {a: True, b: False, p: False} and before[3] == []
