@@ -225,3 +225,103 @@ def test_member_count_follows_transitions(history):
         count += clusters.member_count_delta(rows.get(user), membership)
         rows[user] = membership
         assert count == sum(1 for m in rows.values() if m == "join")
+
+
+# --- the index's work per membership event (handlers/clusters.py with fakes) ---
+
+
+class Ev:
+    """The parts of a Synapse event the cluster index reads."""
+
+    def __init__(self, event_id, type, sender, state_key=None, content=None, auth=(), ts=0):
+        self.event_id, self.type, self.sender, self.state_key = event_id, type, sender, state_key
+        self.content, self.origin_server_ts, self._auth = content or {}, ts, list(auth)
+        self.room_id = "!r:a.test"
+
+    @property
+    def membership(self):
+        return self.content.get("membership")
+
+    def auth_event_ids(self):
+        return self._auth
+
+
+class FakeStore:
+    def __init__(self):
+        self.rows, self.writes, self.forgotten, self.recorded = {}, 0, 0, []
+
+    async def record_cluster(self, room_id, topic, creator, created_ts, ts):
+        self.recorded.append(ts)
+        return False
+
+    async def get_cluster(self, room_id):
+        return object() if self.recorded else None
+
+    async def get_member_row(self, room_id, user_id):
+        return self.rows.get(user_id)
+
+    async def update_cluster_members(self, room_id, updates, only_missing=False):
+        from laiwang_module.storage.clusters import MemberRecord
+
+        for u in updates:
+            self.writes += 1
+            self.rows[u.user_id] = MemberRecord(u.membership, u.invited_by, u.event_id)
+
+    async def forget_cluster(self, room_id):
+        self.forgotten += 1
+
+
+def fake_handler(monkeypatch, events):
+    from types import SimpleNamespace
+
+    from laiwang_module.handlers import clusters as handler_module
+
+    fetches = []
+
+    async def get_events(api, ids):
+        fetches.append(list(ids))
+        return {i: events[i] for i in ids if i in events}
+
+    monkeypatch.setattr(handler_module, "get_events", get_events)
+    api = SimpleNamespace(get_current_time_msec=lambda: 5_000,
+                          run_as_background_process=lambda *a: None)  # fmt: skip
+    server = SimpleNamespace(api=api, store=FakeStore(), config=SimpleNamespace(
+        clusters=SimpleNamespace(knock_wait_ms=1000)))  # fmt: skip
+    handler = handler_module.ClustersHandler(server)  # type: ignore[arg-type]
+    return handler, server.store, fetches
+
+
+def run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def test_the_index_walks_the_auth_chain_only_for_a_new_join(monkeypatch):
+    create = Ev("$create", "m.room.create", A, "")
+    state_ev = Ev("$c", clusters.CLUSTER_STATE, A, "", {"topic": "t", "creator": A})
+    invite = Ev("$inv", "m.room.member", A, B, {"membership": "invite"})
+    join = Ev("$j1", "m.room.member", B, B, {"membership": "join"}, auth=["$inv"], ts=10_000)
+    rename = Ev("$j2", "m.room.member", B, B, {"membership": "join", "displayname": "b"},
+                auth=["$j1"])  # fmt: skip
+    events = {e.event_id: e for e in (invite, join, rename)}
+    handler, store, fetches = fake_handler(monkeypatch, events)
+
+    def state(member):
+        return {("m.room.create", ""): create, (clusters.CLUSTER_STATE, ""): state_ev,
+                ("m.room.member", B): member}  # fmt: skip
+
+    run(handler.on_event(join, state(join)))
+    assert len(fetches) == 1 and store.rows[B].invited_by == A
+    # Activity is capped at this server's clock (5,000), not the sender's (10,000).
+    assert store.recorded == [5_000]
+    # The same event again (a re-delivery, another worker): no fetch, no write.
+    run(handler.on_event(join, state(join)))
+    assert (len(fetches), store.writes) == (1, 1)
+    # A profile change keeps the inviter without walking back to the invite.
+    run(handler.on_event(rename, state(rename)))
+    assert len(fetches) == 1 and store.rows[B].invited_by == A and store.writes == 2
+    # Cluster state that another member rewrote: no cluster any more, dropped from the index.
+    forged = Ev("$c2", clusters.CLUSTER_STATE, B, "", {"topic": "t", "creator": A})
+    run(handler.on_event(forged, {**state(rename), (clusters.CLUSTER_STATE, ""): forged}))
+    assert store.forgotten == 1 and store.writes == 2
