@@ -122,3 +122,49 @@ async def recent_room_events(
         if token is None:
             break
     return events
+
+
+async def received_ts(api: ModuleApi, event_ids: list[str]) -> dict[str, int]:
+    """When this server received (persisted) each of `event_ids` it has, by id: Synapse's
+    `events.received_ts`, this server's clock, which no sending server controls."""
+    store: Any = api._store  # no ModuleApi accessor for an event's reception time
+    rows = await store.db_pool.simple_select_many_batch(
+        table="events",
+        column="event_id",
+        iterable=event_ids,
+        retcols=("event_id", "received_ts"),
+        desc="laiwang_received_ts",
+    )
+    return {str(event_id): int(ts) for event_id, ts in rows if ts is not None}
+
+
+async def server_may_see(api: ModuleApi, server_name: str, event: EventBase) -> bool:
+    """Whether another server may see `event`, as this server's federation API decides it
+    (history visibility for that server's members at the event, erasure). Like Synapse's own
+    callers, check first that the server is in the room: for `shared` history this does not."""
+    from synapse.visibility import filter_events_for_server
+
+    hs: Any = api._hs  # no ModuleApi accessor for server visibility
+    allowed = await filter_events_for_server(
+        hs.get_storage_controllers(),
+        server_name,
+        api.server_name,
+        [event],
+        redact=False,
+        filter_out_erased_senders=True,
+        filter_out_remote_partial_state_events=True,
+    )
+    return bool(allowed)
+
+
+async def room_creator(api: ModuleApi, room_id: str) -> str | None:
+    """The sender of the room's `m.room.create` event, or None for a room this server does not
+    know (room ids of room version 12 name no server: the creator says whose room it is)."""
+    from synapse.api.errors import NotFoundError
+
+    store: Any = api._store
+    try:
+        create = await store.get_create_event_for_room(room_id)
+    except NotFoundError:
+        return None
+    return str(create.sender)

@@ -89,6 +89,46 @@ def find_timeline_in_stripped_state(stripped: Iterable[Any]) -> str | None:
     return None
 
 
+def stripped_creator(stripped: Iterable[Any]) -> str | None:
+    """The sender of the `m.room.create` event in an invite's stripped state, if it is there."""
+    for ev in stripped:
+        if isinstance(ev, Mapping) and ev.get("type") == "m.room.create":
+            sender = ev.get("sender")
+            return str(sender) if is_user_id(sender) else None
+    return None
+
+
+def is_real_timeline(
+    owner: str, creator: str | None, timeline_content: Any, timeline_sender: str | None
+) -> bool:
+    """Whether a room's actual state (read after joining it) makes it `owner`'s timeline: the
+    owner created the room and the `org.laiwang.timeline` state naming them is theirs. (An
+    invite's stripped state is whatever the inviting server says; this is what the room says.)
+    """
+    return (
+        creator == owner
+        and timeline_sender is not None
+        and parse_timeline(timeline_content, timeline_sender) == owner
+    )
+
+
+# Automatic acceptance of remote timeline invites, per invitee: at most this many joins (new
+# rooms, or the same room again) in a window, and the same room again only after a pause. A
+# legitimate flow needs one join per acquaintance, once.
+ACCEPT_WINDOW_MS = 3600 * 1000
+MAX_ACCEPTS_PER_WINDOW = 10
+REACCEPT_AFTER_MS = 60 * 1000
+
+
+def accept_allowed(previous_ts: int | None, recent_accepts: int, now: int) -> bool:
+    """Whether the server may join its user to a remote timeline on its own now, given when it
+    last did so for this room (None: never) and how many such joins it made for the user in
+    the last `ACCEPT_WINDOW_MS`."""
+    if recent_accepts >= MAX_ACCEPTS_PER_WINDOW:
+        return False
+    return previous_ts is None or now - previous_ts >= REACCEPT_AFTER_MS
+
+
 def timeline_room_config(owner: str, name: str) -> dict[str, Any]:
     """The /createRoom body of a user's timeline: private, history visible to members (so a new
     acquaintance sees earlier posts), only the owner changes state or invites."""
@@ -482,6 +522,40 @@ def parse_forward_request(body: Mapping[str, Any]) -> tuple[str, str, str | None
             raise InvalidParam("comment", f"must be at most {MAX_COMMENT} characters")
         comment = comment.strip() or None
     return str(body["room_id"]), str(body["event_id"]), comment
+
+
+# `unsigned` of a forward from a remote sender that this server could not verify.
+FORWARD_VERIFIED = "org.laiwang.forward.verified"
+
+
+def server_of(user_id: str) -> str:
+    """The server part of a user id (`@a:hs` → `hs`)."""
+    return user_id.partition(":")[2]
+
+
+def forward_checkable(source: ForwardSource, local_server: str, room_creator: str | None) -> bool:
+    """Whether this server can vouch for a remote sender's forward: it names a sender of this
+    server, or a room of this server (created by one of its users; `room_creator` is None for
+    a room this server does not know). Anything else this server has no authority on."""
+    return server_of(source.sender) == local_server or (
+        room_creator is not None and server_of(room_creator) == local_server
+    )
+
+
+def forward_matches(
+    source: ForwardSource,
+    room_id: str,
+    sender: str,
+    event_type: str,
+    content: Mapping[str, Any],
+) -> bool:
+    """Whether the event this server holds under the forward's event id is what the forward
+    says: in the named room, from the named sender, and a message that may be forwarded."""
+    return (
+        room_id == source.room_id
+        and sender == source.sender
+        and forwardable_refusal(event_type, content) is None
+    )
 
 
 def forwardable_refusal(event_type: str, content: Mapping[str, Any]) -> str | None:

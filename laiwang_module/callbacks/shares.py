@@ -7,13 +7,15 @@
   invite (no `on_new_event` for out-of-band invites): it schedules the acceptance. It never
   refuses; the contacts feature's invite policy (registered earlier) decides about the invite.
 - `on_new_event` indexes posts, reactions and comments (idempotent: keyed by event id).
+- The unsigned callback runs for every event served to a client: it returns at once for
+  anything but a remote sender's forward, whose verification is cached per event.
 - The acquaintance listener keeps timeline membership in step (see the handler).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synapse.api.errors import Codes
 from synapse.events import EventBase
@@ -40,6 +42,9 @@ class SharesCallbacks:
             federated_user_may_invite=self.federated_user_may_invite,
         )
         register_on_new_event(self._server, "shares", self.on_new_event)
+        self._api.register_add_extra_fields_to_unsigned_client_event_callbacks(
+            add_field_to_unsigned_callback=self.add_field_to_unsigned
+        )
         self._api.register_cached_function(self._handler.owner_cache.get_timeline_owner)
         self._server.contacts_handler.add_listener(self._handler.on_acquaintance)
 
@@ -61,3 +66,6 @@ class SharesCallbacks:
 
     async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
         await self._handler.on_event(event, state)
+
+    async def add_field_to_unsigned(self, event: EventBase) -> dict[str, Any]:
+        return await self._handler.unsigned_fields(event)

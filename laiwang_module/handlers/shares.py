@@ -34,12 +34,17 @@ from synapse.util.frozenutils import unfreeze
 from laiwang_module.caches import ModuleCache
 from laiwang_module.synapse_compat import (
     events_visible_to,
+    get_events,
     is_joined,
     module_clock,
+    received_ts,
     recent_room_events,
+    room_creator,
     serialize_for_client,
+    server_may_see,
 )
 from rooms import shares
+from rooms.clock import sort_ts
 from rooms.errors import InvalidParam, NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -71,12 +76,28 @@ class TimelineOwnerCache(ModuleCache):
         return await self._store.get_timeline_owner(room_id)
 
 
+class ForwardCheckCache(ModuleCache):
+    """Whether a remote sender's forward checks out, asked for every forward served to a client
+    (`unsigned`). Cached per event: the answer depends only on the event and on events this
+    server holds, which do not change."""
+
+    def __init__(self, server: LaiwangServer, handler: SharesHandler):
+        super().__init__(server.api)
+        self._handler = handler
+
+    @cached(max_entries=50000, num_args=1)
+    async def is_forward_verified(self, event_id: str, event: EventBase) -> bool:
+        """Whether the forward `event` (whose id is the key) names a real event correctly."""
+        return await self._handler.verify_forward(event)
+
+
 class SharesHandler:
     def __init__(self, server: LaiwangServer):
         self._server = server
         self._api = server.api
         self._store = server.store
         self.owner_cache = TimelineOwnerCache(server)
+        self.forward_cache = ForwardCheckCache(server, self)
         # Serialises first calls of one owner within this process (no wasted rooms); across
         # processes the database decides (`_record`).
         self._creating = Linearizer("laiwang_timeline_create", clock=module_clock(server.api))
@@ -87,6 +108,10 @@ class SharesHandler:
         if recorded == room_id:
             await self._api.invalidate_cache(self.owner_cache.get_timeline_owner, (room_id,))
         return recorded
+
+    async def _unrecord(self, owner: str, room_id: str) -> None:
+        await self._store.unclaim_timeline(owner, room_id)
+        await self._api.invalidate_cache(self.owner_cache.get_timeline_owner, (room_id,))
 
     def _is_mine(self, user_id: str) -> bool:
         return bool(self._api.is_mine(user_id))
@@ -222,22 +247,48 @@ class SharesHandler:
                 logger.info("laiwang: %s could not leave %s: %s", member, room_id, e)
 
     async def on_federated_invite(self, event: EventBase) -> None:
-        """A remote owner invites a local acquaintance to their timeline: accept it."""
+        """A remote owner invites a local acquaintance to their timeline: accept it, if it is the
+        one timeline this server records for that owner and the rate bound allows.
+
+        The recorded timeline of a remote owner is the first one this server accepted for them
+        (invited by the owner, the stripped state naming the owner, acquainted): a module-run
+        server invites only to its user's one timeline, so a second "timeline" of the same owner
+        is not accepted. After joining, `_accept` checks the room's real state and leaves (and
+        forgets the record) when the room is not the owner's timeline after all."""
         invitee = event.state_key
         if invitee is None or not self._is_mine(invitee) or event.membership != "invite":
             return
-        owner = shares.find_timeline_in_stripped_state(event.unsigned.get("invite_room_state", []))
+        stripped = event.unsigned.get("invite_room_state", [])
+        owner = shares.find_timeline_in_stripped_state(stripped)
         if owner is None or owner != event.sender:
             return
+        creator = shares.stripped_creator(stripped)
+        if creator is not None and creator != owner:
+            return  # the invite itself says someone else made the room
         if not await self._store.are_acquainted(owner, invitee):
             return
-        await self._record(owner, event.room_id)
+        if await self._record(owner, event.room_id) != event.room_id:
+            logger.info(
+                "laiwang: not accepting %s for %s: %s has another timeline here",
+                event.room_id,
+                invitee,
+                owner,
+            )
+            return
+        now = self._now()
+        if not await self._store.claim_accept(
+            invitee, owner, event.room_id, now, now - shares.ACCEPT_WINDOW_MS
+        ):
+            logger.info("laiwang: not accepting %s for %s now: rate bound", event.room_id, invitee)
+            return
         # The invite is persisted after this callback returns: accept a moment later.
         self._later(RETRY_DELAYS_S[0], self._accept, owner, invitee, event.room_id, 0)
 
     async def _accept(self, owner: str, invitee: str, room_id: str, attempt: int) -> None:
         if not await self._store.are_acquainted(owner, invitee):
             return
+        if await self._store.get_timeline(owner) != room_id:
+            return  # forgotten meanwhile (it was not the owner's timeline)
         if await is_joined(self._api, invitee, room_id):
             return
         try:
@@ -256,7 +307,35 @@ class SharesHandler:
                 RETRY_DELAYS_S[attempt + 1], self._accept, owner, invitee, room_id, attempt + 1
             )
             return
+        if not await self._is_real_timeline(owner, room_id):
+            logger.warning(
+                "laiwang: %s is not %s's timeline after all; %s leaves", room_id, owner, invitee
+            )
+            await self._unrecord(owner, room_id)
+            try:
+                await self._api.update_room_membership(invitee, invitee, room_id, "leave")
+            except SynapseError as e:
+                logger.warning("laiwang: %s could not leave %s: %s", invitee, room_id, e)
+            return
         await self._catch_up(owner, invitee, room_id)
+
+    async def _is_real_timeline(self, owner: str, room_id: str) -> bool:
+        """What the room's own state says (see `rooms.shares.is_real_timeline`)."""
+        state = await self._api.get_room_state(
+            room_id, [("m.room.create", ""), (shares.TIMELINE_STATE, "")]
+        )
+        return self._state_is_timeline_of(owner, state)
+
+    @staticmethod
+    def _state_is_timeline_of(owner: str, state: StateMap[EventBase]) -> bool:
+        create = state.get(("m.room.create", ""))
+        timeline = state.get((shares.TIMELINE_STATE, ""))
+        return shares.is_real_timeline(
+            owner,
+            create.sender if create is not None else None,
+            timeline.content if timeline is not None else None,
+            timeline.sender if timeline is not None else None,
+        )
 
     async def _catch_up(self, owner: str, user_id: str, room_id: str) -> None:
         """Index the posts made before this server joined a remote timeline: federation brings
@@ -268,8 +347,7 @@ class SharesHandler:
         except SynapseError as e:
             logger.info("laiwang: could not catch up on %s: %s", room_id, e)
             return
-        for event in events:
-            await self._index(event, owner)
+        await self._index_all(events, owner)
 
     # --- posting rules ------------------------------------------------------------------------
 
@@ -311,19 +389,36 @@ class SharesHandler:
     # --- the feed index -----------------------------------------------------------------------
 
     async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
-        """Index posts, reactions and comments of timelines for the feed (idempotent: keyed by
-        event id); a redaction removes its target."""
+        """Index posts, reactions and comments of recorded timelines for the feed (idempotent:
+        keyed by event id); a redaction removes its target. Only the owner's one recorded
+        timeline feeds the feed: another room that calls itself theirs does not."""
         owner: str | None = None
         timeline = state.get((shares.TIMELINE_STATE, ""))
         if timeline is not None:
             owner = shares.parse_timeline(timeline.content, timeline.sender)
-        if owner is None:
+        if owner is None or not self._state_is_timeline_of(owner, state):
             return  # `state` is the room's current state: this room is no timeline
-        if not self._is_mine(owner) and await self._owner_of(event.room_id) != owner:
+        recorded = await self._owner_of(event.room_id)
+        if recorded is None and not self._is_mine(owner):
+            # A remote timeline this server joined without an invite it saw (by hand): record it
+            # unless the owner has another timeline here.
             await self._record(owner, event.room_id)
-        await self._index(event, owner)
+            recorded = await self._owner_of(event.room_id)
+        if recorded != owner:
+            return
+        await self._index_all([event], owner)
 
-    async def _index(self, event: EventBase, owner: str) -> None:
+    async def _index_all(self, events: list[EventBase], owner: str) -> None:
+        posts = [
+            e.event_id
+            for e in events
+            if not e.is_state() and shares.is_post(e.sender, owner, e.type, e.content)
+        ]
+        received = await received_ts(self._api, posts) if posts else {}
+        for event in events:
+            await self._index(event, owner, received.get(event.event_id, self._now()))
+
+    async def _index(self, event: EventBase, owner: str, received: int) -> None:
         if event.type == "m.room.redaction":
             if event.redacts:
                 await self._store.unindex_event(event.redacts)
@@ -331,13 +426,13 @@ class SharesHandler:
         if event.is_state():
             return
         if shares.is_post(event.sender, owner, event.type, event.content):
-            await self._store.index_post(
-                event.event_id, event.room_id, owner, int(event.origin_server_ts)
-            )
+            # Ranked by the sender's time only up to when this server received the post.
+            ts = sort_ts(int(event.origin_server_ts), received)
+            await self._store.index_post(event.event_id, event.room_id, owner, ts)
             return
         related = shares.feed_relation(event.type, event.content)
         if related is not None:
-            await self._store.index_relation(event.event_id, related[1], related[0])
+            await self._store.index_relation(event.event_id, event.room_id, related[1], related[0])
 
     # --- forwarding ---------------------------------------------------------------------------
 
@@ -372,6 +467,44 @@ class SharesHandler:
             {"type": "m.room.message", "room_id": timeline, "sender": user_id, "content": content}
         )
         return str(sent.event_id)
+
+    async def unsigned_fields(self, event: EventBase) -> dict[str, Any]:
+        """`unsigned["org.laiwang.forward.verified"]: false` on a remote sender's forward that
+        this server could not verify; `{}` for every other event (a local sender's forward was
+        checked when it was sent). Cheap: a dict lookup for non-forwards, a cache hit after."""
+        if event.type != "m.room.message" or shares.FORWARD_BLOCK not in event.content:
+            return {}
+        if self._is_mine(event.sender):
+            return {}
+        cache: Any = self.forward_cache  # @cached is typed by Synapse's mypy plugin only
+        verified: bool = await cache.is_forward_verified(event.event_id, event)
+        return {} if verified else {shares.FORWARD_VERIFIED: False}
+
+    async def verify_forward(self, event: EventBase) -> bool:
+        """Whether a remote sender's forward names, in a room or for a sender of this server,
+        an event this server holds there from that sender, that may be forwarded, in a room the
+        forwarder is joined to, and that the forwarder's server may see (as this server's
+        federation API would decide it). Anything this server has no authority on, or does not
+        hold, is unverified."""
+        try:
+            source = shares.parse_forward_block(event.content.get(shares.FORWARD_BLOCK))
+        except ValidationError:
+            return False
+        creator = await room_creator(self._api, source.room_id)
+        if not shares.forward_checkable(source, self._api.server_name, creator):
+            return False
+        original = (await get_events(self._api, [source.event_id])).get(source.event_id)
+        if original is None or original.internal_metadata.is_soft_failed():
+            return False
+        if not shares.forward_matches(
+            source, original.room_id, original.sender, original.type, original.content
+        ):
+            return False
+        # As for a local forward: the forwarder is in the source room (as this server sees it)
+        # and their server may see the event there.
+        if await self._membership(source.room_id, event.sender) != "join":
+            return False
+        return await server_may_see(self._api, UserID.from_string(event.sender).domain, original)
 
     # --- the feed ---------------------------------------------------------------------------
 

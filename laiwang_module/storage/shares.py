@@ -6,7 +6,10 @@
 - `laiwang_timeline_posts`: the posts (top-level messages of the owner) of those timelines, by
   (owner, ts, event_id), so a feed page is one indexed query.
 - `laiwang_timeline_relations`: reactions and comments keyed by their own event id, so that
-  indexing an event twice (every worker notifies it) counts it once.
+  indexing an event twice (every worker notifies it) counts it once, with the room they were
+  sent in: a relation counts only in its post's own room.
+- `laiwang_timeline_accepts`: the joins to remote timelines this server made for its users on
+  its own in the last window, one row each (the rate bound, shared by all workers).
 
 All of it is derived from events: every write is idempotent.
 """
@@ -19,6 +22,7 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
+from rooms import shares
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -55,9 +59,9 @@ LIMIT 1 OFFSET ?
 _FEED_SQL = """
 SELECT p.event_id, p.room_id, p.ts,
   (SELECT COUNT(*) FROM laiwang_timeline_relations AS r
-    WHERE r.post_id = p.event_id AND r.kind = 'reaction'),
+    WHERE r.post_id = p.event_id AND r.kind = 'reaction' AND r.room_id = p.room_id),
   (SELECT COUNT(*) FROM laiwang_timeline_relations AS r
-    WHERE r.post_id = p.event_id AND r.kind = 'comment')
+    WHERE r.post_id = p.event_id AND r.kind = 'comment' AND r.room_id = p.room_id)
 FROM (
   SELECT event_id, room_id, ts FROM laiwang_timeline_posts
   WHERE owner IN ({authors}) {after}
@@ -107,6 +111,34 @@ def get_feed_txn(
     ]
 
 
+def claim_accept_txn(
+    txn: Any, invitee: str, owner: str, room_id: str, now: int, window_start: int
+) -> bool:
+    """`SharesStore.claim_accept`; `txn` is a DB-API cursor taking `?`."""
+    txn.execute(
+        "DELETE FROM laiwang_timeline_accepts WHERE invitee = ? AND ts <= ?",
+        (invitee, min(window_start, now - shares.REACCEPT_AFTER_MS)),
+    )
+    txn.execute(
+        "SELECT MAX(ts) FROM laiwang_timeline_accepts WHERE invitee = ? AND room_id = ?",
+        (invitee, room_id),
+    )
+    previous = fetch_value(txn)
+    txn.execute(
+        "SELECT COUNT(*) FROM laiwang_timeline_accepts WHERE invitee = ? AND ts > ?",
+        (invitee, window_start),
+    )
+    recent = int(fetch_value(txn) or 0)
+    if not shares.accept_allowed(None if previous is None else int(previous), recent, now):
+        return False
+    txn.execute(
+        "INSERT INTO laiwang_timeline_accepts (invitee, room_id, owner, ts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (invitee, room_id, ts) DO NOTHING",
+        (invitee, room_id, owner, now),
+    )
+    return True
+
+
 class SharesStore(StoreMixin):
     """Mixin of LaiwangStore."""
 
@@ -142,6 +174,28 @@ class SharesStore(StoreMixin):
 
         return await self.run("claim_timeline", claim_timeline_txn)
 
+    async def unclaim_timeline(self, owner: str, room_id: str) -> None:
+        """Forget room_id as owner's timeline (it turned out not to be one), and whatever of it
+        was indexed meanwhile."""
+
+        def unclaim_timeline_txn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_timelines WHERE owner = ? AND room_id = ?", (owner, room_id)
+            )
+            txn.execute("DELETE FROM laiwang_timeline_posts WHERE room_id = ?", (room_id,))
+            txn.execute("DELETE FROM laiwang_timeline_relations WHERE room_id = ?", (room_id,))
+
+        await self.run("unclaim_timeline", unclaim_timeline_txn)
+
+    async def claim_accept(
+        self, invitee: str, owner: str, room_id: str, now: int, window_start: int
+    ) -> bool:
+        """Record that this server joins invitee to owner's timeline room_id on its own, if
+        `rooms.shares.accept_allowed` lets it (one transaction, so workers share the bound)."""
+        return await self.run(
+            "claim_accept", claim_accept_txn, invitee, owner, room_id, now, window_start
+        )
+
     async def index_post(self, event_id: str, room_id: str, owner: str, ts: int) -> None:
         def index_post_txn(txn: LoggingTransaction) -> None:
             txn.execute(
@@ -152,12 +206,12 @@ class SharesStore(StoreMixin):
 
         await self.run("index_post", index_post_txn)
 
-    async def index_relation(self, event_id: str, post_id: str, kind: str) -> None:
+    async def index_relation(self, event_id: str, room_id: str, post_id: str, kind: str) -> None:
         def index_relation_txn(txn: LoggingTransaction) -> None:
             txn.execute(
-                "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind)"
-                " VALUES (?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event_id, post_id, kind),
+                "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind, room_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event_id, post_id, kind, room_id),
             )
 
         await self.run("index_relation", index_relation_txn)

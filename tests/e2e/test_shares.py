@@ -194,6 +194,8 @@ def test_remote_acquaintance_sees_reacts_and_comments_stranger_cannot(hs1, hs2):
         lambda: any(c["event_id"] == fwd for c in alice.laiwang("GET", "/feed")["chunk"]),
         timeout=60,
     )
+    # hs1 verified dave's forward of alice's post (a local sender): no "unverified" marker.
+    assert "org.laiwang.forward.verified" not in alice.event(daves, fwd).get("unsigned", {})
     later = dave.send_text(daves, "after you joined")
     wait_until(
         lambda: alice.laiwang("GET", "/feed", params={"limit": 1})["chunk"][0]["event_id"] == later,

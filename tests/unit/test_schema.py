@@ -28,7 +28,15 @@ class Txn:
         return self.cur.fetchone()
 
 
+# The part of Synapse's own `events` table that migrations read (the module's tables live in
+# Synapse's database).
+SYNAPSE_EVENTS = (
+    "CREATE TABLE IF NOT EXISTS events (event_id TEXT, room_id TEXT, received_ts BIGINT)"
+)
+
+
 def migrate(txn: Any) -> list[int]:
+    txn.execute(SYNAPSE_EVENTS)
     prepare_version_table_txn(txn)
     return [apply_schema_txn(txn, schema) for schema in SCHEMAS]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rooms import shares
@@ -379,6 +379,7 @@ def _feed_db(acquainted: set[str], posts: list[tuple[str, str, int]]) -> Any:
     from laiwang_module.storage.schema.migrations import SHARES
 
     db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE events (event_id TEXT, room_id TEXT, received_ts BIGINT)")
     for _version, statements in SHARES.migrations:
         for statement in statements:
             db.execute(statement)
@@ -405,6 +406,7 @@ feed_cases = st.tuples(
 )
 
 
+@settings(deadline=None)  # the first example imports Synapse's storage
 @given(feed_cases)
 def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
     from laiwang_module.storage.shares import get_feed_txn
@@ -425,3 +427,170 @@ def test_feed_pages_are_the_newest_posts_of_the_right_people(case):
             break
         before = (page[-1].ts, page[-1].event_id)
     assert seen == expected
+
+
+def test_a_relation_counts_only_in_its_posts_room():
+    """The feed query counts a reaction or comment only when it was sent in the post's room."""
+    db = _feed_db(set(), [("$p", "@me", 5)])
+    db.executemany(
+        "INSERT INTO laiwang_timeline_relations (event_id, post_id, kind, room_id)"
+        " VALUES (?, '$p', ?, ?)",
+        [
+            ("$r1", "reaction", "!r"),
+            ("$r2", "reaction", "!elsewhere"),
+            ("$c1", "comment", "!r"),
+            ("$c2", "comment", "!elsewhere"),
+            ("$c3", "comment", None),  # indexed before rooms were recorded, event unknown
+        ],
+    )
+    from laiwang_module.storage.shares import get_feed_txn
+
+    [row] = get_feed_txn(db.cursor(), "@me", 10, None)
+    assert (row.reactions, row.comments) == (1, 1)
+
+
+def test_relations_indexed_before_get_their_room_from_synapses_events():
+    """Migration 2 fills the room of relations indexed earlier from Synapse's `events`."""
+    import sqlite3
+
+    from laiwang_module.storage.schema.migrations import SHARES
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE events (event_id TEXT, room_id TEXT, received_ts BIGINT)")
+    db.executemany(
+        "INSERT INTO events VALUES (?, ?, ?)",
+        [("$r1", "!r", 10), ("$r2", "!other", 10), ("$p1", "!r", 100), ("$p2", "!r", 100)],
+    )
+    (_, first), (_, second) = SHARES.migrations[:2]
+    for statement in first:
+        db.execute(statement)
+    db.executemany("INSERT INTO laiwang_timeline_relations VALUES (?, '$p1', 'reaction')", [
+        ("$r1",), ("$r2",), ("$gone",)
+    ])  # fmt: skip
+    db.executemany(
+        "INSERT INTO laiwang_timeline_posts VALUES (?, '!r', '@me', ?)",
+        [("$p1", 50), ("$p2", 100 + 20 * 3600 * 1000), ("$unknown", 7)],
+    )
+    for statement in second:
+        db.execute(statement)
+    rooms = dict(db.execute("SELECT event_id, room_id FROM laiwang_timeline_relations"))
+    assert rooms == {"$r1": "!r", "$r2": "!other", "$gone": None}
+    # Posts dated after their reception are ranked as received; the others keep their time.
+    posts = dict(db.execute("SELECT event_id, ts FROM laiwang_timeline_posts"))
+    assert posts == {"$p1": 50, "$p2": 100, "$unknown": 7}
+
+
+# --- whose clock ---------------------------------------------------------------------------
+
+
+@given(st.integers(0, 2**53), st.integers(0, 2**53))
+def test_sort_time_is_never_after_reception(origin, received):
+    from rooms.clock import sort_ts
+
+    ts = sort_ts(origin, received)
+    assert ts <= received and ts <= origin
+    assert ts == (origin if origin <= received else received)
+
+
+# --- remote timelines ----------------------------------------------------------------------
+
+
+def test_a_timeline_is_real_only_when_its_owner_made_it():
+    content = {"owner": OWNER}
+    assert shares.is_real_timeline(OWNER, OWNER, content, OWNER)
+    # Someone else created the room, or sent the state, or it names someone else, or is gone.
+    assert not shares.is_real_timeline(OWNER, FRIEND, content, OWNER)
+    assert not shares.is_real_timeline(OWNER, OWNER, content, FRIEND)
+    assert not shares.is_real_timeline(OWNER, OWNER, {"owner": FRIEND}, FRIEND)
+    assert not shares.is_real_timeline(OWNER, OWNER, {"owner": FRIEND}, OWNER)
+    assert not shares.is_real_timeline(OWNER, OWNER, {}, OWNER)
+    assert not shares.is_real_timeline(OWNER, OWNER, None, None)
+    assert not shares.is_real_timeline(OWNER, None, content, OWNER)
+
+
+def test_the_creator_in_stripped_state():
+    create = {"type": "m.room.create", "state_key": "", "sender": OWNER, "content": {}}
+    assert shares.stripped_creator([{"type": "m.room.name"}, create]) == OWNER
+    assert shares.stripped_creator([]) is None
+    assert shares.stripped_creator([{**create, "sender": "nobody"}]) is None
+    assert shares.stripped_creator(["junk", {**create, "sender": 5}]) is None
+
+
+@given(
+    st.one_of(st.none(), st.integers(0, 10**7)),
+    st.integers(0, 3 * shares.MAX_ACCEPTS_PER_WINDOW),
+    st.integers(0, 10**7),
+)
+def test_accepting_is_bounded(previous, recent, now):
+    allowed = shares.accept_allowed(previous, recent, now)
+    if recent >= shares.MAX_ACCEPTS_PER_WINDOW:
+        assert not allowed
+    elif previous is None:
+        assert allowed
+    else:
+        assert allowed == (now - previous >= shares.REACCEPT_AFTER_MS)
+
+
+def _accepts_db() -> Any:
+    import sqlite3
+
+    from laiwang_module.storage.schema.migrations import SHARES
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE events (event_id TEXT, room_id TEXT, received_ts BIGINT)")
+    for _version, statements in SHARES.migrations:
+        for statement in statements:
+            db.execute(statement)
+    return db
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 15), st.integers(0, 30_000)), max_size=40))
+def test_the_accept_bound_holds_in_the_database(attempts):
+    """However invites come (rooms, times), no more than MAX_ACCEPTS_PER_WINDOW joins in any
+    window, and the same room again only after REACCEPT_AFTER_MS."""
+    from laiwang_module.storage.shares import claim_accept_txn
+
+    db = _accepts_db()
+    now, accepted = 0, []
+    for room, step in attempts:
+        now += step
+        room_id = f"!r{room}"
+        if claim_accept_txn(
+            db.cursor(), "@me", "@owner", room_id, now, now - shares.ACCEPT_WINDOW_MS
+        ):
+            accepted.append((now, room_id))
+    for now, room_id in accepted:
+        window = [a for a in accepted if now - shares.ACCEPT_WINDOW_MS < a[0] <= now]
+        assert len(window) <= shares.MAX_ACCEPTS_PER_WINDOW
+        same = [t for t, r in accepted if r == room_id and t < now]
+        assert all(now - t >= shares.REACCEPT_AFTER_MS for t in same)
+
+
+# --- forwards from remote senders ----------------------------------------------------------
+
+
+def test_which_forwards_this_server_can_vouch_for():
+    def checkable(sender: str, creator: str | None) -> bool:
+        return shares.forward_checkable(shares.ForwardSource("!r", "$e", sender), "a.test", creator)
+
+    assert checkable("@x:a.test", None)  # a sender of this server, any room
+    assert checkable("@x:c.test", "@y:a.test")  # a room created here
+    assert not checkable("@x:c.test", "@y:c.test")
+    assert not checkable("@x:c.test", None)  # a room this server does not know
+    assert not checkable("@x:a.test.evil", "@y:a.test:8448")
+    assert shares.forward_checkable(
+        shares.ForwardSource("!r", "$e", "@x:c"), "localhost:8448", "@y:localhost:8448"
+    )
+
+
+def test_a_forward_matches_only_the_event_it_names():
+    src = shares.ForwardSource("!r:a.test", "$e", OWNER)
+    text = {"msgtype": "m.text", "body": "hi"}
+    assert shares.forward_matches(src, "!r:a.test", OWNER, "m.room.message", text)
+    assert not shares.forward_matches(src, "!other:a.test", OWNER, "m.room.message", text)
+    assert not shares.forward_matches(src, "!r:a.test", FRIEND, "m.room.message", text)
+    assert not shares.forward_matches(src, "!r:a.test", OWNER, "m.reaction", text)
+    assert not shares.forward_matches(src, "!r:a.test", OWNER, "m.room.message", {})
+    bill = {"msgtype": "org.laiwang.aa.request", "body": "pay"}
+    assert not shares.forward_matches(src, "!r:a.test", OWNER, "m.room.message", bill)

@@ -301,7 +301,33 @@ SHARES = Schema(
                 "CREATE INDEX IF NOT EXISTS laiwang_timeline_relations_post"
                 " ON laiwang_timeline_relations (post_id, kind)",
             ],
-        )
+        ),
+        (
+            2,
+            [
+                # A relation counts only in its post's own room: remember each one's room
+                # (taken from Synapse's events for those indexed before; unknown ones stop
+                # counting).
+                "ALTER TABLE laiwang_timeline_relations ADD COLUMN room_id TEXT",
+                "UPDATE laiwang_timeline_relations SET room_id = (SELECT e.room_id FROM events"
+                " AS e WHERE e.event_id = laiwang_timeline_relations.event_id)",
+                # Posts rank by the time this server received them at the latest.
+                "UPDATE laiwang_timeline_posts SET ts = (SELECT e.received_ts FROM events AS e"
+                " WHERE e.event_id = laiwang_timeline_posts.event_id)"
+                " WHERE ts > (SELECT e.received_ts FROM events AS e"
+                " WHERE e.event_id = laiwang_timeline_posts.event_id)",
+                # Joins to remote timelines this server made for its users on its own, one row
+                # per join (the rate bound; rows older than the window are pruned).
+                "CREATE TABLE IF NOT EXISTS laiwang_timeline_accepts ("
+                " invitee TEXT NOT NULL,"
+                " room_id TEXT NOT NULL,"
+                " owner TEXT NOT NULL,"
+                " ts BIGINT NOT NULL,"
+                " PRIMARY KEY (invitee, room_id, ts))",
+                "CREATE INDEX IF NOT EXISTS laiwang_timeline_accepts_invitee_ts"
+                " ON laiwang_timeline_accepts (invitee, ts)",
+            ],
+        ),
     ],
 )
 
