@@ -82,13 +82,6 @@ def find_cluster_in_stripped_state(stripped: Iterable[Any]) -> Cluster | None:
     return genuine_cluster(state.get("content"), state.get("sender"), create.get("sender"))
 
 
-def activity_ts(origin_server_ts: int, received_ts: int) -> int:
-    """When an event counts as cluster activity: its sender's clock, but never later than when
-    this server received it (a server that stamps its events in the future would otherwise
-    rank its clusters first in discovery for ever)."""
-    return min(origin_server_ts, received_ts)
-
-
 def counted_membership(membership: str, sender: str, state_key: str) -> str:
     """The membership the cluster index records: a join counts only when the user sent it
     themselves (a join sent by anyone else is no choice of theirs; Matrix's auth rules already

@@ -31,12 +31,12 @@ from synapse.types import StateMap
 from laiwang_module.handlers.contacts import known_request
 from laiwang_module.storage.clusters import ClusterRow, MemberRecord, MemberUpdate
 from laiwang_module.synapse_compat import get_events, invited_room_ids, is_host_in_room
+from rooms.clock import sort_ts
 from rooms.clusters import (
     CLUSTER_STATE,
     Candidate,
     Cluster,
     Tree,
-    activity_ts,
     compute_tree,
     counted_membership,
     create_room_config,
@@ -305,8 +305,8 @@ class ClustersHandler:
                 await self._store.forget_cluster(room_id)
             return
         # on_new_event runs once the event is persisted: now is no earlier than its receipt.
-        ts = activity_ts(int(event.origin_server_ts), self._now())
-        created_ts = activity_ts(int(cluster_event.origin_server_ts), self._now())
+        ts = sort_ts(int(event.origin_server_ts), self._now())
+        created_ts = sort_ts(int(cluster_event.origin_server_ts), self._now())
         needs_sync = await self._store.record_cluster(
             room_id, cluster.topic, cluster.creator, created_ts, ts
         )

@@ -195,13 +195,6 @@ def test_a_forged_creator_is_refused():
     assert clusters.genuine_cluster({"topic": "", "creator": A}, A, A) is None
 
 
-@given(st.integers(0, 2**62), st.integers(0, 2**62))
-def test_activity_is_never_later_than_the_receipt(origin_server_ts, received_ts):
-    ts = clusters.activity_ts(origin_server_ts, received_ts)
-    assert ts <= received_ts and ts <= origin_server_ts
-    assert ts in (origin_server_ts, received_ts)
-
-
 @given(
     membership=st.sampled_from(["join", "leave", "invite", "knock", "ban"]),
     sender=st.sampled_from([A, B]),

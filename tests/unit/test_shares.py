@@ -480,18 +480,6 @@ def test_relations_indexed_before_get_their_room_from_synapses_events():
     assert posts == {"$p1": 50, "$p2": 100, "$unknown": 7}
 
 
-# --- whose clock ---------------------------------------------------------------------------
-
-
-@given(st.integers(0, 2**53), st.integers(0, 2**53))
-def test_sort_time_is_never_after_reception(origin, received):
-    from rooms.clock import sort_ts
-
-    ts = sort_ts(origin, received)
-    assert ts <= received and ts <= origin
-    assert ts == (origin if origin <= received else received)
-
-
 # --- remote timelines ----------------------------------------------------------------------
 
 
