@@ -122,3 +122,10 @@ async def recent_room_events(
         if token is None:
             break
     return events
+
+
+async def is_partial_state_room(api: ModuleApi, room_id: str) -> bool:
+    """Whether this server joined the room over federation and does not yet have its full state
+    (a "faster join"): reading the room's members then waits until it has."""
+    store: Any = api._store
+    return bool(await store.is_partial_state_room(room_id))
