@@ -168,3 +168,10 @@ async def room_creator(api: ModuleApi, room_id: str) -> str | None:
     except NotFoundError:
         return None
     return str(create.sender)
+
+
+async def is_partial_state_room(api: ModuleApi, room_id: str) -> bool:
+    """Whether this server joined the room over federation and does not yet have its full state
+    (a "faster join"): reading the room's members then waits until it has."""
+    store: Any = api._store
+    return bool(await store.is_partial_state_room(room_id))

@@ -1,15 +1,16 @@
 """Contact requests, the acquaintance index and the acquaintances-only policy.
 
-The index follows membership: `on_event` derives a contact room's request state from the two
-memberships in the room's current state and adds or removes the acquaintance. It is idempotent,
-so every worker that is notified of an event may apply it, and `rebuild` recomputes everything
-from the rooms themselves.
+The index follows the rooms: `on_event` re-derives a contact room from what this server can
+check (its creator, its members ever, its invites and what they carried; `room_acquaintance`),
+never from the `org.laiwang.acquaintance` content alone, and adds or removes the acquaintance.
+It is idempotent, so every worker that is notified of an event may apply it, and `rebuild`
+recomputes everything from the rooms themselves.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attr
@@ -22,7 +23,14 @@ from synapse.util.async_helpers import gather_results
 from synapse.util.caches.descriptors import cached
 
 from laiwang_module.caches import ModuleCache
-from laiwang_module.synapse_compat import invited_room_ids, is_appservice_user, share_a_room
+from laiwang_module.synapse_compat import (
+    get_events_as_list,
+    invited_room_ids,
+    is_appservice_user,
+    is_partial_state_room,
+    share_a_room,
+)
+from rooms.clusters import CLUSTER_STATE
 from rooms.contacts import (
     ACCEPTED,
     ACQUAINTANCE_STATE,
@@ -31,12 +39,16 @@ from rooms.contacts import (
     SOURCE_IMPORT,
     SOURCE_REQUEST,
     Acquaintance,
+    Invite,
+    RoomFacts,
     direct_chats,
-    find_in_stripped_state,
+    importable,
+    invite_from_event,
     is_ignored,
     parse_acquaintance,
     request_allowed_by_setting,
     request_state,
+    room_acquaintance,
 )
 from rooms.errors import BadGateway, Forbidden, NotFound
 
@@ -53,6 +65,9 @@ class Suggestion:
     reason: str  # "in_your_address_book" | "has_you_in_their_address_book"
     mutual_count: int
 
+
+# Invites of a room the rule reads at most: a contact room has one or a few.
+MAX_INVITES = 50
 
 RoomRequest = Callable[[], Awaitable[Acquaintance | None]]
 
@@ -339,23 +354,30 @@ class ContactsHandler:
 
     # --- import and suggestions ---
 
-    async def import_direct_chats(self, user_id: str) -> int:
-        """Turn the caller's direct chats in which both sides are joined into acquaintances.
+    async def import_direct_chats(self, user_id: str) -> tuple[int, int]:
+        """Turn the caller's direct chats (`m.direct`) into acquaintances where the room allows
+        it (`importable`: a private room whose only members ever were the two, both joined, the
+        invite marked direct) and neither ignores the other. Returns (imported, skipped): the
+        listed rooms made acquaintances, and those that may not be (the caller's word in
+        `m.direct` counts for nothing). Rooms with someone already an acquaintance are neither.
 
         The room gets `org.laiwang.acquaintance` state (source "import") when the caller may
         send it, so that the other side's server, and a rebuild, know it too."""
         m_direct = await self._api.account_data_manager.get_global(user_id, "m.direct")
-        imported = 0
+        imported = skipped = 0
         for other, room_id in direct_chats(m_direct):
-            if other == user_id or await self._store.are_acquainted(user_id, other):
+            if other != user_id and await self._store.are_acquainted(user_id, other):
                 continue
-            members = await self._api.get_room_state(
-                room_id, [("m.room.member", user_id), ("m.room.member", other)]
-            )
-            joined = [ev for ev in members.values() if ev.membership == "join"]
-            if len(joined) != 2:
+            facts = await self._room_facts(room_id) if other != user_id else None
+            if (
+                facts is None
+                or not importable(facts, user_id, other)
+                or await self._ignoring(user_id, other)
+            ):
+                skipped += 1
                 continue
             acquaintance = Acquaintance(user_id, other, None, SOURCE_IMPORT)
+            await self._store.prune_contact_room(room_id, (user_id, other))
             await self._store.record_contact_room(
                 room_id, user_id, other, None, SOURCE_IMPORT, ACCEPTED, self._now()
             )
@@ -376,7 +398,7 @@ class ContactsHandler:
                 )
             except SynapseError as e:
                 logger.info("import: could not mark %s as a contact room: %s", room_id, e)
-        return imported
+        return imported, skipped
 
     async def suggestions(self, user_id: str) -> list[Suggestion]:
         """People in the caller's address book who are discoverable and not yet acquaintances,
@@ -400,69 +422,131 @@ class ContactsHandler:
     # --- following membership ---
 
     async def on_event(self, event: EventBase, state: StateMap[EventBase]) -> None:
-        """Keep the acquaintance index in step with a contact room's membership (idempotent)."""
+        """Keep the acquaintance index in step with a contact room (idempotent).
+
+        The room is re-derived from what this server can check (`room_acquaintance`): the
+        state's content alone makes nobody acquainted."""
         if event.type not in ("m.room.member", ACQUAINTANCE_STATE) or event.state_key is None:
             return
-        acquaintance: Acquaintance | None = None
-        state_event = state.get((ACQUAINTANCE_STATE, ""))
-        if state_event is not None:
-            acquaintance = parse_acquaintance(state_event.content)
-        if acquaintance is None and event.type == "m.room.member":
-            # An invite over federation: the room's state is only in the stripped state.
-            acquaintance = find_in_stripped_state(event.unsigned.get("invite_room_state", []))
-        if acquaintance is None:
-            row = await self._store.get_contact_room(event.room_id)
-            if row is not None:
-                acquaintance = Acquaintance(row.requester, row.target, row.message, row.source)
-        if acquaintance is None:
+        if ("m.room.create", "") not in state:
+            await self._out_of_band(event)
             return
-        memberships = {}
-        for user_id in (acquaintance.requester, acquaintance.target):
-            member = state.get(("m.room.member", user_id))
-            if member is not None:
-                memberships[user_id] = member.membership
-            elif event.type == "m.room.member" and event.state_key == user_id:
-                # Out-of-band membership (an invite or its rejection): no room state here.
-                memberships[user_id] = event.membership
-        if (
-            acquaintance.requester not in memberships
-            and event.type == "m.room.member"
-            and event.state_key == acquaintance.target
-        ):
-            # This server is not in the room: only the target's own out-of-band membership is
-            # known, and the requester, who sent the invite, is in the room.
-            memberships[acquaintance.requester] = "join"
-        await self._apply(event.room_id, acquaintance, memberships)
+        known = await self._store.get_contact_room(event.room_id)
+        if known is None:
+            if (ACQUAINTANCE_STATE, "") not in state:
+                return
+            members = sum(1 for key in state if key[0] == "m.room.member")
+            if members > 2:
+                return  # no contact room, and never again: nobody leaves the room's state
+        if await is_partial_state_room(self._api, event.room_id):
+            # Joined over federation with partial state: not all members are known yet, and
+            # reading them waits until they are (which this join's request must not do).
+            self._api.run_as_background_process(
+                "laiwang_contact_room", self._apply_memberships, event.room_id
+            )
+            return
+        await self._apply_memberships(event.room_id)
+
+    async def _out_of_band(self, event: EventBase) -> None:
+        """A local user's membership in a room this server is not (or no longer) in: an invite,
+        its rejection, or the leave of the last local member. It moves a request recorded
+        before, and can end an acquaintance, but never makes one."""
+        if event.type != "m.room.member":
+            return
+        row = await self._store.get_contact_room(event.room_id)
+        if row is None or event.state_key not in (row.requester, row.target):
+            return
+        if not self._is_mine(event.state_key):
+            return
+        # The other side's membership is not known here: assume it unchanged (joined).
+        requester = event.membership if event.state_key == row.requester else "join"
+        target = event.membership if event.state_key == row.target else "join"
+        state = request_state(requester, target)
+        if state == ACCEPTED:
+            return  # only the room's own state, checked by the rule, may accept
+        await self._store.record_contact_room(
+            row.room_id, row.requester, row.target, row.message, row.source, state, self._now()
+        )
+        if await self._store.remove_acquaintance_via(row.requester, row.target, row.room_id):
+            await self._changed(row.requester, row.target, False)
+
+    async def _room_facts(self, room_id: str) -> RoomFacts | None:
+        """What the contact-room rule reads of a room, or None if this server is not in it."""
+        state = await self._api.get_room_state(
+            room_id,
+            [
+                ("m.room.create", ""),
+                ("m.room.join_rules", ""),
+                (CLUSTER_STATE, ""),
+                (ACQUAINTANCE_STATE, ""),
+                ("m.room.member", None),
+            ],
+        )
+        create = state.get(("m.room.create", ""))
+        if create is None:
+            return None
+        members = {key[1]: ev.membership for key, ev in state.items() if key[0] == "m.room.member"}
+        invites: tuple[Invite, ...] = ()
+        if len(members) <= 2:  # else no rule can hold: spare the lookups
+            ids = await self._store.get_invite_event_ids(room_id, MAX_INVITES)
+            invites = tuple(
+                invite_from_event(
+                    ev.sender,
+                    ev.state_key,
+                    ev.content,
+                    ev.unsigned.get("invite_room_state"),
+                    vetted=self._is_mine(ev.sender)
+                    or ev.internal_metadata.is_out_of_band_membership(),
+                )
+                for ev in await get_events_as_list(self._api, ids)
+                if ev.state_key is not None
+            )
+        join_rules = state.get(("m.room.join_rules", ""))
+        marker = state.get((ACQUAINTANCE_STATE, ""))
+        return RoomFacts(
+            creator=create.sender,
+            plain=create.content.get("type") is None and (CLUSTER_STATE, "") not in state,
+            join_rule=join_rules.content.get("join_rule") if join_rules is not None else None,
+            members=members,
+            invites=invites,
+            marker=parse_acquaintance(marker.content) if marker is not None else None,
+            marker_sender=marker.sender if marker is not None else None,
+        )
+
+    async def _ignoring(self, a: str, b: str) -> bool:
+        """Whether either of a and b, where local, ignores the other."""
+        for user_id, other in ((a, b), (b, a)):
+            if self._is_mine(user_id):
+                ignored = await self._api.account_data_manager.get_global(
+                    user_id, "m.ignored_user_list"
+                )
+                if is_ignored(ignored, other):
+                    return True
+        return False
 
     async def _apply_memberships(self, room_id: str) -> None:
-        """Re-derive one room from its current state (after our own membership changes)."""
-        state = await self._api.get_room_state(
-            room_id, [(ACQUAINTANCE_STATE, ""), ("m.room.member", None)]
-        )
-        row = await self._store.get_contact_room(room_id)
-        state_event = state.get((ACQUAINTANCE_STATE, ""))
-        acquaintance = parse_acquaintance(state_event.content) if state_event else None
-        if acquaintance is None and row is not None:
-            acquaintance = Acquaintance(row.requester, row.target, row.message, row.source)
-        if acquaintance is None:
-            return
-        memberships = {
-            key[1]: ev.membership for key, ev in state.items() if key[0] == "m.room.member"
-        }
-        if not memberships:
+        """Re-derive one room from its current state: the pair it makes acquaintances of, if
+        any, and nothing else (what an earlier rule or a forged state left is removed)."""
+        facts = await self._room_facts(room_id)
+        if facts is None:
             return  # this server is not in the room (e.g. an invite not yet answered)
-        await self._apply(room_id, acquaintance, memberships)
+        found = room_acquaintance(facts)
+        if (
+            found is not None
+            and found[0].source == SOURCE_IMPORT
+            and await self._ignoring(found[0].requester, found[0].target)
+        ):
+            found = None
+        keep = (found[0].requester, found[0].target) if found is not None else None
+        for a, b in await self._store.prune_contact_room(room_id, keep):
+            await self._changed(a, b, False)
+        if found is not None:
+            await self._apply(room_id, *found)
 
-    async def _apply(
-        self,
-        room_id: str,
-        acquaintance: Acquaintance,
-        memberships: Mapping[str, str],
-    ) -> None:
+    async def _apply(self, room_id: str, acquaintance: Acquaintance, state: str) -> None:
         requester, target = acquaintance.requester, acquaintance.target
         if not (self._is_mine(requester) or self._is_mine(target)):
             return
-        state = request_state(memberships.get(requester), memberships.get(target))
         existing = await self._store.get_contact_room(room_id)
         source = existing.source if existing is not None else acquaintance.source
         now = self._now()
@@ -476,7 +560,8 @@ class ContactsHandler:
             await self._changed(requester, target, False)
 
     async def rebuild(self) -> int:
-        """Recompute every contact room from its current state; returns how many."""
+        """Recompute every contact room under the rule, from the rooms themselves (also those
+        indexed by an earlier, laxer rule); returns how many rooms were looked at."""
         room_ids = await self._store.get_all_contact_room_ids()
         for room_id in room_ids:
             await self._apply_memberships(room_id)

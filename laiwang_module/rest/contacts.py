@@ -45,7 +45,8 @@ class ContactsServlet(Servlet):
     async def on_import(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
         self.json_body_or_empty(request)
-        return 200, {"imported": await self._handler.import_direct_chats(user_id)}
+        imported, skipped = await self._handler.import_direct_chats(user_id)
+        return 200, {"imported": imported, "skipped": skipped}
 
     async def on_suggestions(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)

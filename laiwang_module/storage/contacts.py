@@ -128,18 +128,71 @@ class ContactsStore(StoreMixin):
         return await self.run("get_pending_requests", get_pending_requests_txn)
 
     async def get_all_contact_room_ids(self) -> list[str]:
-        """Every room known as a contact room: our own records, and (should those be lost)
-        every room whose current state in Synapse's own table carries the request."""
+        """Every room that is or may be a contact room: our own records, the rooms the index
+        rests on, and (should those be lost) every room whose current state in Synapse's own
+        table carries the request."""
 
         def get_all_contact_room_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT room_id FROM laiwang_contact_rooms UNION"
+                " SELECT room_id FROM laiwang_acquaintances UNION"
                 " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
                 ("org.laiwang.acquaintance",),
             )
             return sorted(room_id for (room_id,) in txn.fetchall())
 
         return await self.run("get_all_contact_room_ids", get_all_contact_room_ids_txn)
+
+    async def get_invite_event_ids(self, room_id: str, limit: int) -> list[str]:
+        """Every invite this server has of the room, oldest first, at most `limit`: Synapse's
+        `room_memberships` also holds out-of-band invites, and never rejected events."""
+
+        def get_invite_event_ids_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute(
+                "SELECT event_id FROM room_memberships WHERE room_id = ? AND membership = ?"
+                " ORDER BY event_stream_ordering LIMIT ?",
+                (room_id, "invite", limit),
+            )
+            return [event_id for (event_id,) in txn.fetchall()]
+
+        return await self.run("get_invite_event_ids", get_invite_event_ids_txn)
+
+    async def prune_contact_room(
+        self, room_id: str, keep: tuple[str, str] | None
+    ) -> list[tuple[str, str]]:
+        """Forget what the room does not make: every acquaintance through it but the pair `keep`
+        (None: all of them), and its request row unless it names that pair. Returns the pairs
+        removed (each once), so that their caches and listeners can follow."""
+
+        def prune_contact_room_txn(txn: LoggingTransaction) -> list[tuple[str, str]]:
+            txn.execute(
+                "SELECT user_id, other_id FROM laiwang_acquaintances WHERE room_id = ?",
+                (room_id,),
+            )
+            kept = set(keep) if keep is not None else set()
+            removed = sorted(
+                {
+                    (min(user_id, other_id), max(user_id, other_id))
+                    for user_id, other_id in txn.fetchall()
+                    if {user_id, other_id} != kept
+                }
+            )
+            for a, b in removed:
+                txn.execute(
+                    "DELETE FROM laiwang_acquaintances WHERE room_id = ?"
+                    " AND ((user_id = ? AND other_id = ?) OR (user_id = ? AND other_id = ?))",
+                    (room_id, a, b, b, a),
+                )
+            txn.execute(
+                "SELECT requester, target FROM laiwang_contact_rooms WHERE room_id = ?",
+                (room_id,),
+            )
+            row = txn.fetchone()
+            if row is not None and {row[0], row[1]} != kept:
+                txn.execute("DELETE FROM laiwang_contact_rooms WHERE room_id = ?", (room_id,))
+            return removed
+
+        return await self.run("prune_contact_room", prune_contact_room_txn)
 
     async def add_acquaintance(self, a: str, b: str, room_id: str, source: str, now: int) -> bool:
         """Record a and b as acquainted through room_id; True if they were not before."""
