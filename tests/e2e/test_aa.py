@@ -604,6 +604,17 @@ def stays(check: Any, seconds: float = 3.0) -> None:
         time.sleep(0.2)
 
 
+def ledger(payee: MatrixClient, room: str, request_id: str, *others: MatrixClient) -> tuple:
+    """What a redaction must not change: the request's state and who paid, as its payee sees
+    them, and the balances of the payee and of `others`."""
+    d = payee.laiwang("GET", path(room, request_id))
+    return (
+        d["state"],
+        {u: s["paid"] for u, s in d["shares"].items()},
+        *(user.laiwang("GET", "/aa/balances")["balances"] for user in (payee, *others)),
+    )
+
+
 def make_moderator(admin: MatrixClient, room: str, user: MatrixClient) -> None:
     levels = admin.state(room, "m.room.power_levels")
     levels.setdefault("users", {})[user.user_id] = 50
@@ -624,17 +635,7 @@ def test_a_debtor_who_moderates_cannot_void_the_bill_nor_a_third_party_a_payment
     paid = alice.laiwang("POST", path(room, request_id, "pay"),
                          {"method": "cash", "payer": carol.user_id})  # fmt: skip
 
-    def ledger() -> tuple[Any, ...]:
-        d = alice.laiwang("GET", path(room, request_id))
-        return (
-            d["state"],
-            {u: s["paid"] for u, s in d["shares"].items()},
-            alice.laiwang("GET", "/aa/balances")["balances"],
-            bob.laiwang("GET", "/aa/balances")["balances"],
-            carol.laiwang("GET", "/aa/balances")["balances"],
-        )
-
-    before = ledger()
+    before = ledger(alice, room, request_id, bob, carol)
     assert before[0] == "open" and before[1] == {
         bob.user_id: False, carol.user_id: True, alice.user_id: True}  # fmt: skip
     assert before[3] == [{"user_id": alice.user_id, "currency": "CNY", "net": -1000}]
@@ -645,7 +646,7 @@ def test_a_debtor_who_moderates_cannot_void_the_bill_nor_a_third_party_a_payment
     wait_until(lambda: alice.event(room, request_id)["content"] == {})
     wait_until(lambda: alice.event(room, paid["event_id"])["content"] == {})
     # ...but the ledger, the live status and everyone's balances are as they were.
-    stays(lambda: ledger() == before)
+    stays(lambda: ledger(alice, room, request_id, bob, carol) == before)
     assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"
     # Bob still owes, and can still pay.
     alice.laiwang("POST", path(room, request_id, "pay"), {"method": "cash", "payer": bob.user_id})

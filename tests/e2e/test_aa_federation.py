@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.e2e.test_aa import AA, ask, expect_error, path, receipt, stays
+from tests.e2e.test_aa import AA, ask, expect_error, ledger, path, receipt, stays
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 
 pytestmark = pytest.mark.federation
@@ -152,16 +152,7 @@ def test_a_malicious_server_cannot_void_what_it_owes_nor_others_payments(hs1, at
     wait_until(lambda: any(e["event_id"] == paid["event_id"] for e in pete.messages(room)),
                timeout=60)  # fmt: skip
 
-    def ledger() -> tuple[Any, ...]:
-        d = alice.laiwang("GET", path(room, request_id))
-        return (
-            d["state"],
-            {u: s["paid"] for u, s in d["shares"].items()},
-            alice.laiwang("GET", "/aa/balances")["balances"],
-            bob.laiwang("GET", "/aa/balances")["balances"],
-        )
-
-    before = ledger()
+    before = ledger(alice, room, request_id, bob)
     assert before[0] == "open" and before[2] == [
         {"user_id": pete.user_id, "currency": "CNY", "net": 1000}]  # fmt: skip
 
@@ -172,7 +163,7 @@ def test_a_malicious_server_cannot_void_what_it_owes_nor_others_payments(hs1, at
     for target in (request_id, paid["event_id"]):
         wait_until(lambda t=target: alice.event(room, t)["content"] == {}, timeout=60)  # type: ignore[misc]
     # ... and its ledger did not move.
-    stays(lambda: ledger() == before)
+    stays(lambda: ledger(alice, room, request_id, bob) == before)
     assert alice.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]["state"] == "open"
 
 
@@ -213,16 +204,7 @@ def test_a_malicious_server_is_held_to_every_rule_at_the_door(hs1, attacker, pay
             "shares": {p: 1, carol.user_id: 50_000_000}}},
     ]  # fmt: skip
 
-    def ledger() -> tuple[Any, ...]:
-        d = alice.laiwang("GET", path(room, request_id))
-        return (
-            d["state"],
-            {u: s["paid"] for u, s in d["shares"].items()},
-            alice.laiwang("GET", "/aa/balances")["balances"],
-            carol.laiwang("GET", "/aa/balances")["balances"],
-        )
-
-    before = ledger()
+    before = ledger(alice, room, request_id, carol)
     sent = [pete.send(room, content) for content in forged]
     pete.send_text(room, "that is all")
     wait_until(lambda: seen_by(alice, room, "that is all"), timeout=60)
@@ -232,5 +214,5 @@ def test_a_malicious_server_is_held_to_every_rule_at_the_door(hs1, attacker, pay
         with pytest.raises(MatrixError) as e:
             alice.event(room, event_id)
         assert e.value.status == 404
-    assert ledger() == before
+    assert ledger(alice, room, request_id, carol) == before
     assert before[1] == {a: True, b: False, p: False} and before[3] == []

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.e2e.test_contacts import contacts, forbidden
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.social import make_acquainted
 
@@ -21,17 +22,6 @@ ACQ = "org.laiwang.acquaintance"
 # How long an index update of a federated or local event takes at most in these tests: long
 # enough that an attack which works shows up (checked against the code before the fix).
 SETTLE_S = 3.0
-
-
-def contacts(user: MatrixClient) -> dict[str, dict]:
-    return {c["user_id"]: c for c in user.laiwang("GET", "/contacts")["contacts"]}
-
-
-def forbidden(call) -> str:
-    with pytest.raises(MatrixError) as e:
-        call()
-    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
-    return str(e.value.body.get("error"))
 
 
 def timeline(user: MatrixClient) -> str:
