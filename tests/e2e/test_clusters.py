@@ -205,7 +205,7 @@ def test_local_caller_whose_only_friend_in_the_cluster_is_remote(hs1, hs2):
     make_acquainted(x, y)
     room = a.laiwang("POST", "/clusters", {"topic": "Chess", "invite": [x.user_id]})["room_id"]
     wait_until(lambda: room in x.invited_rooms(), timeout=60)
-    x.join(room, via=[hs1.server_name])
+    x.join_invited(room, via=[hs1.server_name])
     wait_until(lambda: x.user_id in a.joined_members(room), timeout=60)
     wait_until(lambda: x.user_id in shape(tree(a, room)))
 

@@ -157,7 +157,7 @@ def test_remote_target_rewrites_a_real_contact_room(hs1, attacker):
     bob, sybil = attacker.new_user("bob"), attacker.new_user("sybil")
     room = alice.laiwang("POST", "/contacts/requests", {"user_id": bob.user_id})["room_id"]
     wait_until(lambda: room in bob.invited_rooms(), timeout=60)
-    bob.join(room, via=[hs1.server_name])
+    bob.join_invited(room, via=[hs1.server_name])
     wait_until(lambda: bob.user_id in contacts(alice), timeout=60)
     # bob's server (power 100 in the room) brings in a sybil and rewrites the request to pair
     # alice with it.

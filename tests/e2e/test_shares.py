@@ -320,7 +320,7 @@ def test_a_server_without_the_module_is_held_to_the_rules(hs1, attacker):
     alice, pete = hs1.new_user("alice"), attacker.new_user("pete")
     contact = alice.laiwang("POST", "/contacts/requests", {"user_id": pete.user_id})
     wait_until(lambda: contact["room_id"] in pete.invited_rooms(), timeout=60)
-    pete.join(contact["room_id"], via=[hs1.server_name])
+    pete.join_invited(contact["room_id"], via=[hs1.server_name])
     wait_until(
         lambda: (
             pete.user_id in {c["user_id"] for c in alice.laiwang("GET", "/contacts")["contacts"]}
@@ -330,7 +330,7 @@ def test_a_server_without_the_module_is_held_to_the_rules(hs1, attacker):
     room = timeline(alice)
     # No module there to accept: pete joins by hand, as with any client.
     wait_until(lambda: room in pete.invited_rooms(), timeout=60)
-    pete.join(room, via=[hs1.server_name])
+    pete.join_invited(room, via=[hs1.server_name])
     wait_until(lambda: alice.membership(room, pete.user_id) == "join", timeout=60)
     post = alice.send_text(room, "hello")
     wait_until(lambda: pete.event(room, post), timeout=60)

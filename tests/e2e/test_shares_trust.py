@@ -52,7 +52,7 @@ def acquainted_with_attacker(victim: MatrixClient, hs1: Any, attacker: Any) -> M
     pete = attacker.new_user("pete")
     contact = victim.laiwang("POST", "/contacts/requests", {"user_id": pete.user_id})
     wait_until(lambda: contact["room_id"] in pete.invited_rooms(), timeout=60)
-    pete.join(contact["room_id"], via=[hs1.server_name])
+    pete.join_invited(contact["room_id"], via=[hs1.server_name])
     wait_until(lambda: pete.user_id in contacts(victim), timeout=60)
     return pete
 
@@ -213,7 +213,7 @@ def test_remote_forwards_are_marked_unless_this_server_can_verify_them(hs1, atta
     real = real_attacker_timeline(alice, pete)
     mine = timeline(alice)
     wait_until(lambda: mine in pete.invited_rooms(), timeout=60)
-    pete.join(mine, via=[hs1.server_name])
+    pete.join_invited(mine, via=[hs1.server_name])
     post = alice.send_text(mine, "hello friends")
     wait_until(lambda: pete.event(mine, post), timeout=60)
     # A room pete's server is not in.

@@ -110,6 +110,12 @@ class MatrixClient:
             ]
         )
 
+    def join_invited(self, room_id: str, via: list[str], timeout: float = 60.0) -> str:
+        """Join a room this user was invited to from another server. The inviting server
+        persists the invite only after this user's server has accepted it, so a join in that
+        window is refused ("You are not invited"): try again until the invite is there too."""
+        return wait_until(lambda: self.join(room_id, via=via), timeout=timeout)
+
     def leave(self, room_id: str) -> None:
         self.call("POST", f"/_matrix/client/v3/rooms/{quote(room_id)}/leave", {})
 

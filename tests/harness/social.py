@@ -12,7 +12,7 @@ def make_acquainted(a: MatrixClient, b: MatrixClient) -> str:
     b.laiwang("PUT", "/settings", {"accept_requests_from": "anyone"})
     room_id = str(a.laiwang("POST", "/contacts/requests", {"user_id": b.user_id})["room_id"])
     wait_until(lambda: room_id in b.invited_rooms(), timeout=60)
-    b.join(room_id, via=[a.user_id.split(":", 1)[1]])
+    b.join_invited(room_id, via=[a.user_id.split(":", 1)[1]])
     wait_until(lambda: _lists(a, b), timeout=60)
     wait_until(lambda: _lists(b, a), timeout=60)
     return room_id
