@@ -11,6 +11,8 @@ from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.util.clock import Clock
 
+from rooms.errors import LimitExceeded
+
 
 def module_clock(api: ModuleApi) -> Clock:
     """Synapse's clock, which `@cached` and `Linearizer` need; ModuleApi has no accessor."""
@@ -175,3 +177,42 @@ async def is_partial_state_room(api: ModuleApi, room_id: str) -> bool:
     (a "faster join"): reading the room's members then waits until it has."""
     store: Any = api._store
     return bool(await store.is_partial_state_room(room_id))
+
+
+async def ratelimit_message(api: ModuleApi, user_id: str, n: int = 1) -> None:
+    """Count `n` messages against a local user's `rc_message` budget: the very limiter and
+    counters of Synapse's own /send (so the user's sends and the module's share one budget),
+    with its exemptions (application service senders, a `ratelimit_override`). Raises
+    LimitExceeded when the budget is spent; nothing is counted then.
+
+    `create_and_send_event_into_room` skips this limiter; memberships and room creation do not
+    need it: ModuleApi's `update_room_membership` and `create_room` already apply `rc_invites`,
+    `rc_joins` and `rc_room_creation` in the sender's name, and counting here too would charge
+    them twice."""
+    from synapse.api.errors import LimitExceededError
+    from synapse.types import create_requester
+
+    hs: Any = api._hs  # no ModuleApi accessor for Synapse's rate limiters
+    try:
+        await hs.get_request_ratelimiter().ratelimit(create_requester(user_id), n_actions=n)
+    except LimitExceededError as e:
+        raise LimitExceeded(
+            "Too many messages; slow down", retry_after_ms=int(e.retry_after_ms or 1000)
+        ) from e
+
+
+async def is_shadow_banned(api: ModuleApi, user_id: str) -> bool:
+    """Whether a local user is shadow-banned (the admin API's `shadow_ban`): Synapse then
+    answers their sends and invites as if they worked and delivers nothing. Cached by Synapse,
+    which invalidates the cache (on every worker) when the ban changes."""
+    store: Any = api._store
+    info = await store.get_user_by_id(user_id)
+    return bool(info is not None and info.is_shadow_banned)
+
+
+def fake_event_id() -> str:
+    """An event id that looks real and names no event, as Synapse answers a shadow-banned
+    user's /send."""
+    from synapse.util.events import generate_fake_event_id
+
+    return str(generate_fake_event_id())

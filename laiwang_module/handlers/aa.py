@@ -16,7 +16,12 @@ from synapse.util.caches.descriptors import cached
 
 from laiwang_module.caches import ModuleCache
 from laiwang_module.storage.aa import LedgerChange
-from laiwang_module.synapse_compat import get_events_as_list
+from laiwang_module.synapse_compat import (
+    fake_event_id,
+    get_events_as_list,
+    is_shadow_banned,
+    ratelimit_message,
+)
 from rooms import aa
 from rooms.errors import Forbidden, InvalidParam, LimitExceeded, MissingParam, NotFound
 from rooms.money import format_amount
@@ -103,6 +108,18 @@ class AAHandler:
             {"type": "m.room.message", "room_id": room_id, "sender": sender, "content": content}
         )
 
+    async def _send_for(
+        self, room_id: str, user_id: str, content: dict[str, Any]
+    ) -> EventBase | None:
+        """Send what the user asked for, as Synapse's /send would: counted against their
+        `rc_message` (LimitExceeded when spent) and, for a shadow-banned user, not sent at all
+        (None: the endpoint answers as if it worked). Counted before the ban is looked at, so a
+        shadow-banned user meets the same 429s as anyone and cannot tell."""
+        await ratelimit_message(self._api, user_id)
+        if await is_shadow_banned(self._api, user_id):
+            return None
+        return await self._send(room_id, user_id, content)
+
     # --- endpoints --------------------------------------------------------------------------
 
     async def create_request(self, user_id: str, room_id: str, req: aa.AARequest) -> dict[str, Any]:
@@ -115,7 +132,9 @@ class AAHandler:
         aa.check_request_context(
             req, user_id, await self._joined_by_choice(room_id, req.participants)
         )
-        event = await self._send(room_id, user_id, req.content(self._name(members, user_id)))
+        event = await self._send_for(room_id, user_id, req.content(self._name(members, user_id)))
+        if event is None:  # shadow-banned: nothing is sent or recorded
+            return {"event_id": fake_event_id(), "shares": dict(req.shares)}
         await self.apply_event(event)
         return {"event_id": event.event_id, "shares": dict(req.shares)}
 
@@ -167,7 +186,15 @@ class AAHandler:
                 retry_after_ms=1000,
             )
         try:
-            event = await self._send(room_id, user_id, payment.content(text))
+            event = await self._send_for(room_id, user_id, payment.content(text))
+            if event is None:  # shadow-banned: the payment's answer, with nothing sent
+                return {
+                    "event_id": fake_event_id(),
+                    "payer": payer,
+                    "amount": payment.amount,
+                    "currency": payment.currency,
+                    "method": payment.method,
+                }
             await self.apply_event(event)
         finally:
             await self._store.release_payment(event_id, payer)
@@ -209,7 +236,9 @@ class AAHandler:
             "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
             aa.MSGTYPE_CLOSE: {},
         }
-        event = await self._send(room_id, user_id, content)
+        event = await self._send_for(room_id, user_id, content)
+        if event is None:  # shadow-banned: the request stays open for everyone else
+            return {"event_id": fake_event_id()}
         await self.apply_event(event)
         return {"event_id": event.event_id}
 
@@ -239,11 +268,13 @@ class AAHandler:
             "m.relates_to": {"rel_type": "m.reference", "event_id": event_id},
         }
         try:
-            event = await self._send(room_id, user_id, content)
+            event = await self._send_for(room_id, user_id, content)
         except Exception:
             await self._store.release_reminder(event_id, now)
             raise
-        return {"event_id": event.event_id, "mentioned": unpaid}
+        # Shadow-banned: nothing was sent; the hour's claim stays, as after a real reminder.
+        sent_id = fake_event_id() if event is None else event.event_id
+        return {"event_id": sent_id, "mentioned": unpaid}
 
     async def get_request(self, user_id: str, room_id: str, event_id: str) -> dict[str, Any]:
         """The request with every share and its payment. Raises NotFound also when the caller is
@@ -381,6 +412,8 @@ class AAHandler:
             "m.relates_to": {"rel_type": "m.reference", "event_id": request.event_id},
         }
         try:
+            # The server's notice, not the payee's act: not counted against the payee's budget
+            # (a redactor could otherwise spend it).
             await self._send(request.room_id, request.payee, content)
         except Exception:
             logger.exception("laiwang: could not post the AA redaction notice")

@@ -30,7 +30,12 @@ from synapse.types import StateMap
 
 from laiwang_module.handlers.contacts import known_request
 from laiwang_module.storage.clusters import ClusterRow, MemberRecord, MemberUpdate
-from laiwang_module.synapse_compat import get_events, invited_room_ids, is_host_in_room
+from laiwang_module.synapse_compat import (
+    get_events,
+    invited_room_ids,
+    is_host_in_room,
+    is_shadow_banned,
+)
 from rooms.clock import sort_ts
 from rooms.clusters import (
     CLUSTER_STATE,
@@ -94,6 +99,10 @@ class ClustersHandler:
         await self._store.record_cluster(room_id, topic, caller, now, now)
         await self.sync_members(room_id)
         failures: dict[str, str] = {}
+        if await is_shadow_banned(self._api, caller):
+            # As Synapse's /createRoom: the room is made, the invites reach no one, and the
+            # answer says they all went out.
+            return room_id, failures
         for invitee in invitees:
             try:
                 await self._api.update_room_membership(caller, invitee, room_id, "invite")

@@ -28,6 +28,7 @@ from laiwang_module.synapse_compat import (
     invited_room_ids,
     is_appservice_user,
     is_partial_state_room,
+    is_shadow_banned,
     share_a_room,
 )
 from rooms.clusters import CLUSTER_STATE
@@ -279,19 +280,22 @@ class ContactsHandler:
         await self._store.record_contact_room(
             room_id, requester, target, message, source, "ended", self._now()
         )
-        try:
-            await self._api.update_room_membership(
-                requester, target, room_id, "invite", content={"is_direct": True}
-            )
-        except Exception as e:
-            # The target's server refused or is unreachable: leave nothing half-made behind.
-            await self._api.update_room_membership(requester, requester, room_id, "leave")
-            await self._apply_memberships(room_id)
-            if isinstance(e, SynapseError) and e.code == 403:
-                raise Forbidden(f"{target}'s server refused the request: {e.msg}") from e
-            if isinstance(e, SynapseError):
-                raise
-            raise BadGateway(f"Could not reach {target}'s server: {e}") from e
+        # A shadow-banned requester's invite reaches no one, as Synapse's /createRoom drops
+        # their invites: the room is made and the answer looks the same.
+        if not await is_shadow_banned(self._api, requester):
+            try:
+                await self._api.update_room_membership(
+                    requester, target, room_id, "invite", content={"is_direct": True}
+                )
+            except Exception as e:
+                # The target's server refused or is unreachable: leave nothing half-made behind.
+                await self._api.update_room_membership(requester, requester, room_id, "leave")
+                await self._apply_memberships(room_id)
+                if isinstance(e, SynapseError) and e.code == 403:
+                    raise Forbidden(f"{target}'s server refused the request: {e.msg}") from e
+                if isinstance(e, SynapseError):
+                    raise
+                raise BadGateway(f"Could not reach {target}'s server: {e}") from e
         await self._apply_memberships(room_id)
         await self._add_to_m_direct(requester, target, room_id)
         return room_id

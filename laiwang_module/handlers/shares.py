@@ -34,9 +34,12 @@ from synapse.util.frozenutils import unfreeze
 from laiwang_module.caches import ModuleCache
 from laiwang_module.synapse_compat import (
     events_visible_to,
+    fake_event_id,
     get_events,
     is_joined,
+    is_shadow_banned,
     module_clock,
+    ratelimit_message,
     received_ts,
     recent_room_events,
     room_creator,
@@ -463,6 +466,11 @@ class SharesHandler:
             shares.ForwardSource(room_id, event_id, original.sender),
             comment,
         )
+        # As Synapse's /send: counted against the caller's rc_message, and a shadow-banned
+        # caller's forward reaches no one (a fake id, as /send answers them).
+        await ratelimit_message(self._api, user_id)
+        if await is_shadow_banned(self._api, user_id):
+            return fake_event_id()
         sent = await self._api.create_and_send_event_into_room(
             {"type": "m.room.message", "room_id": timeline, "sender": user_id, "content": content}
         )
