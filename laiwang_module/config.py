@@ -290,6 +290,9 @@ class SmsConfig(ConfigBlock):
     # What texts can cost in all: per country calling code, and in total, per UTC day.
     max_per_country_per_day: int = _option(_positive_int, 200)
     max_per_day: int = _option(_positive_int, 1000)
+    # Synapse's /register/msisdn/requestToken needs no login: closed unless registration by
+    # phone is offered (callbacks/msisdn.py).
+    allow_registration: bool = _option(_boolean, False)
     # The validation endpoints answer only under IDENTITY_PREFIX/<secret>; unset, the secret is
     # derived from Synapse's macaroon secret (rest/msisdn.py).
     delegate_secret: str | None = _option(_optional(_delegate_secret))

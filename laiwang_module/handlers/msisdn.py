@@ -56,6 +56,12 @@ class MsisdnHandler:
         self.sender: SmsSender = build_sender(self._config, server.api)
         self._key = derive_key(server_key(server.api), "msisdn")
 
+    def may_bind(self, medium: str, *, registration: bool) -> bool:
+        """Whether Synapse may start validating an address (its `is_3pid_allowed`): a phone
+        number at registration only with `sms.allow_registration`, since that endpoint needs no
+        login and would text any number for anyone."""
+        return medium != MEDIUM or not registration or self._config.allow_registration
+
     def _now(self) -> int:
         return int(self._api.get_current_time_msec())
 

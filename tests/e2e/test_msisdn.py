@@ -375,6 +375,29 @@ def test_no_secret_in_the_logs(sms_server, gateway):
     assert "'client_secret': 's2'" not in log
 
 
+def test_register_request_token_texts_nobody_and_tells_nothing(sms_server, gateway):
+    """A stranger without an account tries Synapse's /register/msisdn/requestToken on a bound
+    (hidden) number and on a free one: the same 403, the same body, no text."""
+    hs = sms_server
+    owner = hs.new_user()
+    national, msisdn = new_number()
+    sid = request_token(owner, national, "s4")["sid"]
+    assert submit_token(owner, "s4", sid, gateway.code_for(msisdn))["success"] is True
+    add_threepid(owner, "s4", sid)
+    free, free_msisdn = new_number()
+    sent = len(gateway.received)
+    answers = []
+    for number in (national, free):
+        body = {"client_secret": "x", "country": "CN", "phone_number": number, "send_attempt": 1}
+        r = hs.anonymous().raw("POST", "/_matrix/client/v3/register/msisdn/requestToken", body)
+        answers.append((r.status_code, r.json()))
+    assert answers[0] == answers[1]
+    assert (answers[0][0], answers[0][1]["errcode"]) == (403, "M_THREEPID_DENIED")
+    time.sleep(0.5)
+    assert len(gateway.received) == sent
+    assert [t["address"] for t in threepids(owner)] == [msisdn]
+
+
 def test_daily_caps_per_country_and_in_total(caps_server, gateway):
     hs = caps_server
     user = hs.new_user()
