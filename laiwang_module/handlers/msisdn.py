@@ -77,7 +77,7 @@ class MsisdnHandler:
         ]
         reached = await self._store.count_sms_send(caps, day)
         if reached is not None:
-            # Which cap is not said: the per-number one would tell who is being texted.
+            # The log names the cap, never the number or its key.
             logger.warning(
                 "SMS daily cap reached (%s)", "number" if reached == caps[0][0] else reached
             )
