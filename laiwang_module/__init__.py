@@ -17,7 +17,7 @@ from laiwang_module.callbacks import register_all
 from laiwang_module.config import LaiwangConfig, parse_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
-from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource
+from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource, set_up_delegate
 from laiwang_module.server import LaiwangServer
 
 __all__ = ["LaiwangModule"]
@@ -29,7 +29,9 @@ class LaiwangModule:
         self.server = LaiwangServer(config, api)
         api.register_web_resource(PREFIX, build_resource(self.server))
         # The msisdn validation endpoints Synapse calls (account_threepid_delegates.msisdn).
-        api.register_web_resource(IDENTITY_PREFIX, build_identity_resource(self.server))
+        # Only Synapse knows their URL (rest/msisdn.py).
+        secret = set_up_delegate(api, config.sms)
+        api.register_web_resource(IDENTITY_PREFIX, build_identity_resource(self.server, secret))
         register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.

@@ -216,3 +216,22 @@ def fake_event_id() -> str:
     from synapse.util.events import generate_fake_event_id
 
     return str(generate_fake_event_id())
+
+
+def server_key(api: ModuleApi) -> bytes:
+    """Synapse's macaroon secret (the same on every worker, never sent anywhere): the root of
+    the module's keyed hashes and default delegate secret."""
+    key: bytes = api._hs.config.key.macaroon_secret_key
+    return key
+
+
+def msisdn_delegate_url(api: ModuleApi) -> str | None:
+    """Synapse's `account_threepid_delegates.msisdn`."""
+    url: str | None = api._hs.config.registration.account_threepid_delegate_msisdn
+    return url
+
+
+def set_msisdn_delegate_url(api: ModuleApi, url: str) -> None:
+    """Point Synapse's msisdn delegate elsewhere in this process; Synapse reads the setting on
+    every request (rest/client/account.py, register.py, handlers/ui_auth/checkers.py)."""
+    api._hs.config.registration.account_threepid_delegate_msisdn = url

@@ -59,6 +59,9 @@ def normalise_stored_msisdn(address: str) -> str | None:
 
 
 def require_client_secret(body: Mapping[str, Any]) -> str:
+    """The spec's grammar and length (1 to 255), no stricter: Synapse passes on any secret the
+    spec allows, and a stricter rule would fail spec-conformant clients. A short secret costs
+    nothing here, because what it protects is also keyed with the server key."""
     secret = require_str(body, "client_secret", max_len=255)
     if not secret or not _CLIENT_SECRET_RE.match(secret):
         raise InvalidParam("client_secret", "must match [0-9a-zA-Z.=_-]+")
@@ -120,37 +123,58 @@ def code_matches(sid: str, code: str, stored_hash: str) -> bool:
     return hmac.compare_digest(code_hash(sid, code), stored_hash)
 
 
-def session_lookup_key(client_secret: str, msisdn: str) -> str:
+def derive_key(server_key: bytes, purpose: str) -> bytes:
+    """A key for one purpose from the server's secret (Synapse's macaroon secret): never stored,
+    the same on every worker, and useless for any other purpose."""
+    return hmac.new(server_key, f"laiwang\x00{purpose}".encode(), hashlib.sha256).digest()
+
+
+def delegate_secret_from(server_key: bytes) -> str:
+    """The default `sms.delegate_secret`: only this server (which holds the key) knows it."""
+    return base64.urlsafe_b64encode(derive_key(server_key, "msisdn-delegate")).decode()[:32]
+
+
+def _keyed(key: bytes, *parts: str) -> str:
+    return hmac.new(key, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def session_lookup_key(key: bytes, client_secret: str, msisdn: str) -> str:
     """Finds a client's session for a number again (for `send_attempt`); only someone holding
-    the client secret can link it to the number."""
-    data = f"laiwang-session\x00{client_secret}\x00{msisdn}".encode()
-    return hashlib.sha256(data).hexdigest()
+    the client secret and the server key can link it to the number."""
+    return _keyed(key, "laiwang-session", client_secret, msisdn)
 
 
-def sms_number_key(msisdn: str) -> str:
-    """What the per-number SMS counter is keyed by: a hash, though a weak disguise (there are
-    few phone numbers); the counter is deleted when its day is over."""
-    return hashlib.sha256(f"laiwang-sms\x00{msisdn}".encode()).hexdigest()
+def sms_number_key(key: bytes, msisdn: str) -> str:
+    """What the per-number SMS counter is keyed by: an HMAC under the server key, so a database
+    dump alone cannot be reversed by hashing every phone number."""
+    return _keyed(key, "laiwang-sms", msisdn)
 
 
-def _seal_key(client_secret: str) -> bytes:
-    return hashlib.sha256(f"laiwang-seal\x00{client_secret}".encode()).digest()
+def _seal_key(key: bytes, client_secret: str) -> bytes:
+    # The server key too: the spec allows a one-character client secret, which alone would be
+    # guessed at once.
+    return hmac.new(key, f"laiwang-seal\x00{client_secret}".encode(), hashlib.sha256).digest()
 
 
-def seal_address(msisdn: str, client_secret: str, sid: str) -> str:
+def seal_address(key: bytes, msisdn: str, client_secret: str, sid: str) -> str:
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_seal_key(client_secret)).encrypt(nonce, msisdn.encode(), sid.encode())
+    sealed = AESGCM(_seal_key(key, client_secret)).encrypt(nonce, msisdn.encode(), sid.encode())
     return base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def unseal_address(sealed: str, client_secret: str, sid: str) -> str | None:
+def unseal_address(key: bytes, sealed: str, client_secret: str, sid: str) -> str | None:
     """The number, or None when the secret is wrong (or the data was tampered with)."""
     try:
         raw = base64.urlsafe_b64decode(sealed.encode("ascii"))
-        plain = AESGCM(_seal_key(client_secret)).decrypt(raw[:12], raw[12:], sid.encode())
+        plain = AESGCM(_seal_key(key, client_secret)).decrypt(raw[:12], raw[12:], sid.encode())
     except (InvalidTag, ValueError):
         return None
     return plain.decode()
+
+
+def calling_code(msisdn: str) -> str:
+    """The country calling code of an msisdn ("86" for China), for the per-country SMS cap."""
+    return str(phonenumbers.parse("+" + msisdn, None).country_code)
 
 
 def international_format(msisdn: str) -> str:

@@ -15,6 +15,7 @@ from laiwang_module.callbacks.aa import AACallbacks
 from laiwang_module.callbacks.clusters import ClustersCallbacks
 from laiwang_module.callbacks.contacts import ContactsCallbacks
 from laiwang_module.callbacks.discovery import DiscoveryCallbacks
+from laiwang_module.callbacks.msisdn import MsisdnCallbacks
 from laiwang_module.callbacks.shares import SharesCallbacks
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     DiscoveryCallbacks,
     SharesCallbacks,  # after contacts: its invite policy decides before shares accept
     ClustersCallbacks,
+    MsisdnCallbacks,
 )
 
 

@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 from laiwang_module.sms import SmsSender, build_sender
 from laiwang_module.storage.discovery import DAY_MS
 from laiwang_module.storage.msisdn import MsisdnSession
+from laiwang_module.synapse_compat import server_key
 from rooms.errors import BadRequest, LimitExceeded, NotFound
 from rooms.msisdn import (
     MEDIUM,
     SubmitToken,
     TokenRequest,
+    calling_code,
     code_hash,
     code_matches,
+    derive_key,
     international_format,
     new_code,
     new_sid,
@@ -51,6 +54,13 @@ class MsisdnHandler:
         self._api = server.api
         self._config = server.config.sms
         self.sender: SmsSender = build_sender(self._config, server.api)
+        self._key = derive_key(server_key(server.api), "msisdn")
+
+    def may_bind(self, medium: str, *, registration: bool) -> bool:
+        """Whether Synapse may start validating an address (its `is_3pid_allowed`): a phone
+        number at registration only with `sms.allow_registration`, since that endpoint needs no
+        login and would text any number for anyone."""
+        return medium != MEDIUM or not registration or self._config.allow_registration
 
     def _now(self) -> int:
         return int(self._api.get_current_time_msec())
@@ -60,21 +70,28 @@ class MsisdnHandler:
 
     async def _send(self, sid: str, msisdn: str, code: str) -> None:
         day = self._now() // DAY_MS
-        if not await self._store.count_sms_send(
-            sms_number_key(msisdn), day, self._config.max_per_number_per_day
-        ):
+        caps = [
+            (sms_number_key(self._key, msisdn), self._config.max_per_number_per_day),
+            (f"country:{calling_code(msisdn)}", self._config.max_per_country_per_day),
+            ("total", self._config.max_per_day),
+        ]
+        reached = await self._store.count_sms_send(caps, day)
+        if reached is not None:
+            # The log names the cap, never the number or its key.
+            logger.warning(
+                "SMS daily cap reached (%s)", "number" if reached == caps[0][0] else reached
+            )
             raise LimitExceeded(
-                "Too many codes sent to this number today",
-                retry_after_ms=(day + 1) * DAY_MS - self._now(),
+                "Too many codes sent today", retry_after_ms=(day + 1) * DAY_MS - self._now()
             )
         await self.sender.send(sid, msisdn, code)
 
     async def request_token(self, request: TokenRequest) -> dict[str, Any]:
         """`…/validate/msisdn/requestToken` (called by Synapse): open a validation session and text
-        a code, or resend within the same session. Raises LimitExceeded (the number's daily SMS
-        cap), BadGateway (the SMS gateway refused)."""
+        a code, or resend within the same session. Raises LimitExceeded (a daily SMS cap: per
+        number, per country calling code, in total), BadGateway (the SMS gateway refused)."""
         now = self._now()
-        key = session_lookup_key(request.client_secret, request.msisdn)
+        key = session_lookup_key(self._key, request.client_secret, request.msisdn)
         session = await self._store.get_msisdn_session(lookup_key=key)
         if session is not None and self._usable(session, now):
             if session.validated_ts is None and request.send_attempt > session.send_attempt:
@@ -98,7 +115,7 @@ class MsisdnHandler:
             MsisdnSession(
                 sid=sid,
                 lookup_key=key,
-                sealed_address=seal_address(request.msisdn, request.client_secret, sid),
+                sealed_address=seal_address(self._key, request.msisdn, request.client_secret, sid),
                 code_hash=code_hash(sid, code),
                 send_attempt=request.send_attempt,
                 attempts=0,
@@ -123,7 +140,7 @@ class MsisdnHandler:
         session = await self._store.get_msisdn_session(sid=sid)
         if session is None:
             raise _no_session()
-        msisdn = unseal_address(session.sealed_address, client_secret, sid)
+        msisdn = unseal_address(self._key, session.sealed_address, client_secret, sid)
         if msisdn is None:
             raise _no_session()
         return session, msisdn

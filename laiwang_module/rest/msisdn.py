@@ -1,24 +1,43 @@
 """The identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
 
-Served at IDENTITY_PREFIX, so the delegate is this same homeserver:
+The delegate is this same homeserver:
 
     account_threepid_delegates:
       msisdn: https://<public base URL>/_synapse/client/laiwang/identity
 
-or, with `sms.delegate_secret` set, at IDENTITY_PREFIX/<secret> only (the same URL plus
-`/<secret>`), so that nobody but Synapse can call them.
+The endpoints answer only at IDENTITY_PREFIX/<secret> (anything else is 404 M_UNRECOGNIZED), and
+at start-up the module appends `/<secret>` to that setting in Synapse's memory, so Synapse is
+the only caller that knows the URL: a stranger, on loopback or not, cannot cause a text. The
+secret is `sms.delegate_secret`, or by default one derived from Synapse's macaroon secret (the
+same on every worker, never written anywhere). It is redacted from every log line
+(log_redaction.py).
 
 Synapse appends `/_matrix/identity/api/v1/validate/msisdn/requestToken`, `…/submitToken` and
-`/_matrix/identity/api/v1/3pid/getValidated3pid`. Synapse itself calls them (no user token);
-they are reachable by anyone, which is why codes expire and attempts are limited.
+`/_matrix/identity/api/v1/3pid/getValidated3pid`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from synapse.config._base import ConfigError
+from synapse.module_api import ModuleApi
+
+from laiwang_module.config import SmsConfig
+from laiwang_module.log_redaction import redact_in_logs
 from laiwang_module.rest.base import JsonDict, LaiwangResource, Router, Servlet
-from rooms.msisdn import require_client_secret, validate_request_token, validate_submit_token
+from laiwang_module.synapse_compat import (
+    msisdn_delegate_url,
+    server_key,
+    set_msisdn_delegate_url,
+)
+from rooms.msisdn import (
+    delegate_secret_from,
+    require_client_secret,
+    validate_request_token,
+    validate_submit_token,
+)
 from rooms.validation import require_str
 
 if TYPE_CHECKING:
@@ -51,9 +70,33 @@ class MsisdnServlet(Servlet):
         return 200, await self.server.msisdn_handler.get_validated(sid, client_secret)
 
 
-def build_identity_resource(server: LaiwangServer) -> LaiwangResource:
+def set_up_delegate(api: ModuleApi, config: SmsConfig) -> str:
+    """The delegate secret; points Synapse's `account_threepid_delegates.msisdn` at it and
+    keeps it (and the gateway's credentials) out of the logs. Raises ConfigError when Synapse's
+    setting names this module's endpoints with another secret."""
+    secret = config.delegate_secret or delegate_secret_from(server_key(api))
+    hidden = [secret]
+    if config.http is not None:
+        gateway = urlsplit(config.http.url)
+        hidden += [gateway.query, gateway.password or "", config.http.bearer_token or ""]
+    redact_in_logs(hidden)
+    url = msisdn_delegate_url(api)
+    if url is None:
+        return secret
+    path = urlsplit(url).path.rstrip("/")
+    if path.endswith(IDENTITY_PREFIX):
+        set_msisdn_delegate_url(api, f"{url.rstrip('/')}/{secret}")
+    elif IDENTITY_PREFIX + "/" in path and not path.endswith(f"{IDENTITY_PREFIX}/{secret}"):
+        raise ConfigError(
+            "account_threepid_delegates.msisdn names the laiwang validation endpoints with a"
+            f" secret that is not sms.delegate_secret: set it to <public base URL>{IDENTITY_PREFIX}"
+            " (the module adds the secret)",
+            ("account_threepid_delegates", "msisdn"),
+        )
+    return secret
+
+
+def build_identity_resource(server: LaiwangServer, secret: str) -> LaiwangResource:
     router = Router()
     MsisdnServlet(server).register(router)
-    secret = server.config.sms.delegate_secret
-    # With a delegate secret, only Synapse (which has the URL) can reach the endpoints.
-    return LaiwangResource(router, f"{IDENTITY_PREFIX}/{secret}" if secret else IDENTITY_PREFIX)
+    return LaiwangResource(router, f"{IDENTITY_PREFIX}/{secret}")

@@ -2,11 +2,13 @@
 (Synapse's `account_threepid_delegates.msisdn`) and the daily count of SMS sent per number.
 
 A session's number is sealed with a key derived from the client secret and its code is kept as a
-hash; the SMS counter is keyed by a hash of the number (rooms.msisdn.sms_number_key).
+hash; the SMS counters are keyed by an HMAC of the number (rooms.msisdn.sms_number_key), by
+"country:<calling code>" and by "total".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attr
@@ -131,23 +133,28 @@ class MsisdnStore(StoreMixin):
 
         await self.run("mark_msisdn_session_validated", mark_msisdn_session_validated_txn)
 
-    async def count_sms_send(self, number_key: str, day: int, max_per_day: int) -> bool:
-        """Count one SMS to a number today; False (nothing counted) when the cap is reached."""
+    async def count_sms_send(self, caps: Sequence[tuple[str, int]], day: int) -> str | None:
+        """Count one SMS today against every `(key, cap)`; when one is reached, count nothing
+        and return its key. One transaction, so workers cannot overshoot together."""
 
-        def count_sms_send_txn(txn: LoggingTransaction) -> bool:
-            txn.execute(
-                "SELECT sends FROM laiwang_sms_sends WHERE number_key = ? AND day = ?",
-                (number_key, day),
-            )
-            sent = int(fetch_value(txn) or 0)
-            if sent >= max_per_day:
-                return False
-            txn.execute(
-                "INSERT INTO laiwang_sms_sends (number_key, day, sends) VALUES (?, ?, ?)"
-                " ON CONFLICT (number_key, day) DO UPDATE SET sends = excluded.sends",
-                (number_key, day, sent + 1),
-            )
-            return True
+        def count_sms_send_txn(txn: LoggingTransaction) -> str | None:
+            counts = []
+            for key, cap in caps:
+                txn.execute(
+                    "SELECT sends FROM laiwang_sms_sends WHERE number_key = ? AND day = ?",
+                    (key, day),
+                )
+                sent = int(fetch_value(txn) or 0)
+                if sent >= cap:
+                    return key
+                counts.append((key, sent + 1))
+            for key, sends in counts:
+                txn.execute(
+                    "INSERT INTO laiwang_sms_sends (number_key, day, sends) VALUES (?, ?, ?)"
+                    " ON CONFLICT (number_key, day) DO UPDATE SET sends = excluded.sends",
+                    (key, day, sends),
+                )
+            return None
 
         return await self.run("count_sms_send", count_sms_send_txn)
 

@@ -20,6 +20,7 @@ from tests.harness.client import MatrixError, wait_until
 from tests.harness.msisdn import (
     add_threepid,
     code_from_log,
+    delegate_prefix,
     new_number,
     request_token,
     submit_token,
@@ -117,7 +118,7 @@ def test_resend_gives_a_new_code_for_the_same_session(hs1):
 def test_bad_token_requests_to_the_delegate(hs1, body, errcode):
     r = hs1.anonymous().raw(
         "POST",
-        "/_synapse/client/laiwang/identity/_matrix/identity/api/v1/validate/msisdn/requestToken",
+        f"{delegate_prefix(hs1)}/_matrix/identity/api/v1/validate/msisdn/requestToken",
         body,
     )
     assert r.status_code == 400, r.text
@@ -126,7 +127,7 @@ def test_bad_token_requests_to_the_delegate(hs1, body, errcode):
 
 def test_delegate_sessions_need_the_client_secret(hs1):
     anon = hs1.anonymous()
-    base = "/_synapse/client/laiwang/identity/_matrix/identity/api/v1"
+    base = f"{delegate_prefix(hs1)}/_matrix/identity/api/v1"
     national, _ = new_number()
     reply = anon.call(
         "POST",
@@ -236,6 +237,35 @@ def sms_server(test_root, gateway) -> Iterator[TestHomeserver]:
     hs.stop()
 
 
+def request_token_intl(user, national: str, country: str, secret: str) -> dict:
+    body = {"client_secret": secret, "country": country, "phone_number": national}
+    return dict(
+        user.call(
+            "POST",
+            "/_matrix/client/v3/account/3pid/msisdn/requestToken",
+            {**body, "send_attempt": 1},
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def caps_server(test_root, gateway) -> Iterator[TestHomeserver]:
+    hs = TestHomeserver(
+        test_root / "hs-msisdn-caps",
+        module_config={
+            "sms": {
+                "sender": "http",
+                "http": {"url": gateway.url},
+                "max_per_country_per_day": 2,
+                "max_per_day": 3,
+            },
+        },
+    )
+    start_all([hs])
+    yield hs
+    hs.stop()
+
+
 def test_with_a_delegate_secret_only_synapse_reaches_the_endpoints(sms_server, gateway):
     hs = sms_server
     body: dict[str, Any] = {"client_secret": "x", "country": "CN", "send_attempt": 1}
@@ -304,6 +334,91 @@ def test_sms_per_number_per_day_are_capped(sms_server, gateway):
     with pytest.raises(MatrixError):  # another client secret: still the same number
         request_token(hs.new_user(), national, secrets.token_hex(8))
     assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
+
+
+def test_by_default_a_stranger_cannot_cause_a_text(hs1):
+    """No delegate secret configured: the endpoints still answer only at a URL that Synapse
+    alone knows, to a stranger on loopback too."""
+    national, _ = new_number()
+    body = {"client_secret": "x", "country": "CN", "phone_number": national, "send_attempt": 1}
+    path = "/_matrix/identity/api/v1/validate/msisdn/requestToken"
+    before = hs1.process.log().count("laiwang log SMS sender")
+    for prefix in (IDENTITY, f"{IDENTITY}/guess-0123456789abcdef"):
+        r = hs1.anonymous().raw("POST", prefix + path, body)
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+        r = hs1.new_user().raw("POST", prefix + path, body)  # logged in makes no difference
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+    time.sleep(0.5)
+    assert hs1.process.log().count("laiwang log SMS sender") == before
+
+
+def test_no_secret_in_the_logs(sms_server, gateway):
+    """Synapse's access log and HTTP client lines carry the delegate URL; the module redacts
+    the secret from every line, and the gateway's token."""
+    user = sms_server.new_user()
+    national, msisdn = new_number()
+    sid = request_token(user, national, "s2")["sid"]
+    assert submit_token(user, "s2", sid, gateway.code_for(msisdn))["success"] is True
+    add_threepid(user, "s2", sid)
+    log = sms_server.process.log()
+    assert "/identity/<redacted>/_matrix/identity" in log  # the lines are there, redacted
+    assert DELEGATE_SECRET not in log and "gateway-token" not in log
+    # Another user's request for the now-bound number: Synapse's line naming the owner is cut.
+    with pytest.raises(MatrixError) as e:
+        request_token(sms_server.new_user(), national, "s3")
+    assert e.value.errcode == "M_THREEPID_IN_USE"
+    log = sms_server.process.log()
+    assert "MSISDN <redacted> is already in use by <redacted>" in log
+    assert "is already in use by @" not in log
+    # Nor does Synapse's log hold the number, or a client secret, in any line.
+    assert msisdn not in log and national not in log
+    assert "'client_secret': 's2'" not in log
+
+
+def test_register_request_token_texts_nobody_and_tells_nothing(sms_server, gateway):
+    """A stranger without an account tries Synapse's /register/msisdn/requestToken on a bound
+    (hidden) number and on a free one: the same 403, the same body, no text."""
+    hs = sms_server
+    owner = hs.new_user()
+    national, msisdn = new_number()
+    sid = request_token(owner, national, "s4")["sid"]
+    assert submit_token(owner, "s4", sid, gateway.code_for(msisdn))["success"] is True
+    add_threepid(owner, "s4", sid)
+    free, free_msisdn = new_number()
+    sent = len(gateway.received)
+    answers = []
+    for number in (national, free):
+        body = {"client_secret": "x", "country": "CN", "phone_number": number, "send_attempt": 1}
+        r = hs.anonymous().raw("POST", "/_matrix/client/v3/register/msisdn/requestToken", body)
+        answers.append((r.status_code, r.json()))
+    assert answers[0] == answers[1]
+    assert (answers[0][0], answers[0][1]["errcode"]) == (403, "M_THREEPID_DENIED")
+    time.sleep(0.5)
+    assert len(gateway.received) == sent
+    assert [t["address"] for t in threepids(owner)] == [msisdn]
+
+
+def test_daily_caps_per_country_and_in_total(caps_server, gateway):
+    hs = caps_server
+    user = hs.new_user()
+    sent = len(gateway.received)
+    # Two texts to China allowed a day, three in all.
+    for _ in range(2):
+        national, _ = new_number()
+        request_token(user, national, secrets.token_hex(8))
+    national, msisdn = new_number()
+    with pytest.raises(MatrixError) as e:
+        request_token(user, national, secrets.token_hex(8))
+    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    assert 0 < e.value.body["retry_after_ms"] <= 86_400_000
+    us = hs.new_user()
+    request_token_intl(us, "2025550123", "US", secrets.token_hex(8))
+    with pytest.raises(MatrixError) as e:
+        request_token_intl(us, "2025550124", "US", secrets.token_hex(8))
+    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    time.sleep(0.5)
+    assert len(gateway.received) == sent + 3
+    assert not any(b["to"] in ("+" + msisdn, "+12025550124") for _, b in gateway.received)
 
 
 def test_codes_expire(sms_server, gateway):

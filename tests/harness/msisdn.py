@@ -8,10 +8,20 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
+from rooms.msisdn import delegate_secret_from
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.servers import TestHomeserver
 
 CLIENT = "/_matrix/client/v3"
+IDENTITY = "/_synapse/client/laiwang/identity"
+
+
+def delegate_prefix(hs: TestHomeserver) -> str:
+    """Where the validation endpoints of a server without `sms.delegate_secret` answer: under
+    the secret derived from its macaroon secret (the test servers set none, so Synapse falls
+    back to the registration shared secret)."""
+    secret = delegate_secret_from(hs.spec.registration_shared_secret.encode())
+    return f"{IDENTITY}/{secret}"
 
 
 def new_number() -> tuple[str, str]:

@@ -4,6 +4,10 @@ path, and the sms config keys."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+
 import phonenumbers
 import pytest
 from hypothesis import given
@@ -13,17 +17,20 @@ from synapse.util.msisdn import phone_number_to_msisdn
 
 from devtools.devserver import MSISDN_DELEGATE_PATH
 from laiwang_module import LaiwangModule
+from laiwang_module.log_redaction import redact_in_logs
 from laiwang_module.rest.msisdn import IDENTITY_PREFIX
 from rooms.errors import InvalidParam, ValidationError
 from rooms.msisdn import (
     code_hash,
     code_matches,
+    delegate_secret_from,
     masked,
     new_code,
     normalise_msisdn,
     normalise_stored_msisdn,
     seal_address,
     session_lookup_key,
+    sms_number_key,
     unseal_address,
     validate_request_token,
     validate_submit_token,
@@ -126,21 +133,26 @@ def test_submit_token_body():
         validate_submit_token({"sid": 1, "client_secret": "x", "token": "1"})
 
 
+KEY = b"server-key"
+
+
 @given(
     st.text("0123456789", min_size=8, max_size=15),
     st.text("abcXYZ019.=_-", min_size=1, max_size=60),
 )
-def test_seal_round_trip_needs_the_secret(msisdn, secret):
-    sealed = seal_address(msisdn, secret, "sid1")
+def test_seal_round_trip_needs_the_secret_and_the_server_key(msisdn, secret):
+    sealed = seal_address(KEY, msisdn, secret, "sid1")
     assert msisdn not in sealed
-    assert unseal_address(sealed, secret, "sid1") == msisdn
-    assert unseal_address(sealed, secret + "x", "sid1") is None
-    assert unseal_address(sealed, secret, "sid2") is None  # bound to its session
+    assert unseal_address(KEY, sealed, secret, "sid1") == msisdn
+    assert unseal_address(KEY, sealed, secret + "x", "sid1") is None
+    assert unseal_address(KEY, sealed, secret, "sid2") is None  # bound to its session
+    # A one-character client secret (the spec allows it) is no help without the server key.
+    assert unseal_address(b"other-key", sealed, secret, "sid1") is None
 
 
 def test_unseal_of_garbage_is_none():
-    assert unseal_address("!!!", "s", "sid") is None
-    assert unseal_address("", "s", "sid") is None
+    assert unseal_address(KEY, "!!!", "s", "sid") is None
+    assert unseal_address(KEY, "", "s", "sid") is None
 
 
 def test_codes():
@@ -154,9 +166,50 @@ def test_codes():
 
 
 def test_session_key_and_mask_hide_the_number():
-    key = session_lookup_key("secret", "8613800138000")
-    assert "13800138000" not in key and key != session_lookup_key("secret2", "8613800138000")
+    key = session_lookup_key(KEY, "secret", "8613800138000")
+    assert "13800138000" not in key and key != session_lookup_key(KEY, "secret2", "8613800138000")
+    assert key != session_lookup_key(b"other-key", "secret", "8613800138000")
     assert masked("8613800138000") == "+***********00"
+
+
+def test_sms_counter_key_is_keyed_with_the_server_key():
+    # A database thief who hashes every number the unkeyed way finds nothing.
+    msisdn = "8613800138000"
+    key = sms_number_key(KEY, msisdn)
+    assert key != hashlib.sha256(f"laiwang-sms\x00{msisdn}".encode()).hexdigest()
+    assert key != sms_number_key(b"other-key", msisdn) and msisdn not in key
+
+
+def test_delegate_secret_is_derived_from_the_server_key():
+    secret = delegate_secret_from(KEY)
+    assert secret == delegate_secret_from(KEY) != delegate_secret_from(b"other-key")
+    assert len(secret) == 32 and re.fullmatch(r"[A-Za-z0-9_-]+", secret)
+
+
+@pytest.mark.parametrize("secret", ["a", "x" * 255, "A.b=c_d-0"])
+def test_client_secret_follows_the_spec(secret):
+    body = {"client_secret": secret, "country": "CN", "phone_number": "13800138000"}
+    assert validate_request_token({**body, "send_attempt": 1}).client_secret == secret
+
+
+@pytest.mark.parametrize("secret", ["", "x" * 256, "a b", "a/b", "a+b"])
+def test_client_secret_outside_the_spec_is_refused(secret):
+    body = {"client_secret": secret, "country": "CN", "phone_number": "13800138000"}
+    with pytest.raises(ValidationError):
+        validate_request_token({**body, "send_attempt": 1})
+
+
+def test_log_redaction_hides_secrets_and_number_links(caplog):
+    redact_in_logs(["sekret-0123456789"])
+    log = logging.getLogger("synapse.access.http.8008")
+    with caplog.at_level(logging.INFO):
+        log.info("POST /identity/%s/_matrix/identity/api/v1 200", "sekret-0123456789")
+        logging.getLogger("synapse.rest.client.account").info(
+            "MSISDN %s is already in use by %s", "8613800138000", "@hidden:hs"
+        )
+    text = caplog.text
+    assert "sekret-0123456789" not in text and "/identity/<redacted>/_matrix" in text
+    assert "8613800138000" not in text and "@hidden:hs" not in text
 
 
 def test_devserver_points_the_delegate_at_the_module():
@@ -176,6 +229,8 @@ def test_devserver_points_the_delegate_at_the_module():
         ({"sms": {"file": 5}}, ("sms", "file")),
         ({"sms": {"max_attempts": 0}}, ("sms", "max_attempts")),
         ({"sms": {"max_per_number_per_day": "10"}}, ("sms", "max_per_number_per_day")),
+        ({"sms": {"max_per_country_per_day": 0}}, ("sms", "max_per_country_per_day")),
+        ({"sms": {"max_per_day": -1}}, ("sms", "max_per_day")),
         ({"sms": {"delegate_secret": "short"}}, ("sms", "delegate_secret")),
         ({"sms": {"delegate_secret": "has spaces in it, sixteen+"}}, ("sms", "delegate_secret")),
         ({"sms": {"delegate_secret": 1234567890123456789}}, ("sms", "delegate_secret")),

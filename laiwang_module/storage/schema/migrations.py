@@ -391,4 +391,22 @@ CLUSTERS = Schema(
 )
 
 
-SCHEMAS: tuple[Schema, ...] = (SETTINGS, DISCOVERY, CONTACTS, AA, SHARES, CLUSTERS)
+# storage/msisdn.py (its tables were created by DISCOVERY's versions 1 and 5)
+MSISDN = Schema(
+    "msisdn",
+    [
+        (
+            1,
+            [
+                # Numbers and counters are now keyed with the server key: rows keyed the old
+                # way (an unkeyed hash anyone can reverse) go. Sessions live minutes, counters
+                # a day.
+                "DELETE FROM laiwang_sms_sends",
+                "DELETE FROM laiwang_msisdn_sessions",
+            ],
+        ),
+    ],
+)
+
+
+SCHEMAS: tuple[Schema, ...] = (SETTINGS, DISCOVERY, CONTACTS, AA, SHARES, CLUSTERS, MSISDN)

@@ -1,0 +1,24 @@
+"""Who may cause a validation text through Synapse: `is_3pid_allowed` (a password-auth-provider
+callback) runs in Synapse's `/register/msisdn/requestToken` before its rate limit, its
+"already in use" check and the call to the delegate, so refusing there answers every number the
+same 403 `M_THREEPID_DENIED` and sends nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from laiwang_module.server import LaiwangServer
+
+
+class MsisdnCallbacks:
+    def __init__(self, server: LaiwangServer):
+        self._api = server.api
+        self._handler = server.msisdn_handler
+
+    def register(self) -> None:
+        self._api.register_password_auth_provider_callbacks(is_3pid_allowed=self.is_3pid_allowed)
+
+    async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
+        return self._handler.may_bind(medium, registration=registration)
