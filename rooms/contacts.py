@@ -232,6 +232,15 @@ def request_allowed_by_setting(accept_requests_from: str, requester_in_book: boo
     return False
 
 
+def request_source(target_in_requesters_book: bool, target_discoverable: bool) -> str:
+    """How a contact request met its target. `address_book` only for a discoverable target:
+    both see the source, and for a hidden target it would confirm that the requester holds
+    their number."""
+    if target_in_requesters_book and target_discoverable:
+        return SOURCE_ADDRESS_BOOK
+    return SOURCE_REQUEST
+
+
 def is_ignored(ignored_user_list: Any, user_id: str) -> bool:
     """Whether `m.ignored_user_list` account data content names `user_id`."""
     if not isinstance(ignored_user_list, Mapping):

@@ -2,7 +2,9 @@
 
 `on_add_user_third_party_identifier` / `on_remove_user_third_party_identifier` run for every
 3pid change made through Synapse (client API, admin API, deactivation), on the process that
-made it; the index writes are idempotent upserts and deletes. The job runs on the one
+made it; the index writes are idempotent upserts and deletes. A removed number and a
+deactivation also delete address-book entries (`on_user_deactivation_status_changed` runs on the
+process that deactivated; the deletes are idempotent). The job runs on the one
 background-tasks process only.
 """
 
@@ -30,6 +32,7 @@ class DiscoveryCallbacks:
         self._api.register_third_party_rules_callbacks(
             on_add_user_third_party_identifier=self.on_add_user_third_party_identifier,
             on_remove_user_third_party_identifier=self.on_remove_user_third_party_identifier,
+            on_user_deactivation_status_changed=self.on_user_deactivation_status_changed,
         )
         if self._api.should_run_background_tasks():
             interval = min(
@@ -51,3 +54,8 @@ class DiscoveryCallbacks:
         self, user_id: str, medium: str, address: str
     ) -> None:
         await self._handler.on_threepid_removed(user_id, medium, address)
+
+    async def on_user_deactivation_status_changed(
+        self, user_id: str, deactivated: bool, by_admin: bool
+    ) -> None:
+        await self._handler.on_deactivation_changed(user_id, deactivated)

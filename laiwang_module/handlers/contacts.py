@@ -36,9 +36,7 @@ from rooms.contacts import (
     ACCEPTED,
     ACQUAINTANCE_STATE,
     PENDING,
-    SOURCE_ADDRESS_BOOK,
     SOURCE_IMPORT,
-    SOURCE_REQUEST,
     Acquaintance,
     Invite,
     RoomFacts,
@@ -48,6 +46,7 @@ from rooms.contacts import (
     is_ignored,
     parse_acquaintance,
     request_allowed_by_setting,
+    request_source,
     request_state,
     room_acquaintance,
 )
@@ -254,11 +253,7 @@ class ContactsHandler:
             if reason is not None:
                 raise Forbidden(reason)
 
-        source = (
-            SOURCE_ADDRESS_BOOK
-            if await self._store.is_in_address_book(requester, target)
-            else SOURCE_REQUEST
-        )
+        source = await self._request_source(requester, target)
         acquaintance = Acquaintance(requester, target, message)
         room_id, _ = await self._api.create_room(
             requester,
@@ -299,6 +294,15 @@ class ContactsHandler:
         await self._apply_memberships(room_id)
         await self._add_to_m_direct(requester, target, room_id)
         return room_id
+
+    async def _request_source(self, requester: str, target: str) -> str:
+        """`address_book` when a local requester has a discoverable target in their book."""
+        if not self._is_mine(requester):
+            return request_source(False, False)
+        return request_source(
+            await self._store.is_in_address_book(requester, target),
+            bool(await self._server.settings_handler.discoverable_among([target])),
+        )
 
     async def _add_to_m_direct(self, user_id: str, other: str, room_id: str) -> None:
         """Mark the room as a direct chat in the user's `m.direct`, as clients do."""
@@ -405,8 +409,9 @@ class ContactsHandler:
         return imported, skipped
 
     async def suggestions(self, user_id: str) -> list[Suggestion]:
-        """People in the caller's address book who are discoverable and not yet acquaintances,
-        then people who have the caller in theirs; each with their mutual acquaintance count."""
+        """People in the caller's address book, then people who have the caller in theirs;
+        only active, discoverable people who are not yet acquaintances, each with their mutual
+        acquaintance count."""
         known = await self._store.get_acquaintance_ids(user_id)
         known.add(user_id)
         picked: dict[str, str] = {}
@@ -415,9 +420,12 @@ class ContactsHandler:
         ]
         for other in await self._server.settings_handler.discoverable_among(in_book):
             picked.setdefault(other, "in_your_address_book")
-        for other in await self._store.get_address_book_owners_of(user_id):
-            if other not in known:
-                picked.setdefault(other, "has_you_in_their_address_book")
+        owners = [
+            u for u in await self._store.get_address_book_owners_of(user_id) if u not in known
+        ]
+        # Discoverable ones only: a hidden owner must not be revealed by their own book.
+        for other in sorted(await self._server.settings_handler.discoverable_among(owners)):
+            picked.setdefault(other, "has_you_in_their_address_book")
         counts = await self._store.count_mutual_acquaintances(user_id, list(picked))
         out = [Suggestion(u, reason, counts.get(u, 0)) for u, reason in picked.items()]
         out.sort(key=lambda s: (-s.mutual_count, s.user_id))
@@ -552,7 +560,14 @@ class ContactsHandler:
         if not (self._is_mine(requester) or self._is_mine(target)):
             return
         existing = await self._store.get_contact_room(room_id)
-        source = existing.source if existing is not None else acquaintance.source
+        if existing is not None:
+            source = existing.source
+        elif acquaintance.source == SOURCE_IMPORT:
+            source = SOURCE_IMPORT
+        else:
+            # The room's events do not say how they met (and may record the room before
+            # send_request does, or again after a prune): the requester's book does.
+            source = await self._request_source(requester, target)
         now = self._now()
         await self._store.record_contact_room(
             room_id, requester, target, acquaintance.message, source, state, now

@@ -129,6 +129,15 @@ class DiscoveryHandler:
         keys = [(gen, hash_key(lookup_hash(msisdn, pepper))) for gen, pepper in state.generations()]
         building = not state.built or state.next_gen is not None
         await self._store.remove_discovery_hashes(user_id, keys, log=building)
+        # The number no longer vouches for its old owner: not in anyone's book, not a pass
+        # through the address_book gate, not a suggestion.
+        await self._store.forget_address_book_contact(user_id)
+
+    async def on_deactivation_changed(self, user_id: str, deactivated: bool) -> None:
+        """A deactivated user leaves every address book and loses their own (idempotent: runs
+        on the process that deactivated)."""
+        if deactivated:
+            await self._store.forget_address_book_user(user_id)
 
     async def maintain(self) -> None:
         """The periodic job (one process): first build, pepper rotation, expiry."""
@@ -141,6 +150,18 @@ class DiscoveryHandler:
             self._maintaining = False
 
     async def _maintain(self) -> None:
+        try:
+            await self._index()
+        except Exception:
+            # A failing build must not stop expiry: it is retried on the next run.
+            logger.exception("laiwang discovery: index build or pepper rotation failed")
+        now = self._api.get_current_time_msec()
+        await self._store.purge_expired_address_book()
+        await self._store.purge_old_lookup_usage(now // DAY_MS)
+        await self._store.purge_expired_msisdn_sessions()
+        await self._store.purge_old_sms_sends(now // DAY_MS)
+
+    async def _index(self) -> None:
         state = await self.state()
         now = self._api.get_current_time_msec()
         if not state.built:
@@ -160,10 +181,6 @@ class DiscoveryHandler:
             await self._store.analyze_discovery_hashes()
             await self._store.finish_pepper_rotation(state.next_gen)
             logger.info("laiwang discovery: pepper rotated, %d phone numbers indexed", count)
-        await self._store.purge_expired_address_book()
-        await self._store.purge_old_lookup_usage(now // DAY_MS)
-        await self._store.purge_expired_msisdn_sessions()
-        await self._store.purge_old_sms_sends(now // DAY_MS)
 
     async def build_index(self, gen: int, pepper: str) -> int:
         """Index every msisdn 3pid of Synapse's table under `pepper`, a page at a time."""

@@ -77,13 +77,14 @@ class DiscoveryStore(StoreMixin):
         return await self.run("is_in_address_book", is_in_address_book_txn)
 
     async def get_address_book_user_ids(self, owner_id: str) -> list[str]:
-        """The users whose numbers `owner_id` has in their book (sorted)."""
+        """The active users whose numbers `owner_id` has in their book (sorted)."""
         cutoff = self._book_cutoff()
 
         def get_address_book_user_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT contact_id FROM laiwang_address_book"
-                " WHERE owner_id = ? AND updated_ts >= ? ORDER BY contact_id",
+                " WHERE owner_id = ? AND updated_ts >= ?"
+                f" AND {_ACTIVE.format('contact_id')} ORDER BY contact_id",
                 (owner_id, cutoff),
             )
             return [contact_id for (contact_id,) in txn.fetchall()]
@@ -91,18 +92,42 @@ class DiscoveryStore(StoreMixin):
         return await self.run("get_address_book_user_ids", get_address_book_user_ids_txn)
 
     async def get_address_book_owners_of(self, contact_user_id: str) -> list[str]:
-        """The users who have `contact_user_id`'s number in their book (sorted)."""
+        """The active users who have `contact_user_id`'s number in their book (sorted)."""
         cutoff = self._book_cutoff()
 
         def get_address_book_owners_of_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute(
                 "SELECT owner_id FROM laiwang_address_book"
-                " WHERE contact_id = ? AND updated_ts >= ? ORDER BY owner_id",
+                " WHERE contact_id = ? AND updated_ts >= ?"
+                f" AND {_ACTIVE.format('owner_id')} ORDER BY owner_id",
                 (contact_user_id, cutoff),
             )
             return [owner_id for (owner_id,) in txn.fetchall()]
 
         return await self.run("get_address_book_owners_of", get_address_book_owners_of_txn)
+
+    async def forget_address_book_user(self, user_id: str) -> int:
+        """Deactivation: every entry where `user_id` is the owner or the contact."""
+
+        def forget_address_book_user_txn(txn: LoggingTransaction) -> int:
+            txn.execute(
+                "DELETE FROM laiwang_address_book WHERE owner_id = ? OR contact_id = ?",
+                (user_id, user_id),
+            )
+            return int(txn.rowcount)
+
+        return await self.run("forget_address_book_user", forget_address_book_user_txn)
+
+    async def forget_address_book_contact(self, contact_user_id: str) -> int:
+        """A number removed: every entry that names `contact_user_id` as the contact. Entries
+        do not record which number matched, so all go; the owners' next lookups bring back
+        those that still match a number the user keeps."""
+
+        def forget_address_book_contact_txn(txn: LoggingTransaction) -> int:
+            txn.execute("DELETE FROM laiwang_address_book WHERE contact_id = ?", (contact_user_id,))
+            return int(txn.rowcount)
+
+        return await self.run("forget_address_book_contact", forget_address_book_contact_txn)
 
     async def purge_expired_address_book(self) -> int:
         cutoff = self._book_cutoff()
@@ -355,6 +380,10 @@ class DiscoveryStore(StoreMixin):
             txn.execute("DELETE FROM laiwang_discovery_usage WHERE day < ?", (before_day,))
 
         await self.run("purge_old_lookup_usage", purge_old_lookup_usage_txn)
+
+
+# Not deactivated in Synapse's `users` table (the entry's user may be anyone local).
+_ACTIVE = "NOT EXISTS (SELECT 1 FROM users AS u WHERE u.name = {} AND u.deactivated <> 0)"
 
 
 def get_pepper_state_txn(txn: LoggingTransaction) -> PepperState | None:

@@ -87,7 +87,9 @@ def test_a_number_moved_to_another_account_finds_the_new_owner(hs1):
     admin_set_msisdns(admin, old.user_id, [])
     admin_set_msisdns(admin, new.user_id, [m])
     assert lookup(asker, [m]) == {m: new.user_id}
-    assert address_book(hs1, asker.user_id) == sorted([old.user_id, new.user_id])
+    # Issue 11: removing the number from `old` forgot the entry it made (it used to stay for
+    # the TTL); the new owner's entry is there.
+    assert address_book(hs1, asker.user_id) == [new.user_id]
 
 
 def test_non_discoverable_users_are_hidden(hs1):
@@ -213,7 +215,7 @@ def special(test_root) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
     )
     rotating = TestHomeserver(
         test_root / "hs-discovery-rotation",
-        module_config={"discovery": {"pepper_rotation_period": "2s"}},
+        module_config={"discovery": {"pepper_rotation_period": "2s", "address_book_ttl": "3s"}},
     )
     start_all([limited, rotating])
     yield limited, rotating
@@ -293,6 +295,40 @@ def test_pepper_rotates_and_the_old_one_is_refused(special):
         if r.status_code == 200:
             assert r.json()["mappings"] == {}
             seen.add(p)
+
+
+def test_address_book_entries_expire(special):
+    _, hs = special  # address_book_ttl: 3s; the job runs every second
+    admin, target, owner = hs.new_user("admin", admin=True), hs.new_user(), hs.new_user()
+    _, known = new_number()
+    admin_set_msisdns(admin, target.user_id, [known])
+
+    def looked_up() -> bool:
+        p = pepper(owner)  # the pepper rotates every two seconds: retry as a client would
+        r = raw_lookup(owner, [lookup_hash(known, p)], p)
+        return r.status_code == 200 and r.json()["mappings"] == {
+            lookup_hash(known, p): target.user_id
+        }
+
+    assert wait_until(looked_up, timeout=30)
+    assert address_book(hs, owner.user_id) == [target.user_id]
+    # Gone from the table (not only ignored by reads) once the TTL has passed.
+    wait_until(lambda: address_book(hs, owner.user_id) == [], timeout=15)
+
+
+def test_a_hidden_hit_and_a_miss_look_the_same_and_both_are_charged(hs1):
+    admin, hidden, asker = hs1.new_user("admin", admin=True), hs1.new_user(), hs1.new_user()
+    _, number = new_number()
+    _, unknown = new_number()
+    admin_set_msisdns(admin, hidden.user_id, [number])
+    hidden.laiwang("PUT", "/settings", {"discoverable": False})
+    p = pepper(asker)
+    hit = raw_lookup(asker, [lookup_hash(number, p)], p)
+    miss = raw_lookup(asker, [lookup_hash(unknown, p)], p)
+    assert (
+        (hit.status_code, hit.json()) == (miss.status_code, miss.json()) == (200, {"mappings": {}})
+    )
+    assert usage(hs1, asker.user_id) == 2
 
 
 @pytest.mark.postgres

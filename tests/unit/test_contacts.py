@@ -13,13 +13,16 @@ from rooms.contacts import (
     DECLINED,
     ENDED,
     PENDING,
+    SOURCE_ADDRESS_BOOK,
     SOURCE_IMPORT,
+    SOURCE_REQUEST,
     Acquaintance,
     Invite,
     RoomFacts,
     importable,
     invite_from_event,
     request_of_room,
+    request_source,
     room_acquaintance,
 )
 
@@ -187,3 +190,11 @@ def test_importable_needs_both_joined_and_no_one_else(room: RoomFacts, a: str, b
     if importable(room, a, b):
         assert a != b and room.members.get(a) == room.members.get(b) == "join"
         assert set(room.members) == {a, b} and room.join_rule in ("invite", "private")
+
+
+def test_the_source_names_the_address_book_only_for_a_discoverable_target():
+    assert request_source(True, True) == SOURCE_ADDRESS_BOOK
+    # A hidden target: `address_book` would confirm the requester holds their number.
+    assert request_source(True, False) == SOURCE_REQUEST
+    assert request_source(False, True) == SOURCE_REQUEST
+    assert request_source(False, False) == SOURCE_REQUEST

@@ -148,3 +148,39 @@ def test_bad_discovery_config_names_the_key(raw, path):
     with pytest.raises(ConfigError) as e:
         LaiwangModule.parse_config(raw)
     assert tuple(e.value.path or ()) == path
+
+
+def test_a_failing_index_build_does_not_stop_expiry():
+    import asyncio
+    from types import SimpleNamespace
+
+    from laiwang_module.handlers.discovery import DiscoveryHandler
+
+    purged: list[str] = []
+
+    class Store:
+        async def get_pepper_state(self) -> object:
+            return SimpleNamespace(built=False, gen=1, pepper="p")
+
+        async def get_msisdn_threepids_page(self, after: object, limit: int) -> list:
+            raise RuntimeError("index build failed")
+
+        def __getattr__(self, name: str) -> object:
+            async def purge(*args: object) -> None:
+                purged.append(name)
+
+            return purge
+
+    server = SimpleNamespace(
+        store=Store(),
+        api=SimpleNamespace(get_current_time_msec=lambda: 10**12),
+        config=SimpleNamespace(discovery=None, defaults=SimpleNamespace(discoverable=True)),
+    )
+    handler = DiscoveryHandler(server)  # type: ignore[arg-type]
+    asyncio.run(handler.maintain())
+    assert purged == [
+        "purge_expired_address_book",
+        "purge_old_lookup_usage",
+        "purge_expired_msisdn_sessions",
+        "purge_old_sms_sends",
+    ]
