@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from laiwang_module import metrics
+
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
@@ -21,4 +23,7 @@ class MsisdnCallbacks:
         self._api.register_password_auth_provider_callbacks(is_3pid_allowed=self.is_3pid_allowed)
 
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
-        return self._handler.may_bind(medium, registration=registration)
+        allowed = self._handler.may_bind(medium, registration=registration)
+        if not allowed:
+            metrics.policy_refusals.labels("register_3pid", "registration_closed", "local").inc()
+        return allowed

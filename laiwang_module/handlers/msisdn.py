@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from laiwang_module import metrics
 from laiwang_module.sms import SmsSender, build_sender
 from laiwang_module.storage.discovery import DAY_MS
 from laiwang_module.storage.msisdn import MsisdnSession
@@ -78,9 +79,10 @@ class MsisdnHandler:
         reached = await self._store.count_sms_send(caps, day)
         if reached is not None:
             # The log names the cap, never the number or its key.
-            logger.warning(
-                "SMS daily cap reached (%s)", "number" if reached == caps[0][0] else reached
-            )
+            cap = "number" if reached == caps[0][0] else reached
+            logger.warning("SMS daily cap reached (%s)", cap)
+            # The label is the kind of cap only: a country code per series would be too many.
+            metrics.sms_texts.labels(self._config.sender, "capped_" + cap.split(":")[0]).inc()
             raise LimitExceeded(
                 "Too many codes sent today", retry_after_ms=(day + 1) * DAY_MS - self._now()
             )

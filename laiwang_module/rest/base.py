@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +23,7 @@ import attr
 from synapse.api.errors import SynapseError
 from synapse.module_api import DirectServeJsonResource
 
+from laiwang_module import metrics
 from rooms.errors import (
     BadJson,
     Forbidden,
@@ -73,6 +75,7 @@ def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Route:
     method: str
+    template: str  # as registered, e.g. `/aa/{room_id}/pay`: the metrics' endpoint label
     pattern: re.Pattern[str]
     callback: Callback
 
@@ -85,7 +88,7 @@ class Router:
 
     def add(self, method: str, template: str, callback: Callback) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        self.routes.append(Route(method, re.compile(f"^{regex}$"), callback))
+        self.routes.append(Route(method, template, re.compile(f"^{regex}$"), callback))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """Returns the route and its URL-decoded parameters; raises 405 for a known path
@@ -114,7 +117,29 @@ class LaiwangResource(DirectServeJsonResource):
         self._prefix = prefix
 
     async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
-        method = request.method.decode("ascii")
+        method = request.method.decode("ascii", errors="replace")
+        start = time.perf_counter()
+        # Until a route matches: an unknown path (or a 405) is counted under one label.
+        endpoint = [metrics.UNRECOGNIZED_ENDPOINT]
+        status = HTTPStatus.INTERNAL_SERVER_ERROR.value
+        try:
+            result = await self._route(request, method, endpoint)
+            status = result[0]
+            return result
+        except SynapseError as e:
+            status = e.code
+            raise
+        finally:
+            label = method if method in metrics.HTTP_METHODS else "other"
+            metrics.http_requests.labels(label, endpoint[0], str(status)).inc()
+            metrics.http_request_duration.labels(label, endpoint[0]).observe(
+                time.perf_counter() - start
+            )
+
+    async def _route(
+        self, request: SynapseRequest, method: str, endpoint: list[str]
+    ) -> tuple[int, Any]:
+        """Runs the matching servlet callback; sets `endpoint[0]` to its route template."""
         if method == "OPTIONS":  # CORS preflight for web clients
             return 200, {}
         if method == "HEAD":
@@ -127,6 +152,7 @@ class LaiwangResource(DirectServeJsonResource):
             if found is None:
                 raise Unrecognized("Unrecognized request")
             route, params = found
+            endpoint[0] = route.template
             return await route.callback(request, **params)
         except LaiwangError as e:
             raise to_synapse_error(e) from None
