@@ -209,7 +209,8 @@ class HomeserverSpec:
             )
         else:
             config["federation_domain_whitelist"] = []
-            # Synapse calls the msisdn delegate below over loopback.
+            # Loopback services of the tests. The msisdn delegate below needs none: Synapse calls
+            # URLs of its own config with a client that ip_range_blacklist does not restrict.
             config["ip_range_whitelist"] = LOOPBACK_WHITELIST
         # Phone numbers are validated by the module itself, on this same server.
         config["account_threepid_delegates"] = {"msisdn": self.base_url + MSISDN_DELEGATE_PATH}

@@ -8,37 +8,11 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.client import MatrixClient, MatrixError
+from tests.harness.metrics import Delta, scrape
 from tests.harness.msisdn import new_number, request_token
-from tests.harness.servers import TestHomeserver
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(hs: TestHomeserver) -> tuple[str, Samples]:
-    r = requests.get(hs.base_url + "/_synapse/metrics", timeout=30)
-    assert r.status_code == 200
-    samples: Samples = {}
-    for family in text_string_to_metric_families(r.text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return r.text, samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def moved(hs: TestHomeserver, act: Callable[[], object]) -> Callable[..., float]:
-    """Runs `act`; returns a function giving how much a sample grew meanwhile."""
-    _, before = scrape(hs)
-    act()
-    text, after = scrape(hs)
-    moved.text = text  # type: ignore[attr-defined]
-    return lambda name, **labels: value(after, name, **labels) - value(before, name, **labels)
 
 
 def test_every_metric_is_exported(hs1):
@@ -71,7 +45,7 @@ def test_requests_are_counted_per_route_template_and_status(hs1):
         r = user.laiwang_raw("GET", f"/aa/requests/{quote(room)}/{quote(event)}")
         assert r.status_code == 404, r.text
 
-    delta = moved(hs1, calls)
+    delta = Delta(hs1, calls)
     requests_total = "laiwang_http_requests_total"
     assert delta(requests_total, method="GET", endpoint="/settings", status="200") == 1
     assert delta(requests_total, method="GET", endpoint="/settings", status="401") == 1
@@ -81,9 +55,8 @@ def test_requests_are_counted_per_route_template_and_status(hs1):
     durations = "laiwang_http_request_duration_seconds_count"
     assert delta(durations, method="GET", endpoint="/settings") == 2
     # Labels never carry what a request names: no room, event or user id, no raw path.
-    text = moved.text  # type: ignore[attr-defined]
     for secret in (room, event, quote(room), user.user_id, "no-such-thing"):
-        assert secret not in text
+        assert secret not in delta.text
 
 
 def forbidden(call: Callable[[], object]) -> None:
@@ -95,7 +68,7 @@ def forbidden(call: Callable[[], object]) -> None:
 def test_local_invite_refusals_are_counted_by_kind(hs1):
     alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
     room = alice.create_room(preset="private_chat")
-    delta = moved(hs1, lambda: forbidden(lambda: alice.invite(room, bob.user_id)))
+    delta = Delta(hs1, lambda: forbidden(lambda: alice.invite(room, bob.user_id)))
     refusals = "laiwang_policy_refusals_total"
     assert delta(refusals, check="invite", reason="stranger", origin="local") == 1
 
@@ -111,7 +84,7 @@ def test_remote_contact_request_refusal_is_counted_on_the_invitees_server(hs1, h
             lambda: stranger.laiwang("POST", "/contacts/requests", {"user_id": alice.user_id})
         )
 
-    delta = moved(hs1, ask)
+    delta = Delta(hs1, ask)
     refusals = "laiwang_policy_refusals_total"
     labels = {"check": "federated_invite", "reason": "request_not_accepted", "origin": "remote"}
     assert delta(refusals, **labels) == 1
@@ -136,7 +109,7 @@ def test_aa_events_and_event_refusals_are_counted(hs1):
             bob.send(room, {"msgtype": "org.laiwang.aa.bogus", "body": "x"})
         assert (e.value.status, e.value.errcode) == (403, "M_INVALID_PARAM")
 
-    delta = moved(hs1, ask_and_break_a_rule)
+    delta = Delta(hs1, ask_and_break_a_rule)
     assert delta("laiwang_aa_events_total", kind="request", origin="local") == 1
     refusals = "laiwang_policy_refusals_total"
     assert delta(refusals, check="aa_event", reason="M_INVALID_PARAM", origin="local") == 1
@@ -145,6 +118,6 @@ def test_aa_events_and_event_refusals_are_counted(hs1):
 def test_texts_sent_are_counted(hs1):
     user: MatrixClient = hs1.new_user("phone")
     national, _ = new_number()
-    delta = moved(hs1, lambda: request_token(user, national, secrets.token_hex(8)))
+    delta = Delta(hs1, lambda: request_token(user, national, secrets.token_hex(8)))
     # Synapse calls the module (its msisdn delegate) before it answers: the text is counted.
     assert delta("laiwang_sms_texts_total", sender="log", result="sent") == 1

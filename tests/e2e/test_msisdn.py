@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.harness.client import MatrixError, wait_until
+from tests.harness.metrics import Delta
 from tests.harness.msisdn import (
     add_threepid,
     code_from_log,
@@ -232,6 +233,9 @@ def sms_server(test_root, gateway) -> Iterator[TestHomeserver]:
     hs.spec.extra["account_threepid_delegates"] = {
         "msisdn": f"{hs.base_url}{IDENTITY}/{DELEGATE_SECRET}"
     }
+    # Synapse's default ip_range_blacklist (loopback blocked) and no whitelist: neither the
+    # delegate nor the gateway, both on loopback, needs one (docs/operations.md).
+    hs.spec.extra["ip_range_whitelist"] = []
     start_all([hs])
     yield hs
     hs.stop()
@@ -309,12 +313,18 @@ def test_a_failing_gateway_stores_nothing(sms_server, gateway):
     secret = secrets.token_hex(8)
     sessions_before = sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0]
     gateway.failing = True
-    try:
+
+    def fail() -> None:
         with pytest.raises(MatrixError) as e:
             request_token(user, national, secret)
         assert e.value.status >= 400
+
+    try:
+        delta = Delta(hs, fail)
     finally:
         gateway.failing = False
+    assert delta("laiwang_sms_texts_total", sender="http", result="failed") == 1
+    assert delta("laiwang_sms_texts_total", sender="http", result="sent") == 0
     assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
     # The client tries again and it works.
     sid = request_token(user, national, secret, attempt=2)["sid"]
@@ -328,11 +338,16 @@ def test_sms_per_number_per_day_are_capped(sms_server, gateway):
     secret = secrets.token_hex(8)
     sid = request_token(user, national, secret, attempt=1)["sid"]
     assert request_token(user, national, secret, attempt=2)["sid"] == sid
-    with pytest.raises(MatrixError) as e:
-        request_token(user, national, secret, attempt=3)
-    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-    with pytest.raises(MatrixError):  # another client secret: still the same number
-        request_token(hs.new_user(), national, secrets.token_hex(8))
+
+    def capped() -> None:
+        with pytest.raises(MatrixError) as e:
+            request_token(user, national, secret, attempt=3)
+        assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+        with pytest.raises(MatrixError):  # another client secret: still the same number
+            request_token(hs.new_user(), national, secrets.token_hex(8))
+
+    delta = Delta(hs, capped)
+    assert delta("laiwang_sms_texts_total", sender="http", result="capped_number") == 2
     assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
 
 
