@@ -402,10 +402,22 @@ def test_register_request_token_texts_nobody_and_tells_nothing(sms_server, gatew
     free, free_msisdn = new_number()
     sent = len(gateway.received)
     answers = []
-    for number in (national, free):
-        body = {"client_secret": "x", "country": "CN", "phone_number": number, "send_attempt": 1}
-        r = hs.anonymous().raw("POST", "/_matrix/client/v3/register/msisdn/requestToken", body)
-        answers.append((r.status_code, r.json()))
+
+    def ask_both() -> None:
+        for number in (national, free):
+            body = {
+                "client_secret": "x",
+                "country": "CN",
+                "phone_number": number,
+                "send_attempt": 1,
+            }
+            path = "/_matrix/client/v3/register/msisdn/requestToken"
+            r = hs.anonymous().raw("POST", path, body)
+            answers.append((r.status_code, r.json()))
+
+    delta = Delta(hs, ask_both)
+    labels = {"check": "register_3pid", "reason": "registration_closed", "origin": "local"}
+    assert delta("laiwang_policy_refusals_total", **labels) == 2
     assert answers[0] == answers[1]
     assert (answers[0][0], answers[0][1]["errcode"]) == (403, "M_THREEPID_DENIED")
     time.sleep(0.5)
