@@ -75,7 +75,7 @@ def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Route:
     method: str
-    template: str  # as registered, e.g. `/aa/{room_id}/pay`: the metrics' endpoint label
+    template: str  # as registered (`/contacts/{user_id}`): the metrics' endpoint label
     pattern: re.Pattern[str]
     callback: Callback
 
@@ -119,11 +119,19 @@ class LaiwangResource(DirectServeJsonResource):
     async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
         method = request.method.decode("ascii", errors="replace")
         start = time.perf_counter()
-        # Until a route matches: an unknown path (or a 405) is counted under one label.
-        endpoint = [metrics.UNRECOGNIZED_ENDPOINT]
+        # An unknown path, a wrong method (405) and a preflight are counted under one label.
+        endpoint = metrics.UNRECOGNIZED_ENDPOINT
         status = HTTPStatus.INTERNAL_SERVER_ERROR.value
         try:
-            result = await self._route(request, method, endpoint)
+            if method == "OPTIONS":  # CORS preflight for web clients
+                status = 200
+                return 200, {}
+            try:
+                route, params = self._find(request, "GET" if method == "HEAD" else method)
+                endpoint = route.template
+                result = await route.callback(request, **params)
+            except LaiwangError as e:
+                raise to_synapse_error(e) from None
             status = result[0]
             return result
         except SynapseError as e:
@@ -131,31 +139,19 @@ class LaiwangResource(DirectServeJsonResource):
             raise
         finally:
             label = method if method in metrics.HTTP_METHODS else "other"
-            metrics.http_requests.labels(label, endpoint[0], str(status)).inc()
-            metrics.http_request_duration.labels(label, endpoint[0]).observe(
+            metrics.http_requests.labels(label, endpoint, str(status)).inc()
+            metrics.http_request_duration.labels(label, endpoint).observe(
                 time.perf_counter() - start
             )
 
-    async def _route(
-        self, request: SynapseRequest, method: str, endpoint: list[str]
-    ) -> tuple[int, Any]:
-        """Runs the matching servlet callback; sets `endpoint[0]` to its route template."""
-        if method == "OPTIONS":  # CORS preflight for web clients
-            return 200, {}
-        if method == "HEAD":
-            method = "GET"
+    def _find(self, request: SynapseRequest, method: str) -> tuple[Route, dict[str, str]]:
         path = request.path.decode("utf-8", errors="replace")
-        try:
-            found = None
-            if path.startswith(self._prefix + "/"):
-                found = self._router.match(method, path[len(self._prefix) :])
-            if found is None:
-                raise Unrecognized("Unrecognized request")
-            route, params = found
-            endpoint[0] = route.template
-            return await route.callback(request, **params)
-        except LaiwangError as e:
-            raise to_synapse_error(e) from None
+        found = None
+        if path.startswith(self._prefix + "/"):
+            found = self._router.match(method, path[len(self._prefix) :])
+        if found is None:
+            raise Unrecognized("Unrecognized request")
+        return found
 
 
 class Servlet:
