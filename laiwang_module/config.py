@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attr
 from signedjson.key import decode_verify_key_base64
-from synapse.config._base import Config, ConfigError
+from synapse.config._base import Config, ConfigError, format_config_error
 
 from rooms.settings import ACCEPT_REQUESTS_FROM_VALUES
 
@@ -26,6 +26,17 @@ T = TypeVar("T")
 Path = tuple[str, ...]
 # Reads one YAML value (None when the key is absent and has no default) at `path`.
 Parser = Callable[[Any, Path], Any]
+
+
+class HomeserverConfigError(ConfigError):
+    """A problem with a homeserver setting the module needs, found when the module is built.
+
+    Synapse formats the ConfigErrors it finds while parsing, but an error raised from the
+    module's constructor reaches the operator only as the last line of a start-up traceback,
+    which shows `str(e)`: so it formats itself the same way."""
+
+    def __str__(self) -> str:
+        return "".join(format_config_error(self))
 
 
 class ConfigBlock:
@@ -299,6 +310,13 @@ class SmsConfig(ConfigBlock):
     # derived from Synapse's macaroon secret (rest/msisdn.py).
     delegate_secret: str | None = _option(_optional(_delegate_secret))
     message: str = _option(_sms_message, DEFAULT_SMS_MESSAGE)
+
+    @property
+    def phone_binding_used(self) -> bool:
+        """Whether the operator means users to bind phone numbers through the module: a real
+        SMS gateway, or registration by phone. Then Synapse must send phone validations to the
+        module (homeserver_config.py)."""
+        return self.sender == "http" or self.allow_registration
 
     def _check(self, path: Path) -> None:
         if self.sender == "http" and self.http is None:

@@ -235,3 +235,23 @@ def set_msisdn_delegate_url(api: ModuleApi, url: str) -> None:
     """Point Synapse's msisdn delegate elsewhere in this process; Synapse reads the setting on
     every request (rest/client/account.py, register.py, handlers/ui_auth/checkers.py)."""
     api._hs.config.registration.account_threepid_delegate_msisdn = url
+
+
+def prejoin_state_includes(api: ModuleApi, event_type: str, state_key: str) -> bool:
+    """Whether Synapse's `room_prejoin_state` puts this state into the stripped state of the
+    invites and knocks it sends."""
+    state_filter: Any = api._hs.config.api.room_prejoin_state  # no ModuleApi accessor
+    return (event_type, state_key) in state_filter
+
+
+def public_baseurl(api: ModuleApi) -> str:
+    """Synapse's `public_baseurl` (with a trailing slash)."""
+    url: str = api._hs.config.server.public_baseurl
+    return url
+
+
+def default_room_version(api: ModuleApi) -> tuple[str, bool]:
+    """Synapse's `default_room_version`, which rooms the module creates get: its identifier, and
+    whether it supports the knock join rule."""
+    version: Any = api._hs.config.server.default_room_version
+    return str(version.identifier), bool(version.knock_join_rule)

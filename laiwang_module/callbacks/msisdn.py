@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from laiwang_module import metrics
+
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
@@ -22,4 +24,13 @@ class MsisdnCallbacks:
         self._api.register_password_auth_provider_callbacks(is_3pid_allowed=self.is_3pid_allowed)
 
     async def is_3pid_allowed(self, medium: str, address: str, registration: bool) -> bool:
-        return self._handler.may_bind(medium, registration=registration)
+        allowed = self._handler.may_bind(medium, registration=registration)
+        if not allowed:
+            # Registration closed, or Synapse's own account requestToken (always closed).
+            check, reason = (
+                ("register_3pid", "registration_closed")
+                if registration
+                else ("account_3pid", "module_endpoint_only")
+            )
+            metrics.policy_refusals.labels(check, reason, "local").inc()
+        return allowed

@@ -307,22 +307,24 @@ class AAHandler:
 
     # --- the event check (local and federated events alike) ---------------------------------
 
-    async def check_event(self, event: EventBase) -> None:
-        """Raise a ValidationError when an event breaks an AA rule. Cheap for other events."""
+    async def check_event(self, event: EventBase) -> str | None:
+        """Raise a ValidationError when an event breaks an AA rule. Cheap for other events.
+        Returns the AA msgtype of an AA event judged now (None for other events, and for one
+        judged before), for the metrics."""
         if event.type != "m.room.message":
-            return
+            return None
         content = event.content
         target = aa.edit_target(content)
         msgtype = aa.aa_msgtype(content)
         if target is not None:
             target_is_aa = bool(target) and await self._store.is_aa_event(target)
             aa.check_not_an_aa_edit(content, target_is_aa)
-            return
+            return None
         if msgtype is None:
-            return
+            return None
         aa.check_known_msgtype(msgtype)
         if await self._store.is_aa_event(event.event_id):
-            return  # judged and applied already (a re-delivered or re-checked event)
+            return None  # judged and applied already (a re-delivered or re-checked event)
         if msgtype == aa.MSGTYPE_REQUEST:
             req = aa.parse_request_content(content)
             joined = await self._joined_by_choice(event.room_id, req.participants)
@@ -334,6 +336,7 @@ class AAHandler:
         else:
             request_id = aa.parse_close_content(content)
             aa.check_close(event.sender, await self._referenced_request(event.room_id, request_id))
+        return msgtype
 
     async def _referenced_request(self, room_id: str, request_id: str) -> aa.RequestView:
         request = await self._store.get_aa_request(request_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from laiwang_module import metrics
 from laiwang_module.sms import SmsSender, build_sender
 from laiwang_module.storage.discovery import DAY_MS
 from laiwang_module.storage.msisdn import MsisdnSession
@@ -92,9 +93,10 @@ class MsisdnHandler:
             caps.insert(0, ("account", user_key, self._config.max_per_user_per_day))
         reached = await self._store.count_sms_send([(key, cap) for _, key, cap in caps], day)
         if reached is not None:
-            logger.warning(
-                "SMS daily cap reached (%s)", next(name for name, key, _ in caps if key == reached)
-            )
+            cap = next(name for name, key, _ in caps if key == reached)
+            logger.warning("SMS daily cap reached (%s)", cap)
+            # The label is the kind of cap only: a country code per series would be too many.
+            metrics.sms_texts.labels(self._config.sender, "capped_" + cap.split(":")[0]).inc()
             raise LimitExceeded(
                 "Too many codes sent today", retry_after_ms=(day + 1) * DAY_MS - self._now()
             )

@@ -27,10 +27,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from synapse.config._base import ConfigError
 from synapse.module_api import ModuleApi
 
-from laiwang_module.config import SmsConfig
+from laiwang_module.config import HomeserverConfigError, SmsConfig
 from laiwang_module.log_redaction import redact_in_logs
 from laiwang_module.rest.base import JsonDict, LaiwangResource, Router, Servlet
 from laiwang_module.synapse_compat import (
@@ -90,7 +89,7 @@ class MsisdnServlet(Servlet):
 
 def set_up_delegate(api: ModuleApi, config: SmsConfig) -> str:
     """The delegate secret; points Synapse's `account_threepid_delegates.msisdn` at it and
-    keeps it (and the gateway's credentials) out of the logs. Raises ConfigError when Synapse's
+    keeps it (and the gateway's credentials) out of the logs. Raises a ConfigError when Synapse's
     setting names this module's endpoints with another secret."""
     secret = config.delegate_secret or delegate_secret_from(server_key(api))
     hidden = [secret]
@@ -105,7 +104,7 @@ def set_up_delegate(api: ModuleApi, config: SmsConfig) -> str:
     if path.endswith(IDENTITY_PREFIX):
         set_msisdn_delegate_url(api, f"{url.rstrip('/')}/{secret}")
     elif IDENTITY_PREFIX + "/" in path and not path.endswith(f"{IDENTITY_PREFIX}/{secret}"):
-        raise ConfigError(
+        raise HomeserverConfigError(
             "account_threepid_delegates.msisdn names the laiwang validation endpoints with a"
             f" secret that is not sms.delegate_secret: set it to <public base URL>{IDENTITY_PREFIX}"
             " (the module adds the secret)",

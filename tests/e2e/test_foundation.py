@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from devtools.devserver import HomeserverSpec, free_port
 from tests.harness.client import LAIWANG, MatrixClient
 
@@ -48,6 +50,66 @@ def test_bad_module_config_stops_synapse_naming_the_key(tmp_path):
     output = proc.stdout + proc.stderr
     assert "acquaintances_only" in output
     assert "expected a boolean" in output
+
+
+@pytest.mark.parametrize(
+    "extra, module_config, expected",
+    [
+        (
+            {"room_prejoin_state": {}},
+            {},
+            [
+                "Error in configuration at 'room_prejoin_state.additional_event_types':",
+                "org.laiwang.acquaintance, org.laiwang.cluster, org.laiwang.timeline are not"
+                " listed",
+                "      room_prejoin_state:\n"
+                "        additional_event_types:\n"
+                "          - org.laiwang.acquaintance\n"
+                "          - org.laiwang.cluster\n"
+                "          - org.laiwang.timeline\n",
+            ],
+        ),
+        (
+            {"account_threepid_delegates": {}},
+            {"sms": {"sender": "http", "http": {"url": "https://sms.example/send"}}},
+            [
+                "Error in configuration at 'account_threepid_delegates.msisdn':",
+                "Laiwang binds phone numbers (sms.sender is http), but"
+                " account_threepid_delegates.msisdn is not set",
+                "      account_threepid_delegates:\n        msisdn: http://127.0.0.1:{port}"
+                "/_synapse/client/laiwang/identity\n",
+            ],
+        ),
+    ],
+    ids=["room_prejoin_state", "msisdn_delegate"],
+)
+def test_missing_homeserver_setting_stops_synapse_with_the_yaml_to_add(
+    tmp_path, extra, module_config, expected
+):
+    """Without them Synapse would start and the module fail quietly later (contact requests
+    refused by other servers as strangers'; no phone number ever validated)."""
+    port = free_port()
+    spec = HomeserverSpec(
+        directory=tmp_path / "hs",
+        client_port=port,
+        server_name="localhost",
+        module_config=module_config,
+        extra=extra,
+    )
+    spec.write()
+    proc = subprocess.run(
+        [sys.executable, "-m", "synapse.app.homeserver", "-c", str(spec.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    output = proc.stdout + proc.stderr
+    log = (spec.directory / "homeserver.log").read_text()
+    for text in expected:
+        text = text.replace("{port}", str(port))
+        assert text in output, output[-3000:]
+        assert text in log
 
 
 def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):

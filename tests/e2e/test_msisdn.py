@@ -20,6 +20,7 @@ import pytest
 
 from tests.harness.client import MatrixError, wait_until
 from tests.harness.discovery import lookup
+from tests.harness.metrics import Delta
 from tests.harness.msisdn import (
     CLIENT,
     REQUEST_TOKEN,
@@ -238,6 +239,9 @@ def sms_server(test_root, gateway) -> Iterator[TestHomeserver]:
     hs.spec.extra["account_threepid_delegates"] = {
         "msisdn": f"{hs.base_url}{IDENTITY}/{DELEGATE_SECRET}"
     }
+    # Synapse's default ip_range_blacklist (loopback blocked) and no whitelist: neither the
+    # delegate nor the gateway, both on loopback, needs one (docs/operations.md).
+    hs.spec.extra["ip_range_whitelist"] = []
     start_all([hs])
     yield hs
     hs.stop()
@@ -315,12 +319,18 @@ def test_a_failing_gateway_stores_nothing(sms_server, gateway):
     secret = secrets.token_hex(8)
     sessions_before = sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0]
     gateway.failing = True
-    try:
+
+    def fail() -> None:
         with pytest.raises(MatrixError) as e:
             request_token(user, national, secret)
         assert e.value.status >= 400
+
+    try:
+        delta = Delta(hs, fail)
     finally:
         gateway.failing = False
+    assert delta("laiwang_sms_texts_total", sender="http", result="failed") == 1
+    assert delta("laiwang_sms_texts_total", sender="http", result="sent") == 0
     assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
     # The client tries again and it works.
     sid = request_token(user, national, secret, attempt=2)["sid"]
@@ -334,11 +344,16 @@ def test_sms_per_number_per_day_are_capped(sms_server, gateway):
     secret = secrets.token_hex(8)
     sid = request_token(user, national, secret, attempt=1)["sid"]
     assert request_token(user, national, secret, attempt=2)["sid"] == sid
-    with pytest.raises(MatrixError) as e:
-        request_token(user, national, secret, attempt=3)
-    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-    with pytest.raises(MatrixError):  # another client secret: still the same number
-        request_token(hs.new_user(), national, secrets.token_hex(8))
+
+    def capped() -> None:
+        with pytest.raises(MatrixError) as e:
+            request_token(user, national, secret, attempt=3)
+        assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+        with pytest.raises(MatrixError):  # another client secret: still the same number
+            request_token(hs.new_user(), national, secrets.token_hex(8))
+
+    delta = Delta(hs, capped)
+    assert delta("laiwang_sms_texts_total", sender="http", result="capped_number") == 2
     assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
 
 
@@ -394,10 +409,22 @@ def test_register_request_token_texts_nobody_and_tells_nothing(sms_server, gatew
     free, free_msisdn = new_number()
     sent = len(gateway.received)
     answers = []
-    for number in (national, free):
-        body = {"client_secret": "x", "country": "CN", "phone_number": number, "send_attempt": 1}
-        r = hs.anonymous().raw("POST", "/_matrix/client/v3/register/msisdn/requestToken", body)
-        answers.append((r.status_code, r.json()))
+
+    def ask_both() -> None:
+        for number in (national, free):
+            body = {
+                "client_secret": "x",
+                "country": "CN",
+                "phone_number": number,
+                "send_attempt": 1,
+            }
+            path = "/_matrix/client/v3/register/msisdn/requestToken"
+            r = hs.anonymous().raw("POST", path, body)
+            answers.append((r.status_code, r.json()))
+
+    delta = Delta(hs, ask_both)
+    labels = {"check": "register_3pid", "reason": "registration_closed", "origin": "local"}
+    assert delta("laiwang_policy_refusals_total", **labels) == 2
     assert answers[0] == answers[1]
     assert (answers[0][0], answers[0][1]["errcode"]) == (403, "M_THREEPID_DENIED")
     time.sleep(0.5)
