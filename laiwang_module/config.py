@@ -287,11 +287,13 @@ class SmsConfig(ConfigBlock):
     code_ttl_ms: int = _option(_duration, "10m", key="code_ttl")
     max_attempts: int = _option(_positive_int, 5)
     max_per_number_per_day: int = _option(_positive_int, 10)
+    # Per account asking (the module's requestToken endpoint needs a login).
+    max_per_user_per_day: int = _option(_positive_int, 10)
     # What texts can cost in all: per country calling code, and in total, per UTC day.
     max_per_country_per_day: int = _option(_positive_int, 200)
     max_per_day: int = _option(_positive_int, 1000)
-    # Synapse's /register/msisdn/requestToken needs no login: closed unless registration by
-    # phone is offered (callbacks/msisdn.py).
+    # Synapse's /register/msisdn/requestToken needs no login and tells a bound number from a
+    # free one: closed unless registration by phone is offered (callbacks/msisdn.py).
     allow_registration: bool = _option(_boolean, False)
     # The validation endpoints answer only under IDENTITY_PREFIX/<secret>; unset, the secret is
     # derived from Synapse's macaroon secret (rest/msisdn.py).

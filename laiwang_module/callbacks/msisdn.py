@@ -1,7 +1,8 @@
 """Who may cause a validation text through Synapse: `is_3pid_allowed` (a password-auth-provider
-callback) runs in Synapse's `/register/msisdn/requestToken` before its rate limit, its
-"already in use" check and the call to the delegate, so refusing there answers every number the
-same 403 `M_THREEPID_DENIED` and sends nothing.
+callback) runs in Synapse's `/register/msisdn/requestToken` and `/account/3pid/msisdn/requestToken`
+before their rate limit, their "already in use" check and the call to the delegate, so refusing
+there answers every number the same 403 `M_THREEPID_DENIED` and sends nothing. Logged-in users
+ask the module's own endpoint instead (rest/msisdn.py).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
+from laiwang_module.rest.msisdn import MsisdnClientServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
 
@@ -19,6 +20,7 @@ SERVLETS = (
     SettingsServlet,
     ContactsServlet,
     DiscoveryServlet,
+    MsisdnClientServlet,
     AAServlet,
     SharesServlet,
     ClustersServlet,

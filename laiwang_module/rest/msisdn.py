@@ -1,4 +1,10 @@
-"""The identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
+"""Binding a phone number: the module's requestToken for logged-in users, and the
+identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
+
+`POST /_synapse/client/laiwang/v1/msisdn/requestToken` takes the body and answers the shape of
+the client API's `/account/3pid/msisdn/requestToken`, which the module closes (it tells a bound
+number from a free one); a reverse proxy may route the client API path here, so that every
+client's "add phone" screen works unchanged (docs/api/msisdn.md).
 
 The delegate is this same homeserver:
 
@@ -47,6 +53,18 @@ if TYPE_CHECKING:
 
 IDENTITY_PREFIX = "/_synapse/client/laiwang/identity"
 _V1 = "/_matrix/identity/api/v1"
+
+
+class MsisdnClientServlet(Servlet):
+    """Under /_synapse/client/laiwang/v1, with the user's access token."""
+
+    def register(self, router: Router) -> None:
+        router.add("POST", "/msisdn/requestToken", self.on_request_token)
+
+    async def on_request_token(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        user_id = await self.auth(request)
+        token_request = validate_request_token(self.json_body(request))
+        return 200, await self.server.msisdn_handler.request_token_for_user(user_id, token_request)
 
 
 class MsisdnServlet(Servlet):
