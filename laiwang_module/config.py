@@ -248,7 +248,23 @@ def _base_url(value: Any, path: Path) -> str:
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
 class CommerceConfig(ConfigBlock):
+    """The commerce service (the shop platform and its payment provider): item and music
+    cards, account links, subscriptions and provider payments. Off without `base_url`."""
+
     base_url: str | None = _option(_optional(_base_url))
+    api_key: str | None = _option(_optional(_string))
+    # The provider name the service signs receipts with; it must be in payment_providers.
+    provider: str = _option(_string, "laiwang-pay")
+    # Longest wait for one call to the service: a caller gets 503 within it.
+    timeout_ms: int = _option(_duration, "5s", key="timeout")
+
+    def _check(self, path: Path) -> None:
+        if self.base_url is not None and not self.api_key:
+            raise ConfigError("the commerce service needs its api_key", path + ("api_key",))
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
@@ -341,6 +357,16 @@ class LaiwangConfig(ConfigBlock):
     discovery: DiscoveryConfig = _nested(DiscoveryConfig)
     sms: SmsConfig = _nested(SmsConfig)
     clusters: ClustersConfig = _nested(ClustersConfig)
+
+    def _check(self, path: Path) -> None:
+        # Provider payments send the service's receipts, which every server checks against
+        # payment_providers: this server too, before it sends one.
+        if self.commerce.enabled and self.commerce.provider not in self.payment_providers:
+            raise ConfigError(
+                f"the commerce provider {self.commerce.provider!r} must be listed in"
+                " payment_providers with the service's verify key",
+                path + ("commerce", "provider"),
+            )
 
 
 def parse_config(raw: Any) -> LaiwangConfig:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.clusters import ClustersServlet
+from laiwang_module.rest.commerce import CommerceServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.msisdn import MsisdnClientServlet
@@ -24,6 +25,7 @@ SERVLETS = (
     AAServlet,
     SharesServlet,
     ClustersServlet,
+    CommerceServlet,
 )
 
 
