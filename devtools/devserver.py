@@ -26,6 +26,9 @@ from typing import Any
 import attr
 import yaml
 
+# The checkout this file is in: Synapse processes load the module from here.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 LOOPBACK_WHITELIST = ["127.0.0.0/8", "::1/128"]
 # Where the module serves the msisdn validation endpoints (laiwang_module.rest.msisdn).
 MSISDN_DELEGATE_PATH = "/_synapse/client/laiwang/identity"
@@ -325,7 +328,10 @@ class SynapseProcess:
                 str(self.spec.worker_config_path(self.worker)),
             ]
         out = self.output_path.open("ab")
-        env = dict(os.environ, SYNAPSE_ASYNC_IO_REACTOR="0")
+        # Synapse imports the module from this checkout, whatever an editable install of the
+        # virtualenv points at (several worktrees may share one virtualenv).
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, SYNAPSE_ASYNC_IO_REACTOR="0", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *args],
             stdout=out,

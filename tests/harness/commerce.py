@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,7 +11,13 @@ from typing import Any
 
 import requests
 
-from devtools.devserver import free_port
+from devtools.devserver import PROJECT_ROOT, free_port
+
+
+def checkout_env() -> dict[str, str]:
+    """The environment for a process that must import this checkout's code (see devserver)."""
+    path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)
 
 
 class MockProcess:
@@ -37,7 +44,12 @@ class MockProcess:
 
     def print_(self, flag: str) -> str:
         return subprocess.run(
-            self._args(flag), check=True, capture_output=True, text=True, timeout=60
+            self._args(flag),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=checkout_env(),
         ).stdout.strip()
 
     @property
@@ -48,7 +60,10 @@ class MockProcess:
         self.data.mkdir(parents=True, exist_ok=True)
         log = (self.data / "mock.log").open("ab")
         self.proc = subprocess.Popen(
-            self._args("--listen", f"127.0.0.1:{self.port}"), stdout=log, stderr=log
+            self._args("--listen", f"127.0.0.1:{self.port}"),
+            stdout=log,
+            stderr=log,
+            env=checkout_env(),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
