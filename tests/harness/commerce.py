@@ -22,6 +22,7 @@ class MockProcess:
         self.provider = provider
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._api_key: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -42,7 +43,9 @@ class MockProcess:
 
     @property
     def api_key(self) -> str:
-        return self.api_key_arg or self.print_("--print-api-key")
+        if self._api_key is None:
+            self._api_key = self.api_key_arg or self.print_("--print-api-key")
+        return self._api_key
 
     def start(self) -> MockProcess:
         self.data.mkdir(parents=True, exist_ok=True)
