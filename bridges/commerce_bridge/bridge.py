@@ -15,10 +15,11 @@ import re
 from typing import Any, cast
 
 from mautrix.appservice import AppService, IntentAPI
-from mautrix.errors import MRoomInUse
+from mautrix.errors import MatrixRequestError, MRoomInUse
 from mautrix.types import (
     ContentURI,
     EventType,
+    Membership,
     RoomAlias,
     RoomCreatePreset,
     RoomDirectoryVisibility,
@@ -191,10 +192,18 @@ class CommerceBridge:
             await self.db.set_cursor(event_id)
             return
         matrix_event_id: str = ""
-        if event["type"] == "item.created" and event.get("item"):
-            matrix_event_id = await self.post_item(event_id, event["item"])
-        elif event["type"] == "order.delivered" and event.get("order"):
-            matrix_event_id = await self.announce_delivery(event_id, event["order"])
+        try:
+            if event["type"] == "item.created" and event.get("item"):
+                matrix_event_id = await self.post_item(event_id, event["item"])
+            elif event["type"] == "order.delivered" and event.get("order"):
+                matrix_event_id = await self.announce_delivery(event_id, event["order"])
+        except MatrixRequestError as e:
+            # Refused for good (an owner who does not exist or cannot be invited, say): skip
+            # it rather than block the stream. Anything else (the homeserver down, 5xx, 429)
+            # is retried by `run`.
+            if not 400 <= e.http_status < 500 or e.http_status == 429:
+                raise
+            logger.warning("Skipping commerce event %s: the homeserver refused it: %s", event, e)
         await self.db.mark_handled(event_id, matrix_event_id, event_id)
 
     async def post_item(self, event_id: str, item: dict[str, Any]) -> str:
@@ -229,6 +238,25 @@ class CommerceBridge:
         )
         logger.info("Told %s of order %s in %s", owner, order["order_id"], room)
         return str(sent)
+
+    async def on_matrix_event(self, event: Any) -> None:
+        """An owner who leaves (or rejects) their direct chat with the bot gets a new one at the
+        next delivery; the bot leaves the old one."""
+        if getattr(event, "type", None) != EventType.ROOM_MEMBER:
+            return
+        user_id, room_id = event.state_key, event.room_id
+        if event.content.membership not in (Membership.LEAVE, Membership.BAN):
+            return
+        if await self.db.dm_room(user_id) != room_id:
+            return
+        await self.db.forget_dm_room(user_id, room_id)
+        logger.info(
+            "%s left their direct chat %s; the next delivery opens a new one", user_id, room_id
+        )
+        try:
+            await self.bot.leave_room(room_id)
+        except MatrixRequestError as e:
+            logger.warning("Cannot leave %s: %s", room_id, e)
 
     async def dm_room(self, user_id: UserID) -> RoomID:
         room = await self.db.dm_room(user_id)

@@ -65,21 +65,27 @@ async def run(config: BridgeConfig) -> None:
         config, az, db, CommerceClient(session, config.commerce_url, config.commerce_api_key)
     )
     az.query_alias = bridge.query_alias  # type: ignore[assignment]
+    az.matrix_event_handler(bridge.on_matrix_event)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await az.start(config.hostname, config.port)
-    try:
-        await bridge.prepare()
+
+    async def serve() -> None:
+        await bridge.prepare()  # retries until the homeserver and the service answer
         az.ready = True
         logging.getLogger(__name__).info("Commerce bridge ready")
-        runner = asyncio.create_task(bridge.run())
-        await stop.wait()
+        await bridge.run()
+
+    await az.start(config.hostname, config.port)
+    try:
+        task = asyncio.create_task(serve())
+        # A stop signal ends the bridge at any point, start-up retries included.
+        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
         bridge.stop()
-        runner.cancel()
+        task.cancel()
         try:
-            await runner
+            await task
         except asyncio.CancelledError:
             pass
     finally:

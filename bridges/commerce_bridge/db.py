@@ -95,6 +95,11 @@ class BridgeDB:
             room_id,
         )
 
+    async def forget_dm_room(self, user_id: str, room_id: str) -> None:
+        await self.db.execute(
+            "DELETE FROM dm_rooms WHERE user_id = $1 AND room_id = $2", user_id, room_id
+        )
+
     async def image(self, url: str) -> str | None:
         value = await self.db.fetchval("SELECT mxc FROM images WHERE url = $1", url)
         return str(value) if value is not None else None

@@ -150,6 +150,57 @@ def test_a_delivered_order_is_announced_to_its_owner(setup: Setup) -> None:
     assert item_shares(owner, room)[0]["content"][ITEM]["order_id"] == second["order_id"]
 
 
+def test_an_alias_of_no_shop_is_not_found(setup: Setup) -> None:
+    user = setup.hs.new_user("looker")
+    with pytest.raises(MatrixError) as e:
+        setup.shop_room(user, "no-such-shop")
+    assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
+
+
+def dm_of(owner: MatrixClient, known: set[str]) -> str:
+    """The direct chat the bot invites `owner` to next (not one of `known`), joined."""
+    room = wait_until(lambda: next(iter(owner.invited_rooms() - known), None), timeout=60)
+    owner.join(room)
+    return room
+
+
+def test_owners_who_cannot_be_reached_do_not_block_the_stream(setup: Setup) -> None:
+    nobody = setup.api.linked_account("Nobody", f"@nobody-here:{setup.hs.server_name}")
+    remote = setup.api.linked_account("Remote", "@someone:unreachable.invalid")
+    setup.api.delivered_order(nobody, "item5")
+    setup.api.delivered_order(remote, "item6")
+    owner = setup.hs.new_user("patient")
+    account = setup.api.linked_account("Patient", owner.user_id)
+    order = setup.api.delivered_order(account, "item7")
+    room = dm_of(owner, set())
+    (card,) = wait_until(lambda: item_shares(owner, room), timeout=60)
+    assert card["content"][ITEM]["order_id"] == order["order_id"]
+
+
+def test_an_owner_who_left_the_direct_chat_gets_a_new_one(setup: Setup) -> None:
+    owner = setup.hs.new_user("leaver")
+    account = setup.api.linked_account("Leaver", owner.user_id)
+    setup.api.delivered_order(account, "item8")
+    first = dm_of(owner, set())
+    wait_until(lambda: item_shares(owner, first), timeout=60)
+    admin = setup.hs.new_user("admin", admin=True)
+
+    def members() -> list[str]:
+        path = f"/_synapse/admin/v1/rooms/{quote(first)}/members"
+        return list(admin.call("GET", path)["members"])
+
+    assert f"@commerce:{setup.hs.server_name}" in members()
+    owner.leave(first)
+    # The bot leaves too, so the room is not kept for nobody.
+    wait_until(lambda: members() == [], timeout=60)
+
+    later = setup.api.delivered_order(account, "item9")
+    second = dm_of(owner, {first})
+    assert second != first
+    (card,) = wait_until(lambda: item_shares(owner, second), timeout=60)
+    assert card["content"][ITEM]["order_id"] == later["order_id"]
+
+
 def test_a_restart_delivers_what_came_meanwhile_once(setup: Setup) -> None:
     watcher = setup.hs.new_user("watcher")
     room = watcher.join(setup.shop_room(watcher, "stationery"))
