@@ -231,3 +231,15 @@ def test_a_restart_delivers_what_came_meanwhile_once(setup: Setup) -> None:
         other = watcher.join(setup.shop_room(watcher, shop_id))
         posted = [e["content"][ITEM]["item_id"] for e in item_shares(watcher, other)]
         assert len(posted) == len(set(posted))
+
+
+def test_the_bridge_outlives_a_restart_of_the_commerce_service(setup: Setup) -> None:
+    watcher = setup.hs.new_user("patient-watcher")
+    room = watcher.join(setup.shop_room(watcher, "bookworm"))
+    before = len(item_shares(watcher, room))
+    setup.mock.restart()  # same port, same data; the bridge's long poll breaks meanwhile
+    item = setup.api.post(
+        "/v1/shops/bookworm/items", {"title": "Atlas", "price": {"amount": 8800, "currency": "CNY"}}
+    )
+    wait_until(lambda: len(item_shares(watcher, room)) == before + 1, timeout=60)
+    assert item_shares(watcher, room)[0]["content"][ITEM]["item_id"] == item["item_id"]
