@@ -133,7 +133,8 @@ class CommerceBridge:
             return room
 
     async def query_alias(self, alias: RoomAlias) -> dict[str, Any] | None:
-        """The homeserver asks about `#shop_<id>` before anyone joined it: make the room."""
+        """The homeserver asks about an alias `#shop_<id>` that does not exist (a shop that
+        appeared after start-up, say): make the shop's room if the shop exists."""
         localpart, _, domain = alias[1:].partition(":")
         shop_id = localpart.removeprefix(alias_localpart(""))
         if domain != self.config.domain or not _SHOP_ID_RE.match(shop_id):
