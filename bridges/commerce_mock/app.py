@@ -45,7 +45,7 @@ from rooms.errors import (
     NotJson,
     TooLarge,
 )
-from rooms.money import require_amount, require_currency
+from rooms.money import format_amount, require_amount, require_currency
 from rooms.shares import is_http_url
 from rooms.validation import (
     check_event_id,
@@ -149,10 +149,6 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     return value
 
 
-async def json_body_or_empty(request: web.Request) -> dict[str, Any]:
-    return await json_body(request) if request.can_read_body else {}
-
-
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -161,7 +157,7 @@ def _query_int(request: web.Request, name: str, default: int, minimum: int, maxi
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidParam(name, "must be a non-negative integer")
     value = int(raw)
     if not minimum <= value <= maximum:
@@ -546,8 +542,8 @@ class CommerceMock:
 
     async def item_page(self, request: web.Request) -> web.Response:
         item = self.item_json(self._item(request.match_info["item_id"]))
-        price = item["price"]
-        description = f"{item['shop_name']} · {price['currency']} {price['amount']} (minor units)"
+        price = format_amount(item["price"]["amount"], item["price"]["currency"])
+        description = f"{item['shop_name']} · {price}"
         return self._page(item["title"], description, item["image_url"], item["url"])
 
     async def track_page(self, request: web.Request) -> web.Response:

@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     host, port = args.listen
-    public_url = (args.public_url or f"http://{host}:{port}").rstrip("/")
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    public_url = (args.public_url or f"http://{netloc}").rstrip("/")
     store = Store(data / DB_FILE)
     if store.seed_if_empty(now_ms()):
         logging.getLogger(__name__).info("Seeded the catalogue in %s", data)
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         signing_key=key,
     )
     try:
-        web.run_app(make_app(store, config), host=host, port=port, print=None)
+        # Long polls in flight must not hold a stop for long.
+        web.run_app(make_app(store, config), host=host, port=port, print=None, shutdown_timeout=2)
     finally:
         store.close()
 

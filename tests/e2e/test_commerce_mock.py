@@ -480,7 +480,8 @@ def test_restart_keeps_everything(test_root: Path) -> None:
 
         mock.restart()
 
-        assert mock.api_key == api_key and mock.print_("--print-verify-key") == verify_line
+        assert mock.print_("--print-api-key") == api_key
+        assert mock.print_("--print-verify-key") == verify_line
         assert api.get(f"/v1/links/{alice}") == {"account_id": account}
         assert api.get(f"/v1/orders/{order['order_id']}") == order
         assert api.get(f"/v1/items/{item['item_id']}") == item
@@ -503,3 +504,48 @@ def test_restart_keeps_everything(test_root: Path) -> None:
         }
     finally:
         mock.stop()
+
+
+def test_junk_at_every_endpoint_is_never_a_500(mock: MockProcess, api: CommerceClient) -> None:
+    account = api.linked_account("Junk", new_user())
+    order = api.post("/v1/orders", {"account_id": account, "item_id": "item1"})["order_id"]
+    endpoints = [
+        ("GET", "/v1/shops/{x}"),
+        ("POST", "/v1/shops/teahouse/items"),
+        ("GET", "/v1/items/{x}"),
+        ("GET", "/v1/tracks/{x}"),
+        ("POST", "/v1/accounts"),
+        ("GET", "/v1/accounts/{x}"),
+        ("POST", "/v1/accounts/{x}/link_token"),
+        ("POST", "/v1/links"),
+        ("GET", "/v1/links/{x}"),
+        ("DELETE", "/v1/links/{x}"),
+        ("POST", "/v1/orders"),
+        ("GET", "/v1/orders/{x}"),
+        ("POST", f"/v1/orders/{order}/pay"),
+        ("POST", "/v1/orders/{x}/deliver"),
+        ("POST", "/v1/payments"),
+        ("GET", "/v1/events?after={x}&timeout={x}&limit={x}"),
+        ("GET", "/images/item/{x}"),
+        ("GET", "/item/{x}"),
+    ]
+    ids = ["%00", "%ff%fe", "¹²", "a" * 3000, "@:", "%40x%3Ay%2F..", "-1", "1e9", "null"]
+    bodies: list[bytes] = [
+        b"null",
+        b"{}",
+        b'{"title": {"a": 1}, "price": {"amount": 1e400, "currency": "CNY"}}',
+        b'{"display_name": "\\u0000", "token": [], "matrix_user_id": 7}',
+        b'{"account_id": 1, "item_id": {}, "quantity": 99999999999999999999999}',
+        b'{"payer": "@a:b", "payee": "@c:d", "amount": 10, "currency": "CNY", "room_id": "!r:b",'
+        b' "event_id": "$e", "x": null}',
+        b"[" * 3000,
+        '{"display_name": "\U0001f600"}'.encode(),
+    ]
+    for method, template in endpoints:
+        for ident in ids:
+            path = template.replace("{x}", ident)
+            for body in bodies if method != "GET" else [b""]:
+                r = raw(mock, method, path, data=body, headers={"Idempotency-Key": "junk-\u00e9"})
+                assert r.status_code < 500, (method, path, body[:40], r.text[:200])
+                if r.headers.get("Content-Type", "").startswith("application/json"):
+                    assert r.status_code == 200 or "errcode" in r.json()

@@ -29,6 +29,7 @@ class MockProcess:
         self.provider = provider
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._api_key: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,7 +55,9 @@ class MockProcess:
 
     @property
     def api_key(self) -> str:
-        return self.api_key_arg or self.print_("--print-api-key")
+        if self._api_key is None:
+            self._api_key = self.api_key_arg or self.print_("--print-api-key")
+        return self._api_key
 
     def start(self) -> MockProcess:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -137,3 +140,83 @@ class CommerceClient:
         order = self.post("/v1/orders", {"account_id": account_id, "item_id": item_id})
         self.post(f"/v1/orders/{order['order_id']}/pay")
         return dict(self.post(f"/v1/orders/{order['order_id']}/deliver"))
+
+
+class BridgeProcess:
+    """`python -m bridges.commerce_bridge` for a homeserver and a mock: `configure()` writes its
+    config and registration (to list in the homeserver's `app_service_config_files`) before the
+    homeserver starts; `start()` runs it once the homeserver is up."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.config_path = directory / "bridge.yaml"
+        self.registration_path = directory / "registration.yaml"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def configure(self, hs_base_url: str, domain: str, mock: MockProcess) -> Path:
+        import yaml
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "homeserver": {"address": hs_base_url, "domain": domain},
+            "appservice": {
+                "hostname": "127.0.0.1",
+                "port": self.port,
+                "address": f"http://127.0.0.1:{self.port}",
+                "database": "bridge.db",
+            },
+            "commerce": {
+                "base_url": mock.base_url,
+                "api_key": mock.api_key,
+                "poll_timeout_ms": 5000,
+            },
+        }
+        self.config_path.write_text(yaml.safe_dump(config))
+        subprocess.run(
+            self._args("-g", "-r", str(self.registration_path)),
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=checkout_env(),
+        )
+        return self.registration_path
+
+    def _args(self, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "bridges.commerce_bridge",
+            "-c",
+            str(self.config_path),
+            *extra,
+        ]
+
+    def start(self) -> BridgeProcess:
+        log = (self.directory / "bridge.log").open("ab")
+        self.proc = subprocess.Popen(self._args(), stdout=log, stderr=log, env=checkout_env())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bridge exited early; see {self.directory / 'bridge.log'}")
+            try:
+                ready = requests.get(f"http://127.0.0.1:{self.port}/_matrix/mau/ready", timeout=1)
+                if ready.ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("bridge was not ready within 60s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return (self.directory / "bridge.log").read_text(errors="replace")
