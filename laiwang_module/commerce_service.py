@@ -34,6 +34,8 @@ from rooms.errors import (
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1024 * 1024
+CARD_TTL_MS = 30 * 1000
+MAX_CARDS = 1000
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
@@ -79,6 +81,8 @@ class CommerceService:
         self._auth = f"Bearer {config.api_key}".encode()
         self._timeout_s = config.timeout_ms / 1000
         self._api = api
+        # Not authoritative (a copy of the service's catalogue): safe on every worker.
+        self._cards: dict[str, tuple[int, dict[str, Any]]] = {}
 
     async def _call(
         self,
@@ -159,11 +163,24 @@ class CommerceService:
     async def shop(self, shop_id: str) -> dict[str, Any]:
         return dict(await self.call("GET", f"/v1/shops/{quote(shop_id, safe='')}"))
 
+    async def _card(self, path: str) -> dict[str, Any]:
+        """A catalogue card, kept for CARD_TTL_MS: a card shared several times in a row (a
+        popular item) costs one call; prices and titles may lag by that much."""
+        now = int(self._api.get_current_time_msec())
+        kept = self._cards.get(path)
+        if kept is not None and kept[0] > now:
+            return dict(kept[1])
+        card = dict(await self.call("GET", path))
+        if len(self._cards) >= MAX_CARDS:
+            self._cards.clear()
+        self._cards[path] = (now + CARD_TTL_MS, card)
+        return dict(card)
+
     async def item(self, item_id: str) -> dict[str, Any]:
-        return dict(await self.call("GET", f"/v1/items/{quote(item_id, safe='')}"))
+        return await self._card(f"/v1/items/{quote(item_id, safe='')}")
 
     async def track(self, track_id: str) -> dict[str, Any]:
-        return dict(await self.call("GET", f"/v1/tracks/{quote(track_id, safe='')}"))
+        return await self._card(f"/v1/tracks/{quote(track_id, safe='')}")
 
     async def order(self, order_id: str) -> dict[str, Any] | None:
         try:
