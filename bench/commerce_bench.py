@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import BenchServer, backends, bench_root, bench_server, timed
-from tests.harness.commerce import MockProcess
+from devtools.commerce import MockProcess
 
 API_KEY = "bench-commerce-api-key-0123456789abcdef"
 

@@ -18,8 +18,8 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.types import SigningKey
 
+from devtools.commerce import MockProcess
 from devtools.devserver import SynapseProcess, free_port
-from tests.harness.commerce import MockProcess
 from tests.harness.servers import (
     AttackerHomeserver,
     TestHomeserver,

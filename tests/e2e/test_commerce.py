@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import pytest
 
+from devtools.commerce import CommerceClient, CommerceError, MockProcess
 from rooms.commerce import payment_idempotency_key
 from tests.e2e.test_aa import ask, path
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.commerce import CommerceClient, CommerceError, MockProcess
 from tests.harness.servers import TestHomeserver, sql
 
 MSGTYPE_ITEM = "org.laiwang.share.item"

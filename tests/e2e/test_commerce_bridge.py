@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
+from devtools.commerce import BridgeProcess, CommerceClient, MockProcess
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.commerce import BridgeProcess, CommerceClient, MockProcess
 from tests.harness.servers import TestHomeserver, start_all
 
 ITEM = "org.laiwang.share.item"

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import requests
 
+from devtools.commerce import CommerceClient, CommerceError, MockProcess
 from laiwang_module.config import PaymentProvider
 from rooms.aa import AAPayment, RequestView, verify_receipt
 from rooms.errors import InvalidParam
-from tests.harness.commerce import CommerceClient, CommerceError, MockProcess
 
 ROOM = "!bill:hs1"
 EVENT = "$request-event"

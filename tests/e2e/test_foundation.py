@@ -7,11 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from devtools.devserver import HomeserverSpec, free_port
-from tests.harness.client import LAIWANG, MatrixClient
+from tests.harness.client import LAIWANG, MatrixClient, wait_until
 
 
 def test_unknown_endpoint_and_method(hs1):
@@ -125,6 +126,10 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         str(port),
         "--data",
         str(tmp_path / "demo"),
+        "--commerce-port",
+        str(free_port()),
+        "--bridge-port",
+        str(free_port()),
     ]
 
     def run_once() -> str:
@@ -151,7 +156,11 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
                 break
         text = "".join(lines)
         assert "Press Ctrl-C to stop" in text, text
-        password = next(ln.split("password:")[1].strip() for ln in lines if "@alice:" in ln)
+        password = next(
+            ln.split("password:")[1].strip()
+            for ln in lines
+            if "@alice:" in ln and "password:" in ln
+        )
         r = MatrixClient(f"http://127.0.0.1:{port}", "", None).call(
             "POST",
             "/_matrix/client/v3/login",
@@ -163,11 +172,21 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         )
         me = MatrixClient(f"http://127.0.0.1:{port}", r["user_id"], r["access_token"])
         assert me.call("GET", LAIWANG + "/settings")["discoverable"] is True
+        # The commerce mock and bridge run too: alice's shop account is linked, and the
+        # bridge's shop rooms can be subscribed to.
+        account = me.call("GET", LAIWANG + "/commerce/link")["account_id"]
+        sub = wait_until(lambda: _subscribe(me), timeout=60)
+        assert sub["shop_id"] == "teahouse"
         proc.send_signal(2)  # Ctrl-C
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, text + rest
         assert "Stopped" in rest
-        return password
+        return f"{password} {account}"
 
     first = run_once()
-    assert run_once() == first  # same data, same users
+    assert run_once() == first  # same data: the same users and shop accounts
+
+
+def _subscribe(me: MatrixClient) -> dict[str, Any] | None:
+    r = me.raw("PUT", LAIWANG + "/commerce/subscriptions/teahouse")
+    return dict(r.json()) if r.status_code == 200 else None

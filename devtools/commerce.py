@@ -1,4 +1,5 @@
-"""The commerce service mock as a real process, and a small client for its HTTP API."""
+"""The commerce service mock and the commerce bridge as real processes (for the demo, the tests
+and the benchmarks), and a small client for the mock's HTTP API."""
 
 from __future__ import annotations
 
@@ -21,13 +22,21 @@ def checkout_env() -> dict[str, str]:
 
 
 class MockProcess:
-    """`python -m bridges.commerce_mock` on a free port with its data in `data`."""
+    """`python -m bridges.commerce_mock` on `port` (a free one by default) with its data in
+    `data`."""
 
-    def __init__(self, data: Path, *, api_key: str | None = None, provider: str | None = None):
+    def __init__(
+        self,
+        data: Path,
+        *,
+        api_key: str | None = None,
+        provider: str | None = None,
+        port: int | None = None,
+    ):
         self.data = data
         self.api_key_arg = api_key
         self.provider = provider
-        self.port = free_port()
+        self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._api_key: str | None = None
 
@@ -147,9 +156,9 @@ class BridgeProcess:
     config and registration (to list in the homeserver's `app_service_config_files`) before the
     homeserver starts; `start()` runs it once the homeserver is up."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, port: int | None = None):
         self.directory = directory
-        self.port = free_port()
+        self.port = port or free_port()
         self.config_path = directory / "bridge.yaml"
         self.registration_path = directory / "registration.yaml"
         self.proc: subprocess.Popen[bytes] | None = None
