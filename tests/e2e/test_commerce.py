@@ -461,3 +461,28 @@ def test_the_mock_refuses_a_wrong_api_key(commerce_mock: MockProcess) -> None:
     with pytest.raises(CommerceError) as e:
         commerce_mock.client("wrong").get("/v1/shops")
     assert (e.value.status, e.value.errcode) == (401, "M_UNKNOWN_TOKEN")
+
+
+def test_the_service_killed_mid_payment_charges_once_after_it_returns(
+    hs1: TestHomeserver, commerce_mock: MockProcess, shop: CommerceClient
+) -> None:
+    """kill -9 while the charge is in flight (frozen first, so the request is surely queued):
+    the caller gets 503, nothing is posted; after the restart the retry charges once."""
+    room, request, _, bob = bill(hs1, shop)
+    account = linked(shop, bob)
+    assert commerce_mock.proc is not None
+    os.kill(commerce_mock.proc.pid, signal.SIGSTOP)
+    try:
+        expect_error(
+            lambda: bob.laiwang("POST", path(room, request, "pay"), {"method": "provider"}),
+            503,
+            UNAVAILABLE,
+        )
+    finally:
+        os.kill(commerce_mock.proc.pid, signal.SIGKILL)
+        commerce_mock.proc.wait()
+        commerce_mock.start()
+    assert payment_events(bob, room) == [] and payments_of(shop, account) == 0
+    paid = bob.laiwang("POST", path(room, request, "pay"), {"method": "provider"})
+    assert paid["method"] == "provider"
+    assert payments_of(shop, account) == 1 and len(payment_events(bob, room)) == 1
