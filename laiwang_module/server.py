@@ -15,6 +15,7 @@ from laiwang_module.handlers.aa import AAHandler
 from laiwang_module.handlers.clusters import ClustersHandler
 from laiwang_module.handlers.contacts import ContactsHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
+from laiwang_module.handlers.events import EventsHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
 from laiwang_module.handlers.shares import SharesHandler
@@ -54,3 +55,7 @@ class LaiwangServer:
     @cached_property
     def clusters_handler(self) -> ClustersHandler:
         return ClustersHandler(self)
+
+    @cached_property
+    def events_handler(self) -> EventsHandler:
+        return EventsHandler(self)

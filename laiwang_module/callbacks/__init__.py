@@ -15,6 +15,7 @@ from laiwang_module.callbacks.aa import AACallbacks
 from laiwang_module.callbacks.clusters import ClustersCallbacks
 from laiwang_module.callbacks.contacts import ContactsCallbacks
 from laiwang_module.callbacks.discovery import DiscoveryCallbacks
+from laiwang_module.callbacks.events import EventsCallbacks
 from laiwang_module.callbacks.msisdn import MsisdnCallbacks
 from laiwang_module.callbacks.shares import SharesCallbacks
 
@@ -35,6 +36,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     SharesCallbacks,  # after contacts: its invite policy decides before shares accept
     ClustersCallbacks,
     MsisdnCallbacks,
+    EventsCallbacks,  # the retries and the reconcile of every feature's updates
 )
 
 

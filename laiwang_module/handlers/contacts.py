@@ -166,6 +166,8 @@ class ContactsHandler:
             return None
         if await self._is_exempt(inviter):
             return None
+        if await self._acquainted_by_room(inviter, invitee):
+            return None
         acquaintance = await room_request()
         if (
             acquaintance is not None
@@ -179,6 +181,19 @@ class ContactsHandler:
             f"{inviter} is not an acquaintance of {invitee}: only acquaintances may invite "
             "them. Send a contact request first."
         )
+
+    async def _acquainted_by_room(self, a: str, b: str) -> bool:
+        """Whether a contact room between a and b makes them acquaintances now, when the index
+        says they are not. The index follows memberships in `on_new_event`, which runs after
+        the join has answered: an accepted request must hold for the very next call, so the
+        rooms decide and the index catches up here (idempotently). Strangers have no contact
+        room: for them this is one indexed read."""
+        rooms = await self._store.get_contact_rooms_between(a, b)
+        if not rooms:
+            return False
+        for room in rooms:
+            await self._apply_memberships(room.room_id)
+        return await self._store.are_acquainted(a, b)
 
     async def note_incoming_request(self, room_id: str, acquaintance: Acquaintance) -> None:
         """Record a contact request arriving over federation once the policy let it in.
@@ -225,7 +240,14 @@ class ContactsHandler:
         if self._is_mine(target) and not await self._api.check_user_exists(target):
             raise NotFound(f"There is no user {target}.")
 
-        for room in await self._store.get_contact_rooms_between(requester, target):
+        rooms = await self._store.get_contact_rooms_between(requester, target)
+        if rooms:
+            # The index follows memberships after they answer (a leave that just returned may
+            # not be in it yet): the rooms decide, and the index catches up now.
+            for room in rooms:
+                await self._apply_memberships(room.room_id)
+            rooms = await self._store.get_contact_rooms_between(requester, target)
+        for room in rooms:
             if room.state == ACCEPTED and await self._store.are_acquainted(requester, target):
                 return room.room_id
             if room.state == PENDING and room.requester == requester:

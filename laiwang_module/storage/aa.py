@@ -557,6 +557,34 @@ class AAStore(StoreMixin):
     async def get_room_event_ids(self, room_id: str) -> list[str]:
         return await self.run("get_room_event_ids", get_room_event_ids_txn, room_id)
 
+    async def get_aa_room_ids(self) -> list[str]:
+        """Every room with an AA request in the ledger."""
+
+        def get_aa_room_ids_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute("SELECT DISTINCT room_id FROM laiwang_aa_requests ORDER BY room_id")
+            return [room_id for (room_id,) in txn.fetchall()]
+
+        return await self.run("get_aa_room_ids", get_aa_room_ids_txn)
+
+    async def get_applied_aa_events(self, event_ids: list[str]) -> set[str]:
+        """Those of `event_ids` the ledger has applied already: AA events and redactions."""
+
+        def get_applied_aa_events_txn(txn: LoggingTransaction) -> set[str]:
+            out: set[str] = set()
+            for i in range(0, len(event_ids), 500):
+                chunk = event_ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                txn.execute(
+                    f"SELECT event_id FROM laiwang_aa_events WHERE event_id IN ({marks}) UNION"
+                    " SELECT redaction_event_id FROM laiwang_aa_redactions"
+                    f" WHERE redaction_event_id IN ({marks})",
+                    (*chunk, *chunk),
+                )
+                out.update(event_id for (event_id,) in txn.fetchall())
+            return out
+
+        return await self.run("get_applied_aa_events", get_applied_aa_events_txn)
+
     async def get_aa_request_ids(self, room_id: str) -> list[str]:
         def get_aa_request_ids_txn(txn: LoggingTransaction) -> list[str]:
             txn.execute("SELECT event_id FROM laiwang_aa_requests WHERE room_id = ?", (room_id,))

@@ -16,7 +16,7 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from rooms.clusters import MemberRow, discovery_key, member_count_delta
+from rooms.clusters import CLUSTER_STATE, MemberRow, discovery_key, member_count_delta
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -261,6 +261,20 @@ class ClustersStore(StoreMixin):
             return not members_synced
 
         return await self.run("record_cluster", record_cluster_txn)
+
+    async def get_all_cluster_room_ids(self) -> list[str]:
+        """Every room that is or may be a cluster: the index's, and every room whose current
+        state in Synapse's own table carries the cluster state (should the index miss it)."""
+
+        def get_all_cluster_room_ids_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute(
+                "SELECT room_id FROM laiwang_clusters UNION"
+                " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
+                (CLUSTER_STATE,),
+            )
+            return sorted(room_id for (room_id,) in txn.fetchall())
+
+        return await self.run("get_all_cluster_room_ids", get_all_cluster_room_ids_txn)
 
     async def get_cluster(self, room_id: str) -> ClusterRow | None:
         def get_cluster_txn(txn: LoggingTransaction) -> ClusterRow | None:
