@@ -229,6 +229,23 @@ def test_cash_payment_is_confirmed_by_the_payee_and_idempotent(hs1):
                  400, "M_INVALID_PARAM")  # fmt: skip
 
 
+def test_a_payment_holds_for_the_very_next_read(hs1):
+    """Right after `pay` returns, the bill's status, the request's unsigned status and the
+    balances say it is paid."""
+    for _ in range(3):
+        room, (alice, bob) = aa_room(hs1, 2)
+        request_id = ask(alice, room, [alice.user_id, bob.user_id], total=1000)["event_id"]
+        paid = alice.laiwang(
+            "POST", path(room, request_id, "pay"), {"method": "cash", "payer": bob.user_id}
+        )
+        details = bob.laiwang("GET", path(room, request_id))
+        assert details["state"] == "settled"
+        assert details["shares"][bob.user_id]["payment_event_id"] == paid["event_id"]
+        status = bob.event(room, request_id)["unsigned"]["org.laiwang.aa.status"]
+        assert status == {"state": "settled", "paid_count": 2, "unpaid": []}
+        assert bob.laiwang("GET", "/aa/balances")["balances"] == []
+
+
 def test_concurrent_pays_send_one_payment(hs1):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -86,6 +86,13 @@ class TestHomeserver:
     def restart(self) -> None:
         self.process.restart()
 
+    def kill(self) -> None:
+        """Stop the process at once, as `kill -9` does: no shutdown, in-flight work is lost."""
+        proc = self.process.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
 
@@ -167,6 +174,14 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
             s.stop()
         raise
     return servers
+
+
+def start_again(servers: list[TestHomeserver]) -> None:
+    """Start stopped (or killed) servers again, at once, on the same ports and data."""
+    for s in servers:
+        s.process.start()
+    for s in servers:
+        s.process.wait_ready()
 
 
 def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
