@@ -223,6 +223,11 @@ class ClustersHandler:
         if membership != "invite":
             friends = await self._store.get_acquainted_members(room_id, caller)
             if not friends:
+                # The index follows memberships after they answer: before refusing, let the
+                # room decide (`reindex` changes only the rows that are not current).
+                await self.reindex(room_id)
+                friends = await self._store.get_acquainted_members(room_id, caller)
+            if not friends:
                 raise Forbidden(
                     "No acquaintance of yours is a member of this cluster: ask a member you "
                     "know to invite you, or become an acquaintance of one."

@@ -315,43 +315,39 @@ def test_appservice_users_are_exempt(tmp_path):
         server.stop()
 
 
-# --- read your own writes: the index follows membership after the join has answered ----------
+# --- read your own writes: on `lagging`, the index follows the rooms seconds late ------------
 
 
-def _ask_and_accept(a: MatrixClient, b: MatrixClient, via: list[str]) -> str:
+def _ask_and_accept(a: MatrixClient, b: MatrixClient) -> str:
     b.laiwang("PUT", "/settings", {"accept_requests_from": "anyone"})
     room = str(a.laiwang("POST", "/contacts/requests", {"user_id": b.user_id})["room_id"])
     wait_until(lambda: room in b.invited_rooms(), timeout=60)
-    b.join_invited(room, via=via)
+    b.join_invited(room, via=[a.user_id.split(":", 1)[1]])
     return room
 
 
 @pytest.mark.parametrize("remote", [False, True], ids=["same-server", "across-servers"])
-def test_an_accepted_request_holds_for_the_very_next_invite(hs1, hs2, remote):
+def test_an_accepted_request_holds_for_the_very_next_invite(lagging, remote):
     """Right after B's join returns, A's invite of B to a new group is allowed: the invite check
     decides from the contact room when the index has not caught up yet."""
+    prompt, late = lagging
     for _ in range(3):
-        a = (hs2 if remote else hs1).new_user("a")
-        b = hs1.new_user("b")
-        _ask_and_accept(a, b, via=[a.user_id.split(":", 1)[1]])
+        a = (prompt if remote else late).new_user("a")
+        b = late.new_user("b")
+        _ask_and_accept(a, b)
         group = a.create_room(preset="private_chat")
         a.invite(group, b.user_id)  # no waiting: it must not be refused as a stranger's
         wait_until(lambda g=group, u=b: g in u.invited_rooms(), timeout=60)
-        assert a.user_id in contacts(b)
 
 
-def test_an_ended_acquaintance_holds_for_the_very_next_request(hs1):
+def test_an_ended_acquaintance_holds_for_the_very_next_request(lagging):
     """Right after A leaves the contact room with a plain leave, asking B again makes a new
-    request rather than answering with the room A just left; after `DELETE /contacts/{B}`,
-    A's contacts no longer list B."""
+    request rather than answering with the room A just left."""
+    _, late = lagging
     for _ in range(3):
-        a, b = hs1.new_user("a"), hs1.new_user("b")
+        a, b = late.new_user("a"), late.new_user("b")
         room = make_acquainted(a, b)
         a.leave(room)
         again = a.laiwang("POST", "/contacts/requests", {"user_id": b.user_id})["room_id"]
         assert again != room
         assert a.state(again, "org.laiwang.acquaintance")["target"] == b.user_id
-    a, b = hs1.new_user("a"), hs1.new_user("b")
-    make_acquainted(a, b)
-    a.laiwang("DELETE", f"/contacts/{b.user_id}")
-    assert b.user_id not in contacts(a)
