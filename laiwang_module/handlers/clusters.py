@@ -223,10 +223,7 @@ class ClustersHandler:
         if membership != "invite":
             friends = await self._store.get_acquainted_members(room_id, caller)
             if not friends:
-                # The index follows memberships after they answer: before refusing, let the
-                # room decide (`reindex` changes only the rows that are not current).
-                await self.reindex(room_id)
-                friends = await self._store.get_acquainted_members(room_id, caller)
+                friends = await self._acquainted_members_from_rooms(room_id, caller)
             if not friends:
                 raise Forbidden(
                     "No acquaintance of yours is a member of this cluster: ask a member you "
@@ -470,14 +467,23 @@ class ClustersHandler:
             event = previous
         return None
 
+    async def _acquainted_members_from_rooms(self, room_id: str, user_id: str) -> list[str]:
+        """`get_acquainted_members` once the indexes it joins have caught up with the rooms:
+        the cluster's memberships (`reindex` changes only the rows that are not current) and
+        the user's pending contact requests (one may have just been accepted). For the
+        refusal path only: the index says no, and a check must not refuse for an index that
+        is merely behind."""
+        await self.reindex(room_id)
+        await self._server.contacts_handler.catch_up_requests(user_id)
+        return await self._store.get_acquainted_members(room_id, user_id)
+
     async def on_knock(self, room_id: str, knocker: str, event_id: str) -> None:
         """Approve a knock by inviting in the name of a local member who is an acquaintance of
         the knocker. Once per knock across workers; a stranger's knock is left alone."""
-        friends = [
-            f
-            for f in await self._store.get_acquainted_members(room_id, knocker)
-            if self._is_mine(f)
-        ]
+        friends = await self._store.get_acquainted_members(room_id, knocker)
+        if not friends:
+            friends = await self._acquainted_members_from_rooms(room_id, knocker)
+        friends = [f for f in friends if self._is_mine(f)]
         if not friends:
             return
         if not await self._store.claim_knock(event_id, room_id, knocker, self._now()):

@@ -195,6 +195,14 @@ class ContactsHandler:
             await self._apply_memberships(room.room_id)
         return await self._store.are_acquainted(a, b)
 
+    async def catch_up_requests(self, user_id: str) -> None:
+        """Re-derive the user's pending contact rooms from the rooms (idempotent): one of them
+        may have been accepted by a join whose update has not reached the index yet. For
+        checks that ask the index about a user's acquaintances in bulk and would refuse."""
+        incoming, outgoing = await self._store.get_pending_requests(user_id)
+        for room in (*incoming, *outgoing):
+            await self._apply_memberships(room.room_id)
+
     async def note_incoming_request(self, room_id: str, acquaintance: Acquaintance) -> None:
         """Record a contact request arriving over federation once the policy let it in.
 

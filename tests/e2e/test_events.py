@@ -204,8 +204,8 @@ def test_a_payment_caught_up_after_an_outage_is_not_refused(outage_pair):
         return theirs is not None and theirs == bill(alice, room, request_id)
 
     wait_until(lambda: same_on_both(first) and same_on_both(second), timeout=90)
-    assert bill(bob, room, first)["state"] == "closed"
-    assert bill(bob, room, second)["state"] == "settled"
+    assert bob.laiwang("GET", path(room, first))["state"] == "closed"
+    assert bob.laiwang("GET", path(room, second))["state"] == "settled"
     assert bob.laiwang("GET", "/aa/balances")["balances"] == []
     assert "refusing federated AA event" not in two.process.log()
     # It was the outage's order: B received the payment alone, and fetched bill 2 after it.
