@@ -140,6 +140,110 @@ def test_failed_updates_are_retried_until_the_tables_are_right(steady_and_flaky)
     wait_until(lambda: not sql(flaky, "SELECT event_id FROM laiwang_event_retries"), timeout=30)
 
 
+def write_sql(hs: TestHomeserver, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Change the server's SQLite database behind the module's back (a lost update)."""
+    import sqlite3
+
+    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
+    try:
+        with conn:
+            for query, args in statements:
+                assert conn.execute(query, args).rowcount == 1, query
+    finally:
+        conn.close()
+
+
+def test_the_reconcile_at_start_up_repairs_updates_that_left_no_trace(steady_and_flaky):
+    """Updates lost without a failure record (a process killed between persisting an event and
+    updating the tables): the reconcile re-derives the tables from the rooms at start-up."""
+    steady, flaky = steady_and_flaky
+    alice, bob = steady.new_user("alice"), flaky.new_user("bob")
+    contact_room = make_acquainted(alice, bob)
+    room = alice.create_room(preset="public_chat")
+    bob.join(room, via=[steady.server_name])
+    wait_until(lambda: alice.joined_members(room) == {alice.user_id, bob.user_id}, timeout=60)
+    request_id = ask(alice, room, [alice.user_id, bob.user_id], total=2000)["event_id"]
+    paid = alice.laiwang(
+        "POST", path(room, request_id, "pay"), {"method": "cash", "payer": bob.user_id}
+    )["event_id"]
+    cluster = alice.laiwang("POST", "/clusters", {"topic": "Lost", "invite": [bob.user_id]})[
+        "room_id"
+    ]
+    bob.join_invited(cluster, via=[steady.server_name])
+    timeline = alice.laiwang("GET", "/timeline")["room_id"]
+    wait_until(lambda: bob.membership(timeline, bob.user_id) == "join", timeout=60)
+    post = alice.send_text(timeline, "a post")
+    wait_until(lambda: not sql(flaky, "SELECT event_id FROM laiwang_event_retries"), timeout=30)
+    wait_until(lambda: sql(flaky, "SELECT 1 FROM laiwang_timeline_posts WHERE event_id = ?", post))
+    wait_until(lambda: sql(flaky, "SELECT state FROM laiwang_aa_requests WHERE event_id = ?",
+                           request_id) == [("settled",)], timeout=30)  # fmt: skip
+    cluster_join = membership_event(flaky, cluster, bob.user_id)
+    wait_until(lambda: sql(flaky, "SELECT event_id FROM laiwang_cluster_members"
+                           " WHERE room_id = ? AND user_id = ?", cluster, bob.user_id)
+               == [(cluster_join,)], timeout=30)  # fmt: skip
+    before = {
+        "acquaintances": sql(flaky, "SELECT user_id, other_id, room_id FROM laiwang_acquaintances"
+                             " WHERE room_id = ? ORDER BY user_id", contact_room),
+        "bill": sql(flaky, "SELECT user_id, paid, payment_event_id FROM laiwang_aa_shares"
+                    " WHERE request_event_id = ? ORDER BY position", request_id),
+        "balances": sql(flaky, "SELECT user_id, counterparty, net FROM laiwang_aa_balances"
+                        " ORDER BY user_id"),
+        "members": sql(flaky, "SELECT user_id, membership, invited_by, event_id"
+                       " FROM laiwang_cluster_members WHERE room_id = ? ORDER BY user_id", cluster),
+        "count": sql(flaky, "SELECT member_count FROM laiwang_clusters WHERE room_id = ?",
+                     cluster),
+        "post": sql(flaky, "SELECT room_id, owner FROM laiwang_timeline_posts WHERE event_id = ?",
+                    post),
+    }  # fmt: skip
+    assert before["count"] == [(2,)] and before["post"] == [(timeline, alice.user_id)]
+
+    flaky.stop()
+    # As if the updates from bob's acceptance, alice's payment, bob's cluster join and alice's
+    # post had been lost: the tables say what they said before each.
+    write_sql(
+        flaky,
+        ("DELETE FROM laiwang_acquaintances WHERE user_id = ? AND room_id = ?",
+         (alice.user_id, contact_room)),
+        ("DELETE FROM laiwang_acquaintances WHERE user_id = ? AND room_id = ?",
+         (bob.user_id, contact_room)),
+        ("DELETE FROM laiwang_aa_events WHERE event_id = ?", (paid,)),
+        ("DELETE FROM laiwang_aa_payments WHERE event_id = ?", (paid,)),
+        ("UPDATE laiwang_aa_shares SET paid = 0, payment_event_id = NULL"
+         " WHERE request_event_id = ? AND user_id = ?", (request_id, bob.user_id)),
+        ("UPDATE laiwang_aa_requests SET state = 'open' WHERE event_id = ?", (request_id,)),
+        ("UPDATE laiwang_aa_balances SET net = net + 1000 WHERE user_id = ? AND counterparty = ?",
+         (alice.user_id, bob.user_id)),
+        ("UPDATE laiwang_aa_balances SET net = net - 1000 WHERE user_id = ? AND counterparty = ?",
+         (bob.user_id, alice.user_id)),
+        ("UPDATE laiwang_cluster_members SET membership = 'invite', invited_by = NULL,"
+         " event_id = '$lost' WHERE room_id = ? AND user_id = ?", (cluster, bob.user_id)),
+        ("UPDATE laiwang_clusters SET member_count = 1 WHERE room_id = ?", (cluster,)),
+        ("DELETE FROM laiwang_timeline_posts WHERE event_id = ?", (post,)),
+    )  # fmt: skip
+    start_again([flaky])
+
+    def after() -> dict[str, list[tuple]]:
+        return {
+            "acquaintances": sql(flaky, "SELECT user_id, other_id, room_id"
+                                 " FROM laiwang_acquaintances WHERE room_id = ? ORDER BY user_id",
+                                 contact_room),
+            "bill": sql(flaky, "SELECT user_id, paid, payment_event_id FROM laiwang_aa_shares"
+                        " WHERE request_event_id = ? ORDER BY position", request_id),
+            "balances": sql(flaky, "SELECT user_id, counterparty, net FROM laiwang_aa_balances"
+                            " ORDER BY user_id"),
+            "members": sql(flaky, "SELECT user_id, membership, invited_by, event_id"
+                           " FROM laiwang_cluster_members WHERE room_id = ? ORDER BY user_id",
+                           cluster),
+            "count": sql(flaky, "SELECT member_count FROM laiwang_clusters WHERE room_id = ?",
+                         cluster),
+            "post": sql(flaky, "SELECT room_id, owner FROM laiwang_timeline_posts"
+                        " WHERE event_id = ?", post),
+        }  # fmt: skip
+
+    wait_until(lambda: after() == before, timeout=30)
+    assert bob.laiwang("GET", path(room, request_id))["state"] == "settled"
+
+
 # --- an outage: the index behind the room ----------------------------------------------------
 
 
