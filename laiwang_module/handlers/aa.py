@@ -25,7 +25,14 @@ from laiwang_module.synapse_compat import (
     ratelimit_message,
 )
 from rooms import aa
-from rooms.errors import Forbidden, InvalidParam, LimitExceeded, MissingParam, NotFound
+from rooms.errors import (
+    Forbidden,
+    InvalidParam,
+    LaiwangError,
+    LimitExceeded,
+    MissingParam,
+    NotFound,
+)
 from rooms.money import format_amount
 from rooms.validation import own_join
 
@@ -435,8 +442,9 @@ class AAHandler:
                 return await self._store.apply_aa_request(event.event_id, event.room_id, req, ts)
             if msgtype == aa.MSGTYPE_PAYMENT:
                 payment = aa.parse_payment_content(content)
+                refusal = await self._payment_refusal(event.sender, payment)
                 return await self._store.apply_aa_payment(
-                    event.event_id, event.room_id, event.sender, payment, ts
+                    event.event_id, event.room_id, event.sender, payment, ts, refusal
                 )
             if msgtype == aa.MSGTYPE_CLOSE:
                 request_id = aa.parse_close_content(content)
@@ -446,6 +454,19 @@ class AAHandler:
         except InvalidParam as e:
             # Only events persisted before the check existed can be malformed here.
             logger.warning("laiwang: AA event %s ignored by the ledger: %s", event.event_id, e)
+        return None
+
+    async def _payment_refusal(self, sender: str, payment: aa.AAPayment) -> str | None:
+        """Why the ledger must not count a payment whatever its state says (who sent it, its
+        receipt), or None. The event check applied these rules already unless the payment came
+        over federation before its request did (`_referenced_request`)."""
+        request = await self._store.get_aa_request(payment.request_event_id)
+        if request is None:
+            return None  # the ledger ignores a payment of an unknown request anyway
+        try:
+            aa.check_payment_authority(payment, sender, request, self._providers)
+        except LaiwangError as e:
+            return f"breaks a payment rule: {e.sentence}"
         return None
 
     async def _redaction_notice(self, redaction: EventBase, change: LedgerChange) -> None:
