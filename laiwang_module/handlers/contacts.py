@@ -27,6 +27,7 @@ from laiwang_module.synapse_compat import (
     get_events_as_list,
     invited_room_ids,
     is_appservice_user,
+    is_joined,
     is_partial_state_room,
     is_shadow_banned,
     share_a_room,
@@ -195,6 +196,17 @@ class ContactsHandler:
             await self._apply_memberships(room.room_id)
         return await self._store.are_acquainted(a, b)
 
+    async def _catch_up_own_acceptances(self, user_id: str) -> None:
+        """Index the requests a local user accepted with a plain join whose update has not run
+        yet (it runs after the join answered): what the user did holds for their next read.
+        Asks Synapse's cached membership only; nothing to do once the index has caught up."""
+        if not self._is_mine(user_id):
+            return
+        incoming, _ = await self._store.get_pending_requests(user_id)
+        for room in incoming:
+            if await is_joined(self._api, user_id, room.room_id):
+                await self._apply_memberships(room.room_id)
+
     async def catch_up_requests(self, user_id: str) -> None:
         """Re-derive the user's pending contact rooms from the rooms (idempotent): one of them
         may have been accepted by a join whose update has not reached the index yet. For
@@ -349,6 +361,7 @@ class ContactsHandler:
 
     async def list_contacts(self, user_id: str) -> list[dict[str, Any]]:
         """The caller's acquaintances, with since when and how they met (`source`)."""
+        await self._catch_up_own_acceptances(user_id)
         return [
             {
                 "user_id": r.other_id,

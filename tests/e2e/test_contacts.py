@@ -345,6 +345,17 @@ def _invited(user: MatrixClient, room: str) -> bool:
     return room in user.invited_rooms()
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["same-server", "across-servers"])
+def test_an_accepted_request_is_listed_by_the_very_next_read(lagging, remote):
+    prompt, late = lagging
+    for _ in range(3):
+        a = (prompt if remote else late).new_user("a")
+        b = late.new_user("b")
+        room = _ask_and_accept(a, b)
+        assert contacts(b)[a.user_id]["room_id"] == room
+        assert b.laiwang("GET", "/contacts/requests")["incoming"] == []
+
+
 def test_an_ended_acquaintance_holds_for_the_very_next_request(lagging):
     """Right after A leaves the contact room with a plain leave, asking B again makes a new
     request rather than answering with the room A just left."""
