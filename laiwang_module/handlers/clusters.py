@@ -177,6 +177,9 @@ class ClustersHandler:
 
     async def list_mine(self, user_id: str) -> list[dict[str, Any]]:
         """The clusters the caller is a member of, as `GET /clusters` lists them."""
+        # A join that just answered (a plain one) may not be in the index yet: the room decides.
+        for room_id in await self._store.get_unindexed_cluster_joins(user_id):
+            await self.index_member_now(room_id, user_id)
         return [row.to_json() for row in await self._store.get_user_clusters(user_id)]
 
     async def discover(self, user_id: str, limit: int) -> list[dict[str, Any]]:

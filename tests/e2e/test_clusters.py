@@ -382,3 +382,8 @@ def test_a_cluster_join_holds_for_the_very_next_call(lagging):
         a.invite(room, invited.user_id)
         invited.join(room)
         assert shape(tree(invited, room))[invited.user_id] == (a.user_id, 1)
+        listing = late.new_user(f"listing{i}")
+        make_acquainted(a, listing)
+        a.invite(room, listing.user_id)
+        listing.join(room)
+        assert listed(listing)[room]["member_count"] == 4
