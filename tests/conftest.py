@@ -135,6 +135,26 @@ def skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def lagging(test_root: Path) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+    """A normal server and one whose index lags its rooms by seconds: every update of every
+    feature's tables from an event fails first (`testing.fail_updates`) and is retried 3 s
+    later. A user's own call must hold for their next call there all the same."""
+    lag = {
+        "testing": {"fail_updates": dict.fromkeys(("aa", "contacts", "shares", "clusters"), 1)},
+        "upkeep": {"retry_interval": "3s"},
+    }
+    servers = start_all(
+        [
+            TestHomeserver(test_root / "hs-prompt", federation=True),
+            TestHomeserver(test_root / "hs-lagging", federation=True, module_config=lag),
+        ]
+    )
+    yield servers[0], servers[1]
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
 def pg_homeserver(test_root: Path) -> Iterator[TestHomeserver]:
     if not postgres_available():
         skip_or_fail("no PostgreSQL server at 127.0.0.1:5432")

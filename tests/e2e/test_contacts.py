@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import yaml
 
@@ -308,3 +310,56 @@ def test_appservice_users_are_exempt(tmp_path):
         forbidden(lambda: zed.create_room(preset="private_chat", invite=[alice.user_id]))
     finally:
         server.stop()
+
+
+# --- read your own writes: on `lagging`, the index follows the rooms seconds late ------------
+
+
+def _ask_and_accept(a: MatrixClient, b: MatrixClient) -> str:
+    b.laiwang("PUT", "/settings", {"accept_requests_from": "anyone"})
+    room = str(a.laiwang("POST", "/contacts/requests", {"user_id": b.user_id})["room_id"])
+    wait_until(lambda: room in b.invited_rooms(), timeout=60)
+    b.join_invited(room, via=[a.user_id.split(":", 1)[1]])
+    return room
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["same-server", "across-servers"])
+def test_an_accepted_request_holds_for_the_very_next_invite(lagging, remote):
+    """Right after B's join returns, A's invite of B to a new group is allowed: the invite check
+    decides from the contact room when the index has not caught up yet."""
+    prompt, late = lagging
+    for _ in range(3):
+        a = (prompt if remote else late).new_user("a")
+        b = late.new_user("b")
+        _ask_and_accept(a, b)
+        group = a.create_room(preset="private_chat")
+        a.invite(group, b.user_id)  # no waiting: it must not be refused as a stranger's
+        wait_until(partial(_invited, b, group), timeout=60)
+
+
+def _invited(user: MatrixClient, room: str) -> bool:
+    return room in user.invited_rooms()
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["same-server", "across-servers"])
+def test_an_accepted_request_is_listed_by_the_very_next_read(lagging, remote):
+    prompt, late = lagging
+    for _ in range(3):
+        a = (prompt if remote else late).new_user("a")
+        b = late.new_user("b")
+        room = _ask_and_accept(a, b)
+        assert contacts(b)[a.user_id]["room_id"] == room
+        assert b.laiwang("GET", "/contacts/requests")["incoming"] == []
+
+
+def test_an_ended_acquaintance_holds_for_the_very_next_request(lagging):
+    """Right after A leaves the contact room with a plain leave, asking B again makes a new
+    request rather than answering with the room A just left."""
+    _, late = lagging
+    for _ in range(3):
+        a, b = late.new_user("a"), late.new_user("b")
+        room = make_acquainted(a, b)
+        a.leave(room)
+        again = a.laiwang("POST", "/contacts/requests", {"user_id": b.user_id})["room_id"]
+        assert again != room
+        assert a.state(again, "org.laiwang.acquaintance")["target"] == b.user_id

@@ -115,6 +115,13 @@ class TestHomeserver:
     def restart(self) -> None:
         self.process.restart()
 
+    def kill(self) -> None:
+        """Stop the process at once, as `kill -9` does: no shutdown, in-flight work is lost."""
+        proc = self.process.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
 
@@ -214,6 +221,14 @@ def _query(hs: TestHomeserver, query: str) -> str:
     return query.replace("?", "%s") if hs.spec.database is not None else query
 
 
+def start_again(servers: list[TestHomeserver]) -> None:
+    """Start stopped (or killed) servers again, at once, on the same ports and data."""
+    for s in servers:
+        s.process.start()
+    for s in servers:
+        s.process.wait_ready()
+
+
 def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
     """Read the server's database, SQLite or PostgreSQL (Synapse keeps running; reads do not
     block it)."""
@@ -226,13 +241,15 @@ def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
         conn.close()
 
 
-def execute(hs: TestHomeserver, query: str, *args: Any) -> None:
+def execute(hs: TestHomeserver, query: str, *args: Any) -> int:
     """Write to the server's database behind Synapse's back (to stage a state that a crash or
-    another server would leave), committed at once."""
+    another server would leave), committed at once; the number of rows changed."""
     conn = _connect(hs)
     try:
-        conn.cursor().execute(_query(hs, query), args)
+        cur = conn.cursor()
+        cur.execute(_query(hs, query), args)
         conn.commit()
+        return int(cur.rowcount)
     finally:
         conn.close()
 
