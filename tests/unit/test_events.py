@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from laiwang_module import LaiwangModule
 from laiwang_module.handlers.events import MAX_RETRY_INTERVAL_MS, EventsHandler
@@ -84,9 +85,11 @@ def test_a_failed_update_is_recorded_and_retried_with_backoff_until_it_succeeds(
         applied.append(e.event_id)
 
     handler.add("aa", work)
-    asyncio.run(handler.on_new_event("aa", ev, {}))
+    before = {name: counted(name) for name in ("update_failures", "update_retries")}
+    asyncio.run(handler.on_new_event("aa", ev, {}))  # never raised into Synapse's notifier
     assert store.rows[("$1", "aa")]["next_try"] == NOW + 1000
     assert applied == []
+    assert counted("update_failures") == before["update_failures"] + 1
     # Not due yet: nothing runs.
     asyncio.run(handler.retry_due())
     assert store.rows[("$1", "aa")]["attempts"] == 1
@@ -98,6 +101,13 @@ def test_a_failed_update_is_recorded_and_retried_with_backoff_until_it_succeeds(
     clock["now"] = NOW + 3000
     asyncio.run(handler.retry_due())
     assert applied == ["$1"] and store.rows == {}
+    assert counted("update_retries") == before["update_retries"] + 2
+
+
+def counted(metric: str) -> float:
+    """laiwang_<metric>_total{feature="aa"} in this process's Prometheus registry."""
+    value = REGISTRY.get_sample_value(f"laiwang_{metric}_total", {"feature": "aa"})
+    return value or 0.0
 
 
 def test_the_backoff_is_capped_at_an_hour():
