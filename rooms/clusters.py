@@ -16,7 +16,7 @@ from typing import Any
 import attr
 
 from rooms.errors import InvalidParam
-from rooms.validation import is_user_id, own_join, reject_unknown_keys, require
+from rooms.validation import is_user_id, own_join, parse_bounded_int, reject_unknown_keys, require
 
 CLUSTER_STATE = "org.laiwang.cluster"
 MAX_TOPIC_LEN = 200  # characters, after trimming; also the room name, which Synapse caps at 255
@@ -157,9 +157,7 @@ def validate_limit(raw: str | None) -> int:
     """The `limit` query parameter of `GET /clusters/discover`."""
     if raw is None:
         return DEFAULT_DISCOVER_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DISCOVER_LIMIT:
-        raise InvalidParam("limit", f"must be an integer from 1 to {MAX_DISCOVER_LIMIT}")
-    return int(raw)
+    return parse_bounded_int(raw, "limit", minimum=1, maximum=MAX_DISCOVER_LIMIT)
 
 
 def create_room_config(cluster: Cluster) -> dict[str, Any]:

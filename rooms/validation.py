@@ -104,6 +104,24 @@ def require_int(
     return value
 
 
+def is_ascii_digits(value: str) -> bool:
+    """Only 0-9: `str.isdigit()` also accepts "²" (which int() refuses: a 500) and "٣" (which
+    int() reads as 3)."""
+    return value.isascii() and value.isdigit()
+
+
+def parse_bounded_int(raw: str, param: str, *, minimum: int, maximum: int) -> int:
+    """A query parameter of ASCII digits from `minimum` to `maximum`, or InvalidParam. The
+    length is checked first: int() refuses (ValueError) strings of over 4,300 digits."""
+    if (
+        not is_ascii_digits(raw)
+        or len(raw) > len(str(maximum))
+        or not minimum <= int(raw) <= maximum
+    ):
+        raise InvalidParam(param, f"must be an integer from {minimum} to {maximum}")
+    return int(raw)
+
+
 def own_join(membership: Any, sender: Any, state_key: Any) -> bool:
     """A membership that counts as the user's own choice to be in a room: a join they sent
     themselves. (Matrix's auth rules refuse a join sent by anyone else; the rules that give a

@@ -9,6 +9,7 @@ from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
+from laiwang_module.rest.openapi import OpenApiServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
 
@@ -22,6 +23,7 @@ SERVLETS = (
     AAServlet,
     SharesServlet,
     ClustersServlet,
+    OpenApiServlet,
 )
 
 

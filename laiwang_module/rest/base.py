@@ -31,6 +31,7 @@ from rooms.errors import (
     TooLarge,
     Unrecognized,
 )
+from rooms.validation import is_ascii_digits
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -73,6 +74,7 @@ def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Route:
     method: str
+    template: str  # as written in the servlet (and in openapi.json): `/clusters/{room_id}/tree`
     pattern: re.Pattern[str]
     callback: Callback
 
@@ -85,7 +87,7 @@ class Router:
 
     def add(self, method: str, template: str, callback: Callback) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        self.routes.append(Route(method, re.compile(f"^{regex}$"), callback))
+        self.routes.append(Route(method, template, re.compile(f"^{regex}$"), callback))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """Returns the route and its URL-decoded parameters; raises 405 for a known path
@@ -172,7 +174,11 @@ class Servlet:
 
     def json_body(self, request: SynapseRequest) -> JsonDict:
         declared = request.getHeader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if (
+            declared is not None
+            and is_ascii_digits(declared)
+            and (len(declared) > 18 or int(declared) > self.max_body_bytes)
+        ):
             raise TooLarge(f"Request body is larger than {self.max_body_bytes} bytes")
         assert request.content is not None
         raw = request.content.read(self.max_body_bytes + 1)
