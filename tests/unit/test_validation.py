@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from rooms.clusters import validate_limit
 from rooms.errors import InvalidParam
 from rooms.shares import decode_cursor, parse_feed_limit
-from rooms.validation import is_ascii_digits, parse_bounded_int
+from rooms.validation import (
+    is_ascii_digits,
+    is_room_id,
+    is_server_name,
+    is_user_id,
+    parse_bounded_int,
+)
 
 NOT_ASCII_DIGITS = ["²", "¹⁰", "٣", "３", "1²", "", " 1", "1 ", "+1", "-1", "1.0", "1e2", "0x10"]
 
@@ -48,3 +54,32 @@ def test_cursor_timestamp_must_be_ascii_digits() -> None:
     with pytest.raises(InvalidParam) as e:
         decode_cursor(token)
     assert e.value.param == "from"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("example.org", True),
+        ("localhost:8448", True),
+        ("1.2.3.4", True),
+        ("[::1]:8448", True),
+        ("0", True),
+        ("a" * 63 + ".org", True),
+        ("a" * 64 + ".org", False),  # a DNS label has at most 63 characters
+        ("0" * 251, False),
+        ("example.org.", False),
+        ("example..org", False),
+        ("example.org:65536", False),
+        ("example.org:", False),
+        ("exa mple.org", False),
+        ("ex\u0430mple.org", False),  # a Cyrillic a: a confusable is not a server name
+    ],
+)
+def test_server_names_are_reachable_names(value: str, ok: bool) -> None:
+    assert is_server_name(value) is ok
+    assert is_user_id(f"@a:{value}") is ok
+    assert is_room_id(f"!a:{value}") is ok
+
+
+def test_a_v12_room_id_has_no_server_name() -> None:
+    assert is_room_id("!" + "A" * 43)
