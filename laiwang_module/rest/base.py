@@ -58,14 +58,47 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonDict:
+    # json.loads keeps the last of two equal keys; another parser may keep the first, so a
+    # body with both is ambiguous: refuse it rather than guess.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # json.loads turns "\ud800" into a string UTF-8 cannot encode, and every later step
+    # (canonical JSON, the database) would fail on it: a 500. Only \u escapes can make one.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
     """Decode a request body that must be one JSON object of at most `max_bytes` bytes."""
     if len(raw) > max_bytes:
         raise TooLarge(f"Request body is larger than {max_bytes} bytes")
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
+    except _DuplicateKey as e:
+        raise BadJson(None, f"Request body has the key {str(e)[:100]!r} more than once") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise NotJson("Request body is not valid JSON") from None
+    if b"\\u" in raw and _has_lone_surrogate(value):
+        raise NotJson("Request body is not valid JSON: it escapes a lone UTF-16 surrogate")
     if not isinstance(value, dict):
         raise BadJson(None, "Request body must be a JSON object")
     return value
