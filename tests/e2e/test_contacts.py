@@ -113,7 +113,7 @@ def test_decline_and_remove_and_kick(hs1):
     wait_until(lambda: contacts(carol) == {})
     with pytest.raises(MatrixError) as e:
         alice.laiwang("DELETE", f"/contacts/{carol.user_id}")
-    assert e.value.errcode == "M_NOT_FOUND"
+    assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
 
     dave = hs1.new_user("dave")
     room = make_acquainted(alice, dave)
@@ -268,8 +268,7 @@ def test_request_to_an_unreachable_server_leaves_nothing_behind(hs1):
     alice = hs1.new_user("alice")
     # Port 9 on loopback: nothing listens there (the discard port).
     r = alice.laiwang_raw("POST", "/contacts/requests", {"user_id": "@bob:127.0.0.1:9"})
-    assert r.status_code in (403, 502), r.json()
-    assert r.json()["errcode"].startswith("M_")
+    assert (r.status_code, r.json()["errcode"]) == (502, "M_UNKNOWN"), r.json()
     assert alice.laiwang("GET", "/contacts/requests")["outgoing"] == []
     assert contacts(alice) == {}
 

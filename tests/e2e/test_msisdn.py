@@ -43,15 +43,17 @@ def test_wrong_code_changes_nothing_and_attempts_are_limited(hs1):
     assert reply["success"] is False
     with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
-    assert e.value.errcode == "M_THREEPID_AUTH_FAILED"
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
     # Five attempts by default: four more wrong codes use them up, then even the right one fails.
     for _ in range(4):
         assert submit_token(user, secret, sid, wrong)["success"] is False
-    with pytest.raises(MatrixError):
+    with pytest.raises(MatrixError) as e:
         submit_token(user, secret, sid, code)
-    with pytest.raises(MatrixError):
+    assert (e.value.status, e.value.errcode) == (400, "M_SESSION_EXPIRED")
+    with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
 
 
@@ -312,7 +314,7 @@ def test_a_failing_gateway_stores_nothing(sms_server, gateway):
     try:
         with pytest.raises(MatrixError) as e:
             request_token(user, national, secret)
-        assert e.value.status >= 400
+        assert (e.value.status, e.value.errcode) == (502, "M_UNKNOWN")
     finally:
         gateway.failing = False
     assert sql(hs, "SELECT COUNT(*) FROM laiwang_msisdn_sessions")[0][0] == sessions_before
@@ -331,8 +333,9 @@ def test_sms_per_number_per_day_are_capped(sms_server, gateway):
     with pytest.raises(MatrixError) as e:
         request_token(user, national, secret, attempt=3)
     assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-    with pytest.raises(MatrixError):  # another client secret: still the same number
+    with pytest.raises(MatrixError) as e:  # another client secret: still the same number
         request_token(hs.new_user(), national, secrets.token_hex(8))
+    assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
     assert len([b for _, b in gateway.received if b["to"] == "+" + msisdn]) == 2
 
 
@@ -366,7 +369,7 @@ def test_no_secret_in_the_logs(sms_server, gateway):
     # Another user's request for the now-bound number: Synapse's line naming the owner is cut.
     with pytest.raises(MatrixError) as e:
         request_token(sms_server.new_user(), national, "s3")
-    assert e.value.errcode == "M_THREEPID_IN_USE"
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_IN_USE")
     log = sms_server.process.log()
     assert "MSISDN <redacted> is already in use by <redacted>" in log
     assert "is already in use by @" not in log
@@ -436,6 +439,7 @@ def test_codes_expire(sms_server, gateway):
         {"sid": sid, "client_secret": secret, "token": code},
     )
     assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_EXPIRED")
-    with pytest.raises(MatrixError):
+    with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
