@@ -125,16 +125,25 @@ class Router:
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """Returns the route and its URL-decoded parameters; raises 405 for a known path
         with another method, and returns None for an unknown path."""
-        path_known = False
-        for route in self.routes:
-            m = route.pattern.match(path)
-            if m is None:
+        matches = [(route, m) for route in self.routes if (m := route.pattern.match(path))]
+        # A literal segment wins over a parameter, as in OpenAPI: `DELETE /contacts/import` is
+        # a method `/contacts/import` does not have, not the removal of a user "import".
+        fewest = min((len(m.groupdict()) for _, m in matches), default=0)
+        allowed: list[str] = []
+        for route, m in matches:
+            if len(m.groupdict()) != fewest:
                 continue
-            path_known = True
             if route.method == method:
                 return route, {k: unquote(v) for k, v in m.groupdict().items()}
-        if path_known:
-            raise Unrecognized("Method not allowed", status=HTTPStatus.METHOD_NOT_ALLOWED)
+            allowed.append(route.method)
+        if allowed:
+            if "GET" in allowed:
+                allowed.append("HEAD")  # answered as GET
+            raise Unrecognized(
+                "Method not allowed",
+                status=HTTPStatus.METHOD_NOT_ALLOWED,
+                allow=(*sorted(allowed), "OPTIONS"),
+            )
         return None
 
 
@@ -164,6 +173,8 @@ class LaiwangResource(DirectServeJsonResource):
             route, params = found
             return await route.callback(request, **params)
         except LaiwangError as e:
+            if isinstance(e, Unrecognized) and e.allow:  # RFC 9110: a 405 says what is allowed
+                request.setHeader(b"Allow", ", ".join(e.allow).encode("ascii"))
             raise to_synapse_error(e) from None
 
 

@@ -36,6 +36,7 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
     "negative_data_rejection",
+    "unsupported_method",  # an undeclared method gets 405 with an Allow header
 )
 
 

@@ -187,7 +187,7 @@ def test_remote_acquaintance_sees_reacts_and_comments_stranger_cannot(hs1, hs2):
 
     # A stranger on hs2 sees nothing and cannot forward it.
     e = error(lambda: eve.event(room, post))
-    assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
     assert all(c["event_id"] != post for c in eve.laiwang("GET", "/feed")["chunk"])
     e = error(lambda: eve.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post}))
     assert (e.status, e.errcode) == (404, "M_NOT_FOUND")

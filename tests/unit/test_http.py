@@ -99,9 +99,22 @@ def test_router_decodes_params_and_rejects_other_methods():
     assert found is not None
     assert found[1] == {"room_id": "!r:hs", "event_id": "$e"}
     assert router.match("GET", "/aa/requests/x") is None
-    with pytest.raises(LaiwangError) as e:
+    router.add("POST", "/aa/requests/{room_id}/{event_id}", _cb)
+    with pytest.raises(errors.Unrecognized) as e:
         router.match("DELETE", "/aa/requests/a/b")
-    assert to_synapse_error(e.value).code == 405
+    assert (to_synapse_error(e.value).code, e.value.errcode) == (405, "M_UNRECOGNIZED")
+    assert e.value.allow == ("GET", "HEAD", "POST", "OPTIONS")
+
+
+def test_a_literal_path_wins_over_a_parameter():
+    router = Router()
+    router.add("DELETE", "/contacts/{user_id}", _cb)
+    router.add("POST", "/contacts/import", _cb)
+    assert router.match("DELETE", "/contacts/%40a%3Ahs") is not None
+    assert router.match("POST", "/contacts/import") is not None
+    with pytest.raises(errors.Unrecognized) as e:
+        router.match("DELETE", "/contacts/import")
+    assert (e.value.status, e.value.allow) == (405, ("POST", "OPTIONS"))
 
 
 def test_a_surrogate_pair_is_one_character_and_fine():

@@ -96,6 +96,8 @@ def test_every_operation_declares_its_errors_with_the_matrix_error_object() -> N
         ("HEAD", "/settings", "/settings", True),
         ("GET", "/clusters/discover", "/clusters/discover", True),
         ("DELETE", "/settings", None, True),
+        ("DELETE", "/contacts/import", None, True),
+        ("DELETE", "/contacts/%40a%3Ahs", "/contacts/{user_id}", True),
         ("GET", "/nowhere", None, False),
     ],
 )
