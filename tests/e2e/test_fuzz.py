@@ -29,6 +29,7 @@ DESCRIPTION = Path(__file__).parents[2] / "laiwang_module" / "rest" / "openapi.j
 MAX_RESPONSE_S = 5
 MAX_REMOTE_RESPONSE_S = 65  # Synapse's federation requests time out after 60 s
 MAX_EXAMPLES = 12
+STATEFUL_EXAMPLES, STATEFUL_STEPS = 40, 12
 SEED = 12
 CHECKS = (
     "not_a_server_error",
@@ -46,6 +47,9 @@ def toml_value(value: Any) -> str:
 
 def write_config(path: Path, ids: dict[str, list[str]]) -> Path:
     lines = [f"seed = {SEED}", "", "[checks]", f"max_response_time = {MAX_RESPONSE_S}", ""]
+    # Longer chains of linked calls: a cluster, then an AA request in it, then its payment.
+    lines += ["[phases.stateful]", f"max-steps = {STATEFUL_STEPS}", ""]
+    lines += ["[phases.stateful.generation]", f"max-examples = {STATEFUL_EXAMPLES}", ""]
     for name, values in ids.items():
         lines += [f"[dictionaries.{name}]", f"values = {toml_value(values)}", ""]
     lines += ["[parameters]"]  # ids of real objects, half of the time
