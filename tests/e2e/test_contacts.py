@@ -222,12 +222,12 @@ def test_remote_stranger_is_refused(hs1, hs2):
     room = stranger.create_room(preset="private_chat")
     with pytest.raises(MatrixError) as e:
         stranger.invite(room, alice.user_id)
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
     assert room not in alice.invited_rooms()
     # and a contact request from the stranger meets alice's address_book default
     with pytest.raises(MatrixError) as e:
         stranger.laiwang("POST", "/contacts/requests", {"user_id": alice.user_id})
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
     assert stranger.laiwang("GET", "/contacts/requests")["outgoing"] == []
 
 

@@ -128,7 +128,8 @@ def test_stale_pepper_gets_the_current_one(hs1):
 
 def test_discovery_requires_a_token(hs1):
     anon = hs1.anonymous()
-    assert anon.laiwang_raw("GET", "/discovery/hash_details").status_code == 401
+    r = anon.laiwang_raw("GET", "/discovery/hash_details")
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
     r = anon.laiwang_raw("POST", "/discovery/lookup", {"algorithm": "sha256"})
     assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
 
@@ -256,7 +257,8 @@ def test_per_request_cap_and_daily_budget(special):
     assert address_book(hs, user.user_id) == []  # the refused lookup remembered nothing
     assert lookup(user, [known, new_number()[1]], p) == {known: target.user_id}
     assert address_book(hs, user.user_id) == [target.user_id]
-    assert raw_lookup(user, strangers[:1], p).status_code == 429
+    r = raw_lookup(user, strangers[:1], p)
+    assert (r.status_code, r.json()["errcode"]) == (429, "M_LIMIT_EXCEEDED")
     # The budget is per user.
     assert lookup(hs.new_user(), [known]) == {known: target.user_id}
 

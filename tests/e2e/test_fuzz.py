@@ -158,4 +158,5 @@ def test_the_description_is_served_without_authentication(hs1: TestHomeserver) -
     anonymous = MatrixClient(hs1.base_url, "", None)
     served = anonymous.laiwang("GET", "/openapi.json")
     assert served == json.loads(DESCRIPTION.read_text())
-    assert anonymous.laiwang_raw("GET", "/settings").status_code == 401
+    r = anonymous.laiwang_raw("GET", "/settings")
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")

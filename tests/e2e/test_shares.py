@@ -272,8 +272,9 @@ def test_forward_rules_and_bad_input(hs1):
     e = error(
         lambda: bob.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": "$nope"})
     )
-    assert e.status == 404
-    assert hs1.anonymous().laiwang_raw("GET", "/timeline").status_code == 401
+    assert answer(e) == (404, "M_NOT_FOUND")
+    r = hs1.anonymous().laiwang_raw("GET", "/timeline")
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
 
 
 def test_item_share_endpoint_without_commerce(hs1):
