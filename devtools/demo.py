@@ -1,8 +1,10 @@
 """`python3 run.py demo`: a working homeserver with the module on SQLite, in one command.
 
-Writes its config and data into ./demo-data (or --data), starts Synapse on localhost:8008,
-creates demo users and prints how to log in. Ctrl-C stops it; running it again reuses the data
-(and the same users and passwords).
+Writes its config and data into ./demo-data (or --data) and starts three processes: the
+commerce service mock (localhost:8090), Synapse with the module (localhost:8008) and the
+commerce bridge (an application service on localhost:8091). Creates demo users, links their shop
+accounts and prints how to log in and try the commerce side. Ctrl-C stops all three; running
+it again reuses every process's data (the same users, passwords, shops, links and rooms).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import urllib.error
 from pathlib import Path
 from types import FrameType
 
+import requests
+
+from devtools.commerce import BridgeProcess, MockProcess
 from devtools.devserver import HomeserverSpec, SynapseProcess, login, register_user
 
 DEMO_USERS = ("alice", "bob", "carol")
@@ -41,26 +46,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("demo-data"), help="data folder")
     parser.add_argument("--port", type=int, default=8008, help="client port (default 8008)")
     parser.add_argument("--server-name", default="localhost")
+    parser.add_argument("--commerce-port", type=int, default=8090, help="the commerce mock")
+    parser.add_argument("--bridge-port", type=int, default=8091, help="the commerce bridge")
     args = parser.parse_args(argv)
 
     data: Path = args.data.resolve()
     state = _load_or_create_state(data)
+    mock = MockProcess(data / "commerce", port=args.commerce_port)
+    print(f"Starting the commerce service mock ({mock.data}) …", flush=True)
+    mock.start()
+    bridge = BridgeProcess(data / "bridge", port=args.bridge_port)
     spec = HomeserverSpec(
         directory=data / "synapse",
         client_port=args.port,
         server_name=args.server_name,
         registration_shared_secret=str(state["shared_secret"]),
-        # "Add phone number" works out of the box: codes go to this file instead of an SMS.
-        module_config={"sms": {"sender": "log", "file": str(data / "sms-codes.jsonl")}},
+        module_config={
+            # "Add phone number" works out of the box: codes go to this file instead of an SMS.
+            "sms": {"sender": "log", "file": str(data / "sms-codes.jsonl")},
+            "commerce": {"base_url": mock.base_url, "api_key": mock.api_key},
+            "payment_providers": {"laiwang-pay": {"verify_key": mock.print_("--print-verify-key")}},
+        },
     )
+    if not bridge.registration_path.exists():  # a rerun keeps the bridge's tokens
+        bridge.configure(spec.base_url, args.server_name, mock)
+    spec.extra["app_service_config_files"] = [str(bridge.registration_path)]
     proc = SynapseProcess(spec)
     print(f"Starting Synapse with the laiwang module ({spec.config_path}) …", flush=True)
     proc.start()
     try:
         proc.wait_ready()
+        print("Starting the commerce bridge …", flush=True)
+        bridge.start()
     except Exception as e:
-        print(f"Synapse failed to start: {e}", file=sys.stderr)
+        print(f"The demo failed to start: {e}", file=sys.stderr)
+        bridge.stop()
         proc.stop()
+        mock.stop()
         return 1
 
     passwords: dict[str, str] = dict(state["passwords"])  # type: ignore[call-overload]
@@ -78,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     state["registered"] = registered
     (data / "demo.json").write_text(json.dumps(state, indent=2))
     try:
-        login(spec.base_url, DEMO_USERS[0], passwords[DEMO_USERS[0]])
-    except urllib.error.HTTPError as e:
-        print(f"warning: demo login check failed: {e}", file=sys.stderr)
+        tokens = {name: login(spec.base_url, name, passwords[name]) for name in DEMO_USERS}
+        _link_shop_accounts(spec.base_url, mock, tokens)
+    except (urllib.error.HTTPError, requests.RequestException) as e:
+        print(f"warning: demo set-up failed: {e}", file=sys.stderr)
 
     print(
         f"""
@@ -104,6 +127,23 @@ http://localhost:{args.port}, then a user name and password from above. From a s
   curl -s -XPOST http://localhost:{args.port}/_matrix/client/v3/login \\
     -d '{{"type":"m.login.password","identifier":{{"type":"m.id.user","user":"alice"}},"password":"{passwords["alice"]}"}}'
 
+The commerce side (a shop platform mock on {mock.base_url}, its bridge keeps a room per shop;
+every demo user's shop account is linked). With alice's access token in $TOKEN:
+
+  API=http://localhost:{args.port}/_synapse/client/laiwang/v1
+  # subscribe to a shop: you join its room, where new items appear
+  curl -s -XPUT -H "Authorization: Bearer $TOKEN" $API/commerce/subscriptions/teahouse
+  # share an item into a room you are in
+  curl -s -XPOST -H "Authorization: Bearer $TOKEN" $API/shares/item \
+    -d '{{"room_id": "!room:{args.server_name}", "item_id": "item3"}}'
+  # split a bill, then the payer pays their share through the provider (charged once)
+  curl -s -XPOST -H "Authorization: Bearer $TOKEN" $API/aa/requests -d '{{"room_id": "!room:{args.server_name}",
+    "title": "Tea", "currency": "CNY", "total": 9900, "participants": ["@alice:{args.server_name}", "@bob:{args.server_name}"]}}'
+  curl -s -XPOST -H "Authorization: Bearer $BOB_TOKEN" $API/aa/requests/<room_id>/<event_id>/pay -d '{{"method": "provider"}}'
+  # a new item at the shop (the bridge posts it to the shop's room)
+  curl -s -XPOST -H "Authorization: Bearer $(cat {mock.data / "api_key"})" {mock.base_url}/v1/shops/teahouse/items \
+    -d '{{"title": "Silver Needle", "price": {{"amount": 32000, "currency": "CNY"}}}}'
+
 Press Ctrl-C to stop. Running the command again reuses the same data and users.""",
         flush=True,
     )
@@ -122,13 +162,35 @@ Press Ctrl-C to stop. Running the command again reuses the same data and users."
             proc.proc.wait(timeout=0.5)
         except Exception:
             pass
-    if proc.proc.poll() is not None and not stopping:
+    failed = proc.proc.poll() is not None and not stopping
+    if failed:
         print(f"Synapse exited with {proc.proc.returncode}; see {spec.directory}", file=sys.stderr)
-        return 1
-    print("\nStopping Synapse …", flush=True)
+    print("\nStopping the bridge, Synapse and the commerce mock …", flush=True)
+    bridge.stop()
     proc.stop()
+    mock.stop()
+    if failed:
+        return 1
     print("Stopped. Run the same command again to continue with the same data.")
     return 0
+
+
+def _link_shop_accounts(
+    base_url: str, mock: MockProcess, logins: dict[str, dict[str, object]]
+) -> None:
+    """Give each demo user a shop account linked through the module, once (a rerun finds the
+    links in the mock's data)."""
+    shop = mock.client()
+    for name, reply in logins.items():
+        user_id, token = str(reply["user_id"]), str(reply["access_token"])
+        headers = {"Authorization": f"Bearer {token}"}
+        url = f"{base_url}/_synapse/client/laiwang/v1/commerce/link"
+        if requests.get(url, headers=headers, timeout=30).status_code == 200:
+            continue
+        created = shop.post("/v1/accounts", {"display_name": name})
+        r = requests.post(url, json={"token": created["link_token"]}, headers=headers, timeout=30)
+        r.raise_for_status()
+        print(f"Linked {user_id} to shop account {created['account_id']}", flush=True)
 
 
 if __name__ == "__main__":

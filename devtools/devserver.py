@@ -26,6 +26,9 @@ from typing import Any
 import attr
 import yaml
 
+# The checkout this file is in: Synapse processes load the module from here.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 LOOPBACK_WHITELIST = ["127.0.0.0/8", "::1/128"]
 # Where the module serves the msisdn validation endpoints (laiwang_module.rest.msisdn).
 MSISDN_DELEGATE_PATH = "/_synapse/client/laiwang/identity"
@@ -118,6 +121,8 @@ class HomeserverSpec:
     database: dict[str, Any] | None = None
     registration_shared_secret: str = attr.Factory(lambda: secrets.token_hex(16))
     relaxed_ratelimits: bool = False
+    # Serve Prometheus metrics (Synapse's and the module's) at /_synapse/metrics on the client port.
+    metrics: bool = False
     extra: dict[str, Any] = attr.Factory(dict)
     # Worker mode: generic workers by name → client port; needs PostgreSQL and Redis.
     workers: dict[str, int] = attr.Factory(dict)
@@ -207,7 +212,8 @@ class HomeserverSpec:
             )
         else:
             config["federation_domain_whitelist"] = []
-            # Synapse calls the msisdn delegate below over loopback.
+            # Loopback services of the tests. The msisdn delegate below needs none: Synapse calls
+            # URLs of its own config with a client that ip_range_blacklist does not restrict.
             config["ip_range_whitelist"] = LOOPBACK_WHITELIST
         # Phone numbers are validated by the module itself, on this same server.
         config["account_threepid_delegates"] = {"msisdn": self.base_url + MSISDN_DELEGATE_PATH}
@@ -225,6 +231,9 @@ class HomeserverSpec:
             config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": 6379}
             for name, port in self.workers.items():
                 self._write_worker(name, port)
+        if self.metrics:
+            config["enable_metrics"] = True
+            listeners[0]["resources"][0]["names"].append("metrics")
         if self.relaxed_ratelimits:
             config.update(_TEST_RATELIMITS)
         config.update(self.extra)
@@ -319,7 +328,10 @@ class SynapseProcess:
                 str(self.spec.worker_config_path(self.worker)),
             ]
         out = self.output_path.open("ab")
-        env = dict(os.environ, SYNAPSE_ASYNC_IO_REACTOR="0")
+        # Synapse imports the module from this checkout, whatever an editable install of the
+        # virtualenv points at (several worktrees may share one virtualenv).
+        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, SYNAPSE_ASYNC_IO_REACTOR="0", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", *args],
             stdout=out,

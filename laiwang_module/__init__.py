@@ -15,6 +15,7 @@ from synapse.module_api import ModuleApi
 
 from laiwang_module.callbacks import register_all
 from laiwang_module.config import LaiwangConfig, parse_config
+from laiwang_module.homeserver_config import check_homeserver_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
 from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource, set_up_delegate
@@ -26,6 +27,8 @@ __version__ = "0.1.0"
 
 class LaiwangModule:
     def __init__(self, config: LaiwangConfig, api: ModuleApi):
+        # Before anything is registered: a missing homeserver setting stops Synapse here.
+        check_homeserver_config(api, config)
         self.server = LaiwangServer(config, api)
         api.register_web_resource(PREFIX, build_resource(self.server))
         # The msisdn validation endpoints Synapse calls (account_threepid_delegates.msisdn).

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import attr
 from signedjson.key import decode_verify_key_base64
-from synapse.config._base import Config, ConfigError
+from synapse.config._base import Config, ConfigError, format_config_error
 
 from rooms.settings import ACCEPT_REQUESTS_FROM_VALUES
 
@@ -26,6 +26,17 @@ T = TypeVar("T")
 Path = tuple[str, ...]
 # Reads one YAML value (None when the key is absent and has no default) at `path`.
 Parser = Callable[[Any, Path], Any]
+
+
+class HomeserverConfigError(ConfigError):
+    """A problem with a homeserver setting the module needs, found when the module is built.
+
+    Synapse formats the ConfigErrors it finds while parsing, but an error raised from the
+    module's constructor reaches the operator only as the last line of a start-up traceback,
+    which shows `str(e)`: so it formats itself the same way."""
+
+    def __str__(self) -> str:
+        return "".join(format_config_error(self))
 
 
 class ConfigBlock:
@@ -237,7 +248,23 @@ def _base_url(value: Any, path: Path) -> str:
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
 class CommerceConfig(ConfigBlock):
+    """The commerce service (the shop platform and its payment provider): item and music
+    cards, account links, subscriptions and provider payments. Off without `base_url`."""
+
     base_url: str | None = _option(_optional(_base_url))
+    api_key: str | None = _option(_optional(_string))
+    # The provider name the service signs receipts with; it must be in payment_providers.
+    provider: str = _option(_string, "laiwang-pay")
+    # Longest wait for one call to the service: a caller gets 503 within it.
+    timeout_ms: int = _option(_duration, "5s", key="timeout")
+
+    def _check(self, path: Path) -> None:
+        if self.base_url is not None and not self.api_key:
+            raise ConfigError("the commerce service needs its api_key", path + ("api_key",))
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
@@ -287,16 +314,25 @@ class SmsConfig(ConfigBlock):
     code_ttl_ms: int = _option(_duration, "10m", key="code_ttl")
     max_attempts: int = _option(_positive_int, 5)
     max_per_number_per_day: int = _option(_positive_int, 10)
+    # Per account asking (the module's requestToken endpoint needs a login).
+    max_per_user_per_day: int = _option(_positive_int, 10)
     # What texts can cost in all: per country calling code, and in total, per UTC day.
     max_per_country_per_day: int = _option(_positive_int, 200)
     max_per_day: int = _option(_positive_int, 1000)
-    # Synapse's /register/msisdn/requestToken needs no login: closed unless registration by
-    # phone is offered (callbacks/msisdn.py).
+    # Synapse's /register/msisdn/requestToken needs no login and tells a bound number from a
+    # free one: closed unless registration by phone is offered (callbacks/msisdn.py).
     allow_registration: bool = _option(_boolean, False)
     # The validation endpoints answer only under IDENTITY_PREFIX/<secret>; unset, the secret is
     # derived from Synapse's macaroon secret (rest/msisdn.py).
     delegate_secret: str | None = _option(_optional(_delegate_secret))
     message: str = _option(_sms_message, DEFAULT_SMS_MESSAGE)
+
+    @property
+    def phone_binding_used(self) -> bool:
+        """Whether the operator means users to bind phone numbers through the module: a real
+        SMS gateway, or registration by phone. Then Synapse must send phone validations to the
+        module (homeserver_config.py)."""
+        return self.sender == "http" or self.allow_registration
 
     def _check(self, path: Path) -> None:
         if self.sender == "http" and self.http is None:
@@ -321,6 +357,16 @@ class LaiwangConfig(ConfigBlock):
     discovery: DiscoveryConfig = _nested(DiscoveryConfig)
     sms: SmsConfig = _nested(SmsConfig)
     clusters: ClustersConfig = _nested(ClustersConfig)
+
+    def _check(self, path: Path) -> None:
+        # Provider payments send the service's receipts, which every server checks against
+        # payment_providers: this server too, before it sends one.
+        if self.commerce.enabled and self.commerce.provider not in self.payment_providers:
+            raise ConfigError(
+                f"the commerce provider {self.commerce.provider!r} must be listed in"
+                " payment_providers with the service's verify key",
+                path + ("commerce", "provider"),
+            )
 
 
 def parse_config(raw: Any) -> LaiwangConfig:

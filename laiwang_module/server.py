@@ -13,6 +13,7 @@ from synapse.module_api import ModuleApi
 from laiwang_module.config import LaiwangConfig
 from laiwang_module.handlers.aa import AAHandler
 from laiwang_module.handlers.clusters import ClustersHandler
+from laiwang_module.handlers.commerce import CommerceHandler
 from laiwang_module.handlers.contacts import ContactsHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
@@ -54,3 +55,7 @@ class LaiwangServer:
     @cached_property
     def clusters_handler(self) -> ClustersHandler:
         return ClustersHandler(self)
+
+    @cached_property
+    def commerce_handler(self) -> CommerceHandler:
+        return CommerceHandler(self)

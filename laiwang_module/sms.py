@@ -18,6 +18,7 @@ from synapse.module_api import ModuleApi
 from twisted.web.client import PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
 
+from laiwang_module import metrics
 from laiwang_module.config import SmsConfig
 from rooms.errors import BadGateway
 from rooms.msisdn import masked
@@ -50,6 +51,7 @@ class LogSmsSender:
             }
             with self._file.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
+        metrics.sms_texts.labels("log", "sent").inc()
 
 
 class HttpSmsSender:
@@ -81,7 +83,9 @@ class HttpSmsSender:
             logger.warning(
                 "SMS gateway answered %s for session %s to %s", status, sid, masked(msisdn)
             )
+            metrics.sms_texts.labels("http", "failed").inc()
             raise BadGateway("The SMS gateway did not accept the message")
+        metrics.sms_texts.labels("http", "sent").inc()
 
 
 def build_sender(config: SmsConfig, api: ModuleApi) -> SmsSender:

@@ -5,13 +5,16 @@ Kept in one file so that a Synapse upgrade that moves them breaks here, visibly,
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi
 from synapse.util.clock import Clock
 
 from rooms.errors import LimitExceeded
+
+T = TypeVar("T")
 
 
 def module_clock(api: ModuleApi) -> Clock:
@@ -235,3 +238,66 @@ def set_msisdn_delegate_url(api: ModuleApi, url: str) -> None:
     """Point Synapse's msisdn delegate elsewhere in this process; Synapse reads the setting on
     every request (rest/client/account.py, register.py, handlers/ui_auth/checkers.py)."""
     api._hs.config.registration.account_threepid_delegate_msisdn = url
+
+
+def prejoin_state_includes(api: ModuleApi, event_type: str, state_key: str) -> bool:
+    """Whether Synapse's `room_prejoin_state` puts this state into the stripped state of the
+    invites and knocks it sends."""
+    state_filter: Any = api._hs.config.api.room_prejoin_state  # no ModuleApi accessor
+    return (event_type, state_key) in state_filter
+
+
+def public_baseurl(api: ModuleApi) -> str:
+    """Synapse's `public_baseurl` (with a trailing slash)."""
+    url: str = api._hs.config.server.public_baseurl
+    return url
+
+
+def default_room_version(api: ModuleApi) -> tuple[str, bool]:
+    """Synapse's `default_room_version`, which rooms the module creates get: its identifier, and
+    whether it supports the knock join rule."""
+    version: Any = api._hs.config.server.default_room_version
+    return str(version.identifier), bool(version.knock_join_rule)
+
+
+async def with_timeout(api: ModuleApi, work: Awaitable[T], seconds: float) -> T:
+    """`work`, cancelled after `seconds` (raises Twisted's TimeoutError then), keeping
+    Synapse's logging contexts right; ModuleApi has no timeout helper."""
+    from synapse.logging.context import make_deferred_yieldable, run_in_background
+    from synapse.util.async_helpers import timeout_deferred
+
+    async def run() -> T:
+        return await work
+
+    deferred = timeout_deferred(
+        deferred=run_in_background(run), timeout=seconds, clock=module_clock(api)
+    )
+    return await make_deferred_yieldable(deferred)
+
+
+async def read_response_body(response: Any, max_size: int) -> bytes:
+    """The body of a response of Synapse's HTTP client, refused past `max_size` bytes."""
+    from io import BytesIO
+
+    from synapse.http.client import read_body_with_max_size
+    from synapse.logging.context import make_deferred_yieldable
+
+    buffer = BytesIO()
+    await make_deferred_yieldable(read_body_with_max_size(response, buffer, max_size))
+    return buffer.getvalue()
+
+
+async def upload_media(
+    api: ModuleApi, user_id: str, content: bytes, content_type: str, name: str
+) -> str:
+    """Store `content` in this server's media repository as uploaded by `user_id`; its mxc URI.
+    ModuleApi has no upload."""
+    from io import BytesIO
+
+    from synapse.types import UserID
+
+    repo = api._hs.get_media_repository()
+    uri = await repo.create_or_update_content(
+        content_type, name, BytesIO(content), len(content), UserID.from_string(user_id)
+    )
+    return str(uri)

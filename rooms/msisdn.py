@@ -150,6 +150,12 @@ def sms_number_key(key: bytes, msisdn: str) -> str:
     return _keyed(key, "laiwang-sms", msisdn)
 
 
+def sms_user_key(key: bytes, user_id: str) -> str:
+    """What the per-account SMS counter is keyed by (the same HMAC, another purpose), so the
+    counter table holds no user id."""
+    return _keyed(key, "laiwang-sms-user", user_id)
+
+
 def _seal_key(key: bytes, client_secret: str) -> bytes:
     # The server key too: the spec allows a one-character client secret, which alone would be
     # guessed at once.

@@ -448,36 +448,6 @@ def check_link_previews(value: Any) -> None:
             raise InvalidParam(f"{where}.og:image", "must be an mxc:// content URI")
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class ItemShareRequest:
-    """`POST /shares/item`: an item of the commerce service, by its URL or its id, shared into
-    a room; `order_id` marks it as bought."""
-
-    room_id: str
-    url: str | None
-    item_id: str | None
-    order_id: str | None
-
-
-def parse_item_request(body: Mapping[str, Any]) -> ItemShareRequest:
-    """`POST /shares/item` `{room_id, url | item_id, order_id?}`."""
-    reject_unknown_keys(body, ("room_id", "url", "item_id", "order_id"))
-    room_id = body.get("room_id")
-    if room_id is None:
-        raise MissingParam("room_id")
-    if not is_room_id(room_id):
-        raise InvalidParam("room_id", "must be a Matrix room id like !abc:example.org")
-    url, item_id, order_id = body.get("url"), body.get("item_id"), body.get("order_id")
-    if (url is None) == (item_id is None):
-        raise InvalidParam("url", "give exactly one of 'url' and 'item_id'")
-    if url is not None and not is_http_url(url):
-        raise InvalidParam("url", "must be an http:// or https:// URL")
-    for key, value in (("item_id", item_id), ("order_id", order_id)):
-        if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_ID):
-            raise InvalidParam(key, f"must be a non-empty string of at most {MAX_ID} characters")
-    return ItemShareRequest(str(room_id), url, item_id, order_id)
-
-
 # --- forwards -------------------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ import pytest
 from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from signedjson.types import SigningKey
 
+from devtools.commerce import MockProcess
 from devtools.devserver import SynapseProcess, free_port
 from tests.harness.servers import (
     AttackerHomeserver,
@@ -29,6 +30,8 @@ from tests.harness.servers import (
     remove_tree,
     start_all,
 )
+
+COMMERCE_API_KEY = "test-commerce-api-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +62,43 @@ def payment_providers(keys: dict[str, SigningKey], *names: str) -> dict[str, Any
 
 
 @pytest.fixture(scope="session")
+def commerce_mock(test_root: Path) -> Iterator[MockProcess]:
+    """The commerce service mock, shared by hs1 and hs2 (their `commerce` block)."""
+    mock = MockProcess(test_root / "commerce-mock", api_key=COMMERCE_API_KEY).start()
+    yield mock
+    mock.stop()
+
+
+def commerce_config(mock: MockProcess) -> dict[str, Any]:
+    """The module config that points at the mock and trusts its receipts."""
+    return {
+        "commerce": {"base_url": mock.base_url, "api_key": COMMERCE_API_KEY, "timeout": "3s"},
+        "payment_providers": {"laiwang-pay": {"verify_key": mock.print_("--print-verify-key")}},
+    }
+
+
+@pytest.fixture(scope="session")
 def federation(
-    test_root: Path, payment_keys: dict[str, SigningKey]
+    test_root: Path, payment_keys: dict[str, SigningKey], commerce_mock: MockProcess
 ) -> Iterator[tuple[TestHomeserver, TestHomeserver, AttackerHomeserver]]:
-    """hs1 and hs2 with the module, and a plain Synapse playing a malicious server, started
-    together (Synapse's start-up dominates) and shared by the session."""
-    hs1_config = {"payment_providers": payment_providers(payment_keys, "testpay")}
-    hs2_config = {"payment_providers": payment_providers(payment_keys, "testpay", "hs2pay")}
+    """hs1 and hs2 with the module (and the commerce mock), and a plain Synapse playing a
+    malicious server, started together (Synapse's start-up dominates) and shared by the
+    session."""
+    commerce = commerce_config(commerce_mock)
+    hs1_config = {
+        "commerce": commerce["commerce"],
+        "payment_providers": {
+            **payment_providers(payment_keys, "testpay"),
+            **commerce["payment_providers"],
+        },
+    }
+    hs2_config = {
+        "commerce": commerce["commerce"],
+        "payment_providers": {
+            **payment_providers(payment_keys, "testpay", "hs2pay"),
+            **commerce["payment_providers"],
+        },
+    }
     hs1 = TestHomeserver(test_root / "hs1", federation=True, module_config=hs1_config)
     hs2 = TestHomeserver(test_root / "hs2", federation=True, module_config=hs2_config)
     attacker = AttackerHomeserver(test_root / "attacker")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from laiwang_module.callbacks.aa import AACallbacks
 from laiwang_module.callbacks.clusters import ClustersCallbacks
+from laiwang_module.callbacks.commerce import CommerceCallbacks
 from laiwang_module.callbacks.contacts import ContactsCallbacks
 from laiwang_module.callbacks.discovery import DiscoveryCallbacks
 from laiwang_module.callbacks.msisdn import MsisdnCallbacks
@@ -35,6 +36,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     SharesCallbacks,  # after contacts: its invite policy decides before shares accept
     ClustersCallbacks,
     MsisdnCallbacks,
+    CommerceCallbacks,
 )
 
 

@@ -21,7 +21,9 @@ from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM
 from synapse.types import StateMap
 
+from laiwang_module import metrics
 from laiwang_module.callbacks.events import Decision, register_on_new_event
+from rooms import aa
 from rooms.errors import LaiwangError
 
 if TYPE_CHECKING:
@@ -45,12 +47,19 @@ class AACallbacks:
         self._api.register_cached_function(self._handler.status_cache.get_aa_status)
 
     async def check_event_for_spam(self, event: EventBase) -> Decision:
+        local = self._api.is_mine(event.sender)
         try:
-            await self._handler.check_event(event)
+            msgtype = await self._handler.check_event(event)
         except LaiwangError as e:
-            if not self._api.is_mine(event.sender):
+            if not local:
                 logger.info("laiwang: refusing federated AA event %s: %s", event.event_id, e)
-            return Codes(e.errcode), {"error": f"AA rule: {e.sentence}"}
+            errcode = Codes(e.errcode)
+            metrics.policy_refusals.labels("aa_event", errcode.value, metrics.origin(local)).inc()
+            return errcode, {"error": f"AA rule: {e.sentence}"}
+        if msgtype is not None:
+            # "org.laiwang.aa.request" → "request": a known msgtype (check_known_msgtype).
+            kind = msgtype.removeprefix(aa.PREFIX)
+            metrics.aa_events.labels(kind, metrics.origin(local)).inc()
         return NOT_SPAM
 
     async def on_new_event(self, event: EventBase, state: StateMap[EventBase]) -> None:

@@ -21,8 +21,9 @@ from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM, UserProfile
 from synapse.types import StateMap
 
+from laiwang_module import metrics
 from laiwang_module.callbacks.events import Decision, register_on_new_event
-from laiwang_module.handlers.contacts import known_request
+from laiwang_module.handlers.contacts import InviteRefusal, known_request
 from rooms.contacts import (
     ACQUAINTANCE_STATE,
     Acquaintance,
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _refuse(reason: str) -> tuple[Codes, dict[str, Any]]:
-    return Codes.FORBIDDEN, {"error": reason}
+def _refuse(check: str, refusal: InviteRefusal, *, local: bool) -> tuple[Codes, dict[str, Any]]:
+    metrics.policy_refusals.labels(check, refusal.kind, metrics.origin(local)).inc()
+    return Codes.FORBIDDEN, {"error": refusal.sentence}
 
 
 class ContactsCallbacks:
@@ -69,25 +71,25 @@ class ContactsCallbacks:
             event = state.get((ACQUAINTANCE_STATE, ""))
             return parse_acquaintance(event.content) if event is not None else None
 
-        reason = await self._handler.invite_refusal(inviter, invitee, room_request)
+        refusal = await self._handler.invite_refusal(inviter, invitee, room_request)
         # bench/policy_bench.py reads this line: the policy's own time, without Synapse's.
         logger.debug(
             "invite policy %s -> %s: %s in %.3f ms",
             inviter,
             invitee,
-            "allowed" if reason is None else "refused",
+            "allowed" if refusal is None else "refused",
             (time.perf_counter() - start) * 1000,
         )
-        return NOT_SPAM if reason is None else _refuse(reason)
+        return NOT_SPAM if refusal is None else _refuse("invite", refusal, local=True)
 
     async def federated_user_may_invite(self, event: EventBase) -> Decision:
         assert event.state_key is not None
         acquaintance = find_in_stripped_state(event.unsigned.get("invite_room_state", []))
-        reason = await self._handler.invite_refusal(
+        refusal = await self._handler.invite_refusal(
             event.sender, event.state_key, known_request(acquaintance)
         )
-        if reason is not None:
-            return _refuse(reason)
+        if refusal is not None:
+            return _refuse("federated_invite", refusal, local=False)
         if (
             acquaintance is not None
             and acquaintance.requester == event.sender
@@ -104,11 +106,11 @@ class ContactsCallbacks:
         for invitee in invitees:
             if not isinstance(invitee, str):
                 continue
-            reason = await self._handler.invite_refusal(
+            refusal = await self._handler.invite_refusal(
                 user_id, invitee, known_request(acquaintance)
             )
-            if reason is not None:
-                return _refuse(reason)
+            if refusal is not None:
+                return _refuse("create_room", refusal, local=True)
         return NOT_SPAM
 
     async def check_username_for_spam(self, profile: UserProfile, requester_id: str) -> bool:

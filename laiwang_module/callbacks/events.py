@@ -22,6 +22,8 @@ from synapse.api.errors import Codes
 from synapse.events import EventBase
 from synapse.types import StateMap
 
+from laiwang_module import metrics
+
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
 
@@ -38,6 +40,7 @@ def register_on_new_event(server: LaiwangServer, feature: str, work: EventWork) 
         try:
             await work(event, state)
         except Exception:
+            metrics.update_failures.labels(feature).inc()
             logger.exception("laiwang %s: failed to handle %s", feature, event.event_id)
 
     server.api.register_third_party_rules_callbacks(on_new_event=on_new_event)

@@ -22,6 +22,7 @@ from synapse.events import EventBase
 from synapse.module_api import NOT_SPAM
 from synapse.types import StateMap
 
+from laiwang_module import metrics
 from laiwang_module.callbacks.events import Decision, register_on_new_event
 
 if TYPE_CHECKING:
@@ -52,10 +53,12 @@ class SharesCallbacks:
         refusal = await self._handler.check_event(event)
         if refusal is None:
             return NOT_SPAM
-        errcode, sentence = refusal
-        if not self._api.is_mine(event.sender):
+        errcode, sentence = Codes(refusal[0]), refusal[1]
+        local = self._api.is_mine(event.sender)
+        if not local:
             logger.info("laiwang: refusing federated event %s: %s", event.event_id, sentence)
-        return Codes(errcode), {"error": sentence}
+        metrics.policy_refusals.labels("share_event", errcode.value, metrics.origin(local)).inc()
+        return errcode, {"error": sentence}
 
     async def federated_user_may_invite(self, event: EventBase) -> Decision:
         try:

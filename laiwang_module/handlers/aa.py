@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import attr
 from synapse.events import EventBase
 from synapse.util.caches.descriptors import cached
 
@@ -23,7 +24,14 @@ from laiwang_module.synapse_compat import (
     ratelimit_message,
 )
 from rooms import aa
-from rooms.errors import Forbidden, InvalidParam, LimitExceeded, MissingParam, NotFound
+from rooms.errors import (
+    Forbidden,
+    InvalidParam,
+    LimitExceeded,
+    MissingParam,
+    NotFound,
+    ValidationError,
+)
 from rooms.money import format_amount
 from rooms.validation import own_join
 
@@ -142,11 +150,14 @@ class AAHandler:
         self, user_id: str, room_id: str, event_id: str, body: aa.PayBody
     ) -> dict[str, Any]:
         """Pay a share of the request `event_id` (or, as its payee, confirm a cash payment),
-        idempotently: a share already paid answers with the payment that settled it.
+        idempotently: a share already paid answers with the payment that settled it. A
+        provider payment without a receipt, on a server with a commerce service, is charged
+        through it first (at most once per share, whatever the retries).
 
         Raises NotFound (no such request in the room), Forbidden (not joined, or a rule of
         `rooms.aa.check_payment` that forbids), ValidationError (the other payment rules),
-        LimitExceeded (a payment of this share is under way)."""
+        LimitExceeded (a payment of this share is under way), and for a charge Conflict (no
+        linked account) and Unavailable (the commerce service did not answer: nothing sent)."""
         request = await self._request_in_room(room_id, event_id)
         # The payer defaults to the caller; the payee confirming cash must say who paid.
         payer = body.payer
@@ -169,7 +180,13 @@ class AAHandler:
             method=body.method,
             receipt=body.receipt,
         )
-        if payer in request.shares:
+        commerce = self._server.commerce_handler
+        charge = body.method == "provider" and body.receipt is None and commerce.enabled
+        if charge:
+            if payer != user_id:
+                raise Forbidden("must be the sender of a provider payment", param="payer")
+            aa.check_payment_target(payment, request)  # every rule the receipt does not decide
+        elif payer in request.shares:
             await self.check_payment(payment, user_id, request)
         else:
             aa.check_payment_target(payment, request)
@@ -177,6 +194,17 @@ class AAHandler:
         text = aa.payment_body(
             self._name(members, payer), self._name(members, request.payee), payment, request.title
         )
+        # As Synapse's /send, before anything is charged: the rate limit, and a shadow-banned
+        # payer's payment reaches no one (and charges nothing).
+        await ratelimit_message(self._api, user_id)
+        if await is_shadow_banned(self._api, user_id):
+            return {
+                "event_id": fake_event_id(),
+                "payer": payer,
+                "amount": payment.amount,
+                "currency": payment.currency,
+                "method": payment.method,
+            }
         # One `pay` at a time per share (a double click, two devices, two workers): the event
         # check cannot see a payment that is sent but not yet in the ledger.
         now = self._api.get_current_time_msec()
@@ -186,21 +214,58 @@ class AAHandler:
                 retry_after_ms=1000,
             )
         try:
-            event = await self._send_for(room_id, user_id, payment.content(text))
-            if event is None:  # shadow-banned: the payment's answer, with nothing sent
-                return {
-                    "event_id": fake_event_id(),
-                    "payer": payer,
-                    "amount": payment.amount,
-                    "currency": payment.currency,
-                    "method": payment.method,
-                }
+            key = None
+            if charge:
+                key, receipt = await commerce.charge(request, payer)
+                payment = attr.evolve(payment, receipt=receipt)
+                await self.check_payment(payment, user_id, request)
+            event = await self._send(room_id, user_id, payment.content(text))
             await self.apply_event(event)
+            if key is not None:
+                await commerce.payment_sent(key, event.event_id)
         finally:
             await self._store.release_payment(event_id, payer)
         # A payment that raced another one is recorded but ignored: answer with the winner.
         first = await self._payment_of(event_id, payer)
         return first or await self._payment_json(event.event_id)
+
+    async def complete_provider_payment(
+        self, room_id: str, event_id: str, payer: str, receipt: Mapping[str, Any]
+    ) -> str | None:
+        """Send the payment event of a charge whose `pay` died before sending it (the commerce
+        job); its id, or None when the share cannot take it any more (the request was closed
+        or withdrawn meanwhile, or the payer left), which is logged for the operator."""
+        request = await self._request_in_room(room_id, event_id)
+        if payer in request.paid:
+            return (await self._store.get_aa_share_payments(event_id)).get(payer)
+        payment = aa.AAPayment(
+            request_event_id=event_id,
+            payer=payer,
+            amount=request.shares.get(payer, 0),
+            currency=request.currency,
+            method="provider",
+            receipt=receipt,
+        )
+        try:
+            await self.check_payment(payment, payer, request)
+        except (Forbidden, ValidationError) as e:
+            logger.warning(
+                "laiwang aa: a charged provider payment of %s cannot be posted: %s", event_id, e
+            )
+            return None
+        members = await self._members(room_id, [payer, request.payee])
+        text = aa.payment_body(
+            self._name(members, payer), self._name(members, request.payee), payment, request.title
+        )
+        now = self._api.get_current_time_msec()
+        if not await self._store.claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
+            raise LimitExceeded("A payment for this share is under way", retry_after_ms=1000)
+        try:
+            event = await self._send(room_id, payer, payment.content(text))
+            await self.apply_event(event)
+        finally:
+            await self._store.release_payment(event_id, payer)
+        return str(event.event_id)
 
     async def _payment_of(self, request_id: str, payer: str) -> dict[str, Any] | None:
         payment_id = (await self._store.get_aa_share_payments(request_id)).get(payer)
@@ -307,22 +372,24 @@ class AAHandler:
 
     # --- the event check (local and federated events alike) ---------------------------------
 
-    async def check_event(self, event: EventBase) -> None:
-        """Raise a ValidationError when an event breaks an AA rule. Cheap for other events."""
+    async def check_event(self, event: EventBase) -> str | None:
+        """Raise a ValidationError when an event breaks an AA rule. Cheap for other events.
+        Returns the AA msgtype of an AA event judged now (None for other events, and for one
+        judged before), for the metrics."""
         if event.type != "m.room.message":
-            return
+            return None
         content = event.content
         target = aa.edit_target(content)
         msgtype = aa.aa_msgtype(content)
         if target is not None:
             target_is_aa = bool(target) and await self._store.is_aa_event(target)
             aa.check_not_an_aa_edit(content, target_is_aa)
-            return
+            return None
         if msgtype is None:
-            return
+            return None
         aa.check_known_msgtype(msgtype)
         if await self._store.is_aa_event(event.event_id):
-            return  # judged and applied already (a re-delivered or re-checked event)
+            return None  # judged and applied already (a re-delivered or re-checked event)
         if msgtype == aa.MSGTYPE_REQUEST:
             req = aa.parse_request_content(content)
             joined = await self._joined_by_choice(event.room_id, req.participants)
@@ -334,6 +401,7 @@ class AAHandler:
         else:
             request_id = aa.parse_close_content(content)
             aa.check_close(event.sender, await self._referenced_request(event.room_id, request_id))
+        return msgtype
 
     async def _referenced_request(self, room_id: str, request_id: str) -> aa.RequestView:
         request = await self._store.get_aa_request(request_id)

@@ -117,8 +117,8 @@ class ClustersHandler:
         remote invitees are checked here too, since their server's refusal comes too late."""
         handler = self._server.contacts_handler
         if self._is_mine(invitee):
-            reason: str | None = await handler.invite_refusal(inviter, invitee, known_request(None))
-            return reason
+            refusal = await handler.invite_refusal(inviter, invitee, known_request(None))
+            return None if refusal is None else refusal.sentence
         if not self._config.acquaintances_only or await self._store.are_acquainted(
             inviter, invitee
         ):

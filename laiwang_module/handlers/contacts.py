@@ -71,6 +71,17 @@ MAX_INVITES = 50
 
 RoomRequest = Callable[[], Awaitable[Acquaintance | None]]
 
+# Why the invite policy refused (`InviteRefusal.kind`): the metrics' reason label.
+REFUSED_IGNORED = "ignored"  # the invitee ignores the inviter
+REFUSED_REQUEST = "request_not_accepted"  # a contact request the invitee's settings refuse
+REFUSED_STRANGER = "stranger"  # not acquainted, and no contact request from the inviter
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class InviteRefusal:
+    kind: str  # one of REFUSED_*
+    sentence: str  # for the inviter
+
 
 def known_request(acquaintance: Acquaintance | None) -> RoomRequest:
     """A `room_request` for `invite_refusal` when the room's request is already at hand."""
@@ -138,7 +149,7 @@ class ContactsHandler:
         inviter: str,
         invitee: str,
         room_request: RoomRequest,
-    ) -> str | None:
+    ) -> InviteRefusal | None:
         """Why `inviter` may not invite the local user `invitee`, or None if they may.
 
         `room_request` gives the room's `org.laiwang.acquaintance` state (None if it has none);
@@ -161,7 +172,9 @@ class ContactsHandler:
             ).addErrback(unwrapFirstError)
         )
         if is_ignored(ignored, inviter):
-            return f"{invitee} does not accept invites from {inviter}."
+            return InviteRefusal(
+                REFUSED_IGNORED, f"{invitee} does not accept invites from {inviter}."
+            )
         if acquainted:
             return None
         if await self._is_exempt(inviter):
@@ -174,10 +187,13 @@ class ContactsHandler:
         ):
             if await self.request_allowed(inviter, invitee):
                 return None
-            return f"{invitee} does not accept contact requests from {inviter}."
-        return (
+            return InviteRefusal(
+                REFUSED_REQUEST, f"{invitee} does not accept contact requests from {inviter}."
+            )
+        return InviteRefusal(
+            REFUSED_STRANGER,
             f"{inviter} is not an acquaintance of {invitee}: only acquaintances may invite "
-            "them. Send a contact request first."
+            "them. Send a contact request first.",
         )
 
     async def note_incoming_request(self, room_id: str, acquaintance: Acquaintance) -> None:
@@ -247,11 +263,11 @@ class ContactsHandler:
 
         if self._is_mine(target):
             # Refuse before any room exists, with the reason the invite check would give.
-            reason = await self.invite_refusal(
+            refusal = await self.invite_refusal(
                 requester, target, known_request(Acquaintance(requester, target, message))
             )
-            if reason is not None:
-                raise Forbidden(reason)
+            if refusal is not None:
+                raise Forbidden(refusal.sentence)
 
         source = await self._request_source(requester, target)
         acquaintance = Acquaintance(requester, target, message)

@@ -118,7 +118,12 @@ class DiscoveryHandler:
         rows = [
             _index_row(gen, pepper, msisdn, user_id, address) for gen, pepper in state.generations()
         ]
+        # Synapse moves a number to the account that proved it, with no removal callback for
+        # the old owner: the number no longer vouches for them (as on_threepid_removed).
+        previous = await self._store.get_discovery_owners((r.gen, r.hkey) for r in rows)
         await self._store.add_discovery_hashes(rows)
+        for old_owner in previous - {user_id}:
+            await self._store.forget_address_book_contact(old_owner)
 
     async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
         """Drop an unbound msisdn 3pid from the index (and log it for a rotation being built)."""

@@ -1,7 +1,10 @@
-"""Validation of phone numbers for Synapse's `account_threepid_delegates.msisdn`.
+"""Validation of phone numbers: the module's own requestToken for logged-in users, and the
+endpoints Synapse calls as its `account_threepid_delegates.msisdn`.
 
-Synapse proxies a client's `/account/3pid/msisdn/requestToken` and `submit_token` here and asks
-`getValidated3pid` before it adds the number to the account. A session's code expires after
+A logged-in client asks the module for a code (`request_token_for_user`: Synapse's own
+`/account/3pid/msisdn/requestToken` is closed, see `may_bind`), submits it through Synapse's
+`add_threepid/msisdn/submit_token` (proxied here) and calls `/account/3pid/add`, for which Synapse
+asks `getValidated3pid` here. A session's code expires after
 `sms.code_ttl`; after `sms.max_attempts` wrong codes the session is dead (a new requestToken
 starts a new one, with a new SMS). A wrong code changes nothing but the attempt count.
 """
@@ -11,10 +14,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from laiwang_module import metrics
 from laiwang_module.sms import SmsSender, build_sender
 from laiwang_module.storage.discovery import DAY_MS
 from laiwang_module.storage.msisdn import MsisdnSession
-from laiwang_module.synapse_compat import server_key
+from laiwang_module.synapse_compat import is_shadow_banned, server_key
 from rooms.errors import BadRequest, LimitExceeded, NotFound
 from rooms.msisdn import (
     MEDIUM,
@@ -30,6 +34,7 @@ from rooms.msisdn import (
     seal_address,
     session_lookup_key,
     sms_number_key,
+    sms_user_key,
     unseal_address,
 )
 
@@ -57,10 +62,16 @@ class MsisdnHandler:
         self._key = derive_key(server_key(server.api), "msisdn")
 
     def may_bind(self, medium: str, *, registration: bool) -> bool:
-        """Whether Synapse may start validating an address (its `is_3pid_allowed`): a phone
-        number at registration only with `sms.allow_registration`, since that endpoint needs no
-        login and would text any number for anyone."""
-        return medium != MEDIUM or not registration or self._config.allow_registration
+        """Whether Synapse may start validating an address (its `is_3pid_allowed`, asked before
+        Synapse looks the address up). Never for a phone number on a logged-in account:
+        Synapse's `/account/3pid/msisdn/requestToken` answers a number bound to someone else
+        400 `M_THREEPID_IN_USE` (or, with `request_token_inhibit_3pid_errors`, after a sleep
+        that a free number does not get), an oracle for hidden users' numbers; the module's own
+        endpoint replaces it. At registration only with `sms.allow_registration`, since that
+        endpoint needs no login."""
+        if medium != MEDIUM:
+            return True
+        return registration and self._config.allow_registration
 
     def _now(self) -> int:
         return int(self._api.get_current_time_msec())
@@ -68,28 +79,51 @@ class MsisdnHandler:
     def _usable(self, session: MsisdnSession, now: int) -> bool:
         return session.expires_ts > now and session.attempts < self._config.max_attempts
 
-    async def _send(self, sid: str, msisdn: str, code: str) -> None:
+    async def _send(self, sid: str, msisdn: str, code: str, user_id: str | None) -> None:
         day = self._now() // DAY_MS
+        country = f"country:{calling_code(msisdn)}"
+        # (what the log may name, counter key, cap): the log never names a number or a user.
         caps = [
-            (sms_number_key(self._key, msisdn), self._config.max_per_number_per_day),
-            (f"country:{calling_code(msisdn)}", self._config.max_per_country_per_day),
-            ("total", self._config.max_per_day),
+            ("number", sms_number_key(self._key, msisdn), self._config.max_per_number_per_day),
+            (country, country, self._config.max_per_country_per_day),
+            ("total", "total", self._config.max_per_day),
         ]
-        reached = await self._store.count_sms_send(caps, day)
+        if user_id is not None:
+            user_key = sms_user_key(self._key, user_id)
+            caps.insert(0, ("account", user_key, self._config.max_per_user_per_day))
+        reached = await self._store.count_sms_send([(key, cap) for _, key, cap in caps], day)
         if reached is not None:
-            # The log names the cap, never the number or its key.
-            logger.warning(
-                "SMS daily cap reached (%s)", "number" if reached == caps[0][0] else reached
-            )
+            cap = next(name for name, key, _ in caps if key == reached)
+            logger.warning("SMS daily cap reached (%s)", cap)
+            # The label is the kind of cap only: a country code per series would be too many.
+            metrics.sms_texts.labels(self._config.sender, "capped_" + cap.split(":")[0]).inc()
             raise LimitExceeded(
                 "Too many codes sent today", retry_after_ms=(day + 1) * DAY_MS - self._now()
             )
         await self.sender.send(sid, msisdn, code)
 
-    async def request_token(self, request: TokenRequest) -> dict[str, Any]:
-        """`…/validate/msisdn/requestToken` (called by Synapse): open a validation session and text
-        a code, or resend within the same session. Raises LimitExceeded (a daily SMS cap: per
-        number, per country calling code, in total), BadGateway (the SMS gateway refused)."""
+    async def request_token_for_user(self, user_id: str, request: TokenRequest) -> dict[str, Any]:
+        """`POST /msisdn/requestToken`: a logged-in user asks for a code for a number. Every
+        number takes the same path, bound to anyone or to nobody: whether it is free is
+        decided only when its owner, holding the code, adds it (Synapse then moves a number to
+        the account that proved it). A shadow-banned user gets the same answer and causes no
+        text. Raises LimitExceeded (the daily caps, this account's too), BadGateway."""
+        if await is_shadow_banned(self._api, user_id):
+            reply = self._token_reply(new_sid(), request.msisdn)
+        else:
+            reply = await self.request_token(request, user_id=user_id)
+        # As Synapse answers its own endpoint: the client submits the code to Synapse, which
+        # passes it to the delegate (this module).
+        submit = "_matrix/client/unstable/add_threepid/msisdn/submit_token"
+        return {**reply, "submit_url": self._api.public_baseurl + submit}
+
+    async def request_token(
+        self, request: TokenRequest, *, user_id: str | None = None
+    ) -> dict[str, Any]:
+        """`…/validate/msisdn/requestToken` (called by Synapse at registration, or for a user):
+        open a validation session and text a code, or resend within the same session. Raises
+        LimitExceeded (a daily SMS cap: per account, per number, per country calling code, in
+        total), BadGateway (the SMS gateway refused)."""
         now = self._now()
         key = session_lookup_key(self._key, request.client_secret, request.msisdn)
         session = await self._store.get_msisdn_session(lookup_key=key)
@@ -98,7 +132,7 @@ class MsisdnHandler:
                 # The client asks for another SMS: a new code, the attempt count kept.
                 # Sent first: a gateway failure leaves the session as it was.
                 code = new_code()
-                await self._send(session.sid, request.msisdn, code)
+                await self._send(session.sid, request.msisdn, code, user_id)
                 await self._store.resend_msisdn_session(
                     session.sid,
                     request.send_attempt,
@@ -110,7 +144,7 @@ class MsisdnHandler:
         sid = new_sid()
         code = new_code()
         # Sent first: a gateway failure stores nothing.
-        await self._send(sid, request.msisdn, code)
+        await self._send(sid, request.msisdn, code, user_id)
         await self._store.insert_msisdn_session(
             MsisdnSession(
                 sid=sid,

@@ -48,7 +48,7 @@ from laiwang_module.synapse_compat import (
 )
 from rooms import shares
 from rooms.clock import sort_ts
-from rooms.errors import InvalidParam, NotFound, ValidationError
+from rooms.errors import Forbidden, InvalidParam, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -182,7 +182,7 @@ class SharesHandler:
     ) -> None:
         self._api.run_as_background_process(desc, func, *args)
 
-    async def _membership(self, room_id: str, user_id: str) -> str | None:
+    async def membership(self, room_id: str, user_id: str) -> str | None:
         try:
             state = await self._api.get_room_state(room_id, [("m.room.member", user_id)])
         except SynapseError:
@@ -206,7 +206,7 @@ class SharesHandler:
         if room_id is None or not await self._store.are_acquainted(owner, other):
             return  # no timeline yet (it will invite on creation), or no longer acquainted
         try:
-            membership = await self._membership(room_id, other)
+            membership = await self.membership(room_id, other)
             if membership in ("join", "ban"):
                 return
             if membership != "invite":
@@ -232,7 +232,7 @@ class SharesHandler:
         room_id = await self._store.get_timeline(owner)
         if room_id is None or await self._store.are_acquainted(owner, other):
             return
-        if await self._membership(room_id, other) in ("join", "invite", "knock"):
+        if await self.membership(room_id, other) in ("join", "invite", "knock"):
             try:
                 await self._api.update_room_membership(owner, other, room_id, "leave")
             except SynapseError as e:
@@ -243,7 +243,7 @@ class SharesHandler:
         room_id = await self._store.get_timeline(owner)
         if room_id is None or await self._store.are_acquainted(owner, member):
             return
-        if await self._membership(room_id, member) in ("join", "invite", "knock"):
+        if await self.membership(room_id, member) in ("join", "invite", "knock"):
             try:
                 await self._api.update_room_membership(member, member, room_id, "leave")
             except SynapseError as e:
@@ -466,13 +466,22 @@ class SharesHandler:
             shares.ForwardSource(room_id, event_id, original.sender),
             comment,
         )
-        # As Synapse's /send: counted against the caller's rc_message, and a shadow-banned
-        # caller's forward reaches no one (a fake id, as /send answers them).
+        return await self.post(user_id, timeline, content)
+
+    async def require_joined(self, user_id: str, room_id: str) -> None:
+        """Raises Forbidden unless the local user is joined to the room."""
+        if not await is_joined(self._api, user_id, room_id):
+            raise Forbidden("You are not a joined member of this room")
+
+    async def post(self, user_id: str, room_id: str, content: dict[str, Any]) -> str:
+        """Send a message the user asked the module for (a forward, a card), as Synapse's /send
+        would: counted against the caller's rc_message, through the event checks, and for a
+        shadow-banned caller sent nowhere (a fake id, as /send answers them)."""
         await ratelimit_message(self._api, user_id)
         if await is_shadow_banned(self._api, user_id):
             return fake_event_id()
         sent = await self._api.create_and_send_event_into_room(
-            {"type": "m.room.message", "room_id": timeline, "sender": user_id, "content": content}
+            {"type": "m.room.message", "room_id": room_id, "sender": user_id, "content": content}
         )
         return str(sent.event_id)
 
@@ -510,7 +519,7 @@ class SharesHandler:
             return False
         # As for a local forward: the forwarder is in the source room (as this server sees it)
         # and their server may see the event there.
-        if await self._membership(source.room_id, event.sender) != "join":
+        if await self.membership(source.room_id, event.sender) != "join":
             return False
         return await server_may_see(self._api, UserID.from_string(event.sender).domain, original)
 

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 from laiwang_module.rest.aa import AAServlet
 from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.clusters import ClustersServlet
+from laiwang_module.rest.commerce import CommerceServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
+from laiwang_module.rest.msisdn import MsisdnClientServlet
 from laiwang_module.rest.openapi import OpenApiServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
@@ -20,9 +22,11 @@ SERVLETS = (
     SettingsServlet,
     ContactsServlet,
     DiscoveryServlet,
+    MsisdnClientServlet,
     AAServlet,
     SharesServlet,
     ClustersServlet,
+    CommerceServlet,
     OpenApiServlet,
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +23,7 @@ import attr
 from synapse.api.errors import SynapseError
 from synapse.module_api import DirectServeJsonResource
 
+from laiwang_module import metrics
 from rooms.errors import (
     BadJson,
     Forbidden,
@@ -107,7 +109,8 @@ def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Route:
     method: str
-    template: str  # as written in the servlet (and in openapi.json): `/clusters/{room_id}/tree`
+    template: str  # as registered (`/contacts/{user_id}`): the metrics' endpoint label and
+    # the path in openapi.json
     pattern: re.Pattern[str]
     callback: Callback
 
@@ -158,24 +161,43 @@ class LaiwangResource(DirectServeJsonResource):
         self._prefix = prefix
 
     async def _async_render(self, request: SynapseRequest) -> tuple[int, Any] | None:
-        method = request.method.decode("ascii")
-        if method == "OPTIONS":  # CORS preflight for web clients
-            return 200, {}
-        if method == "HEAD":
-            method = "GET"
-        path = request.path.decode("utf-8", errors="replace")
+        method = request.method.decode("ascii", errors="replace")
+        start = time.perf_counter()
+        # An unknown path, a wrong method (405) and a preflight are counted under one label.
+        endpoint = metrics.UNRECOGNIZED_ENDPOINT
+        status = HTTPStatus.INTERNAL_SERVER_ERROR.value
         try:
-            found = None
-            if path.startswith(self._prefix + "/"):
-                found = self._router.match(method, path[len(self._prefix) :])
-            if found is None:
-                raise Unrecognized("Unrecognized request")
-            route, params = found
-            return await route.callback(request, **params)
-        except LaiwangError as e:
-            if isinstance(e, Unrecognized) and e.allow:  # RFC 9110: a 405 says what is allowed
-                request.setHeader(b"Allow", ", ".join(e.allow).encode("ascii"))
-            raise to_synapse_error(e) from None
+            if method == "OPTIONS":  # CORS preflight for web clients
+                status = 200
+                return 200, {}
+            try:
+                route, params = self._find(request, "GET" if method == "HEAD" else method)
+                endpoint = route.template
+                result = await route.callback(request, **params)
+            except LaiwangError as e:
+                if isinstance(e, Unrecognized) and e.allow:  # RFC 9110: a 405 says what's allowed
+                    request.setHeader(b"Allow", ", ".join(e.allow).encode("ascii"))
+                raise to_synapse_error(e) from None
+            status = result[0]
+            return result
+        except SynapseError as e:
+            status = e.code
+            raise
+        finally:
+            label = method if method in metrics.HTTP_METHODS else "other"
+            metrics.http_requests.labels(label, endpoint, str(status)).inc()
+            metrics.http_request_duration.labels(label, endpoint).observe(
+                time.perf_counter() - start
+            )
+
+    def _find(self, request: SynapseRequest, method: str) -> tuple[Route, dict[str, str]]:
+        path = request.path.decode("utf-8", errors="replace")
+        found = None
+        if path.startswith(self._prefix + "/"):
+            found = self._router.match(method, path[len(self._prefix) :])
+        if found is None:
+            raise Unrecognized("Unrecognized request")
+        return found
 
 
 class Servlet:

@@ -1,4 +1,10 @@
-"""The identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
+"""Binding a phone number: the module's requestToken for logged-in users, and the
+identity-service endpoints Synapse calls for `account_threepid_delegates.msisdn`.
+
+`POST /_synapse/client/laiwang/v1/msisdn/requestToken` takes the body and answers the shape of
+the client API's `/account/3pid/msisdn/requestToken`, which the module closes (it tells a bound
+number from a free one); a reverse proxy may route the client API path here, so that every
+client's "add phone" screen works unchanged (docs/api/msisdn.md).
 
 The delegate is this same homeserver:
 
@@ -21,10 +27,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from synapse.config._base import ConfigError
 from synapse.module_api import ModuleApi
 
-from laiwang_module.config import SmsConfig
+from laiwang_module.config import HomeserverConfigError, SmsConfig
 from laiwang_module.log_redaction import redact_in_logs
 from laiwang_module.rest.base import JsonDict, LaiwangResource, Router, Servlet
 from laiwang_module.synapse_compat import (
@@ -47,6 +52,18 @@ if TYPE_CHECKING:
 
 IDENTITY_PREFIX = "/_synapse/client/laiwang/identity"
 _V1 = "/_matrix/identity/api/v1"
+
+
+class MsisdnClientServlet(Servlet):
+    """Under /_synapse/client/laiwang/v1, with the user's access token."""
+
+    def register(self, router: Router) -> None:
+        router.add("POST", "/msisdn/requestToken", self.on_request_token)
+
+    async def on_request_token(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        user_id = await self.auth(request)
+        token_request = validate_request_token(self.json_body(request))
+        return 200, await self.server.msisdn_handler.request_token_for_user(user_id, token_request)
 
 
 class MsisdnServlet(Servlet):
@@ -72,7 +89,7 @@ class MsisdnServlet(Servlet):
 
 def set_up_delegate(api: ModuleApi, config: SmsConfig) -> str:
     """The delegate secret; points Synapse's `account_threepid_delegates.msisdn` at it and
-    keeps it (and the gateway's credentials) out of the logs. Raises ConfigError when Synapse's
+    keeps it (and the gateway's credentials) out of the logs. Raises a ConfigError when Synapse's
     setting names this module's endpoints with another secret."""
     secret = config.delegate_secret or delegate_secret_from(server_key(api))
     hidden = [secret]
@@ -87,7 +104,7 @@ def set_up_delegate(api: ModuleApi, config: SmsConfig) -> str:
     if path.endswith(IDENTITY_PREFIX):
         set_msisdn_delegate_url(api, f"{url.rstrip('/')}/{secret}")
     elif IDENTITY_PREFIX + "/" in path and not path.endswith(f"{IDENTITY_PREFIX}/{secret}"):
-        raise ConfigError(
+        raise HomeserverConfigError(
             "account_threepid_delegates.msisdn names the laiwang validation endpoints with a"
             f" secret that is not sms.delegate_secret: set it to <public base URL>{IDENTITY_PREFIX}"
             " (the module adds the secret)",

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from laiwang_module.rest.base import JsonDict, Router, Servlet
-from rooms import shares
-from rooms.errors import NotFound
+from rooms import commerce, shares
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -18,7 +17,9 @@ class SharesServlet(Servlet):
     def register(self, router: Router) -> None:
         router.add("GET", "/timeline", self.on_timeline)
         router.add("POST", "/shares/forward", self.on_forward)
+        # Cards from the commerce service (handlers/commerce.py).
         router.add("POST", "/shares/item", self.on_item)
+        router.add("POST", "/shares/music", self.on_music)
         router.add("GET", "/feed", self.on_feed)
 
     @property
@@ -35,16 +36,14 @@ class SharesServlet(Servlet):
         return 200, {"event_id": await self._handler.forward(user_id, room_id, event_id, comment)}
 
     async def on_item(self, request: SynapseRequest) -> tuple[int, JsonDict]:
-        await self.auth(request)
-        shares.parse_item_request(self.json_body(request))
-        # The card is resolved from the commerce service, which the commerce feature brings;
-        # until then a valid request gets this answer (and changes nothing).
-        if self.server.config.commerce.base_url is None:
-            raise NotFound(
-                "Shop-item shares need the commerce service: this server has no "
-                "commerce.base_url configured."
-            )
-        raise NotFound("Shop-item shares are not available on this server yet.")
+        user_id = await self.auth(request)
+        item_request = commerce.parse_item_share_request(self.json_body(request))
+        return 200, await self.server.commerce_handler.share_item(user_id, item_request)
+
+    async def on_music(self, request: SynapseRequest) -> tuple[int, JsonDict]:
+        user_id = await self.auth(request)
+        music_request = commerce.parse_music_share_request(self.json_body(request))
+        return 200, await self.server.commerce_handler.share_music(user_id, music_request)
 
     async def on_feed(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)

@@ -20,7 +20,16 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, clusters, contacts, discovery, msisdn, settings, shares
+from laiwang_module.storage import (
+    aa,
+    clusters,
+    commerce,
+    contacts,
+    discovery,
+    msisdn,
+    settings,
+    shares,
+)
 from laiwang_module.storage.schema import apply_schema_txn, prepare_version_table_txn
 from laiwang_module.storage.schema.migrations import SCHEMAS
 
@@ -36,6 +45,7 @@ class LaiwangStore(
     contacts.ContactsStore,
     shares.SharesStore,
     clusters.ClustersStore,
+    commerce.CommerceStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api

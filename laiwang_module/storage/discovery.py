@@ -265,6 +265,22 @@ class DiscoveryStore(StoreMixin):
 
         await self.run("add_discovery_hashes", add_discovery_hashes_txn)
 
+    async def get_discovery_owners(self, keys: Iterable[tuple[int, int]]) -> set[str]:
+        """Who the index holds for these (gen, hkey) numbers now."""
+        keys = list(keys)
+
+        def get_discovery_owners_txn(txn: LoggingTransaction) -> set[str]:
+            owners: set[str] = set()
+            for gen, hkey in keys:
+                txn.execute(
+                    "SELECT user_id FROM laiwang_discovery_hashes WHERE gen = ? AND hkey = ?",
+                    (gen, hkey),
+                )
+                owners.update(user_id for (user_id,) in txn.fetchall())
+            return owners
+
+        return await self.run("get_discovery_owners", get_discovery_owners_txn)
+
     async def remove_discovery_hashes(
         self, user_id: str, keys: Iterable[tuple[int, int]], log: bool
     ) -> None:

@@ -135,7 +135,7 @@ def test_fuzz_every_operation(hs1: TestHomeserver, tmp_path: Path) -> None:
         *("--header", f"Authorization: Bearer {fuzzer.access_token}"),
         *("--exclude-tag", "msisdn"),
     )
-    assert result["operations"]["tested"] == 28
+    assert result["operations"]["tested"] == 36
     assert result["test_cases"]["with_failures"] == 0
     print(f"fuzzed {result['operations']['tested']} operations, {result['requests']} requests")
 

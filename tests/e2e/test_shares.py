@@ -277,23 +277,28 @@ def test_forward_rules_and_bad_input(hs1):
     assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
 
 
-def test_item_share_endpoint_without_commerce(hs1):
-    alice = hs1.new_user("alice")
+def test_card_endpoints_without_a_commerce_service(pg_homeserver):
+    """pg_homeserver has no `commerce` block: valid card requests get 404 and change nothing;
+    bad ones still get 400 first. (The commerce side itself: test_commerce.py.)"""
+    alice = pg_homeserver.new_user("alice")
     room = timeline(alice)
-    e = error(
-        lambda: alice.laiwang(
-            "POST", "/shares/item", {"room_id": room, "url": "https://s.example/1"}
-        )
-    )
-    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
-    assert "commerce" in e.body["error"]
+    for endpoint, body in (
+        ("/shares/item", {"room_id": room, "item_id": "item1"}),
+        ("/shares/music", {"room_id": room, "track_id": "track1"}),
+    ):
+        e = error(lambda endpoint=endpoint, body=body: alice.laiwang("POST", endpoint, body))
+        assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
+        assert "commerce" in e.body["error"]
     for body in (
         {"room_id": room},
         {"room_id": room, "url": "x"},
         {"room_id": room, "url": "https://a.b", "item_id": "1"},
     ):
         e = error(lambda body=body: alice.laiwang("POST", "/shares/item", body))
-        assert e.status == 400, e.body
+        assert (e.status, e.errcode) == (400, "M_INVALID_PARAM"), e.body
+    e = error(lambda: alice.laiwang("GET", "/commerce/link"))
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
+    assert not [m for m in alice.messages(room) if m["type"] == "m.room.message"]
 
 
 @pytest.mark.postgres

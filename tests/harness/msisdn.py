@@ -1,5 +1,6 @@
-"""Giving users phone numbers: binding one through Synapse's client API (the module validates
-it as the msisdn delegate, the code read from the log sender), or setting them as an admin."""
+"""Giving users phone numbers: binding one as a client does (a code from the module's
+requestToken, read from the log sender; Synapse's submit_token and /account/3pid/add, with the
+module as the msisdn delegate), or setting them as an admin."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from tests.harness.servers import TestHomeserver
 
 CLIENT = "/_matrix/client/v3"
 IDENTITY = "/_synapse/client/laiwang/identity"
+# The module's requestToken for logged-in users; Synapse's /account/3pid/msisdn/requestToken is
+# closed (it tells bound numbers from free ones).
+REQUEST_TOKEN = "/_synapse/client/laiwang/v1/msisdn/requestToken"
 
 
 def delegate_prefix(hs: TestHomeserver) -> str:
@@ -41,7 +45,7 @@ def code_from_log(hs: TestHomeserver, sid: str) -> str:
 def request_token(user: MatrixClient, national: str, secret: str, attempt: int = 1) -> dict:
     return user.call(
         "POST",
-        f"{CLIENT}/account/3pid/msisdn/requestToken",
+        REQUEST_TOKEN,
         {
             "client_secret": secret,
             "country": "CN",

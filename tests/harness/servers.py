@@ -50,6 +50,7 @@ class TestHomeserver:
             module_config=module_config or {},
             database=database,
             relaxed_ratelimits=True,
+            metrics=True,
             extra=extra or {},
         )
         self.process = SynapseProcess(self.spec)

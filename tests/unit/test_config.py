@@ -33,6 +33,9 @@ def test_empty_config_gives_defaults():
         ({"defaults": []}, ("defaults",)),
         ({"commerce": {"base_url": 5}}, ("commerce", "base_url")),
         ({"commerce": {"base_url": "ftp://x"}}, ("commerce", "base_url")),
+        ({"commerce": {"base_url": "http://x"}}, ("commerce", "api_key")),
+        ({"commerce": {"base_url": "http://x", "api_key": "k"}}, ("commerce", "provider")),
+        ({"commerce": {"timeout": "soon"}}, ("commerce", "timeout")),
         (
             {"payment_providers": {"p": {"verify_key": "nonsense"}}},
             ("payment_providers", "p", "verify_key"),
@@ -64,9 +67,18 @@ def test_payment_provider_key_is_parsed():
     assert encode_verify_key_base64(provider.verify_key) == b64
 
 
+KEY = "ed25519:1 " + "A" * 43
+
+
 def test_commerce_url_trailing_slash_is_dropped():
-    config = LaiwangModule.parse_config({"commerce": {"base_url": "http://127.0.0.1:9000/"}})
+    config = LaiwangModule.parse_config(
+        {
+            "commerce": {"base_url": "http://127.0.0.1:9000/", "api_key": "k"},
+            "payment_providers": {"laiwang-pay": {"verify_key": KEY}},
+        }
+    )
     assert config.commerce.base_url == "http://127.0.0.1:9000"
+    assert config.commerce.enabled and config.commerce.timeout_ms == 5000
 
 
 DOC = Path(__file__).parents[2] / "config" / "module-config.md"

@@ -409,4 +409,47 @@ MSISDN = Schema(
 )
 
 
-SCHEMAS: tuple[Schema, ...] = (SETTINGS, DISCOVERY, CONTACTS, AA, SHARES, CLUSTERS, MSISDN)
+# storage/commerce.py
+COMMERCE = Schema(
+    "commerce",
+    [
+        (
+            1,
+            [
+                # Card images copied into the media repository, once per source URL.
+                "CREATE TABLE IF NOT EXISTS laiwang_commerce_media ("
+                " source_url TEXT NOT NULL PRIMARY KEY,"
+                " mxc TEXT NOT NULL,"
+                " created_ts BIGINT NOT NULL)",
+                # Provider payments under way: written before the charge (receipt NULL), given
+                # the receipt when the service answers, given the event once it is sent. A row
+                # with a receipt and no event is finished by the background job (a charge is
+                # never left without its payment event); one without a receipt is finished
+                # only by the payer's retry (the charge may not have happened).
+                "CREATE TABLE IF NOT EXISTS laiwang_commerce_payments ("
+                " idempotency_key TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL,"
+                " request_event_id TEXT NOT NULL,"
+                " payer TEXT NOT NULL,"
+                " receipt TEXT,"
+                " payment_event_id TEXT,"
+                " created_ts BIGINT NOT NULL,"
+                " updated_ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_commerce_payments_pending"
+                " ON laiwang_commerce_payments (payment_event_id, updated_ts)",
+            ],
+        ),
+    ],
+)
+
+
+SCHEMAS: tuple[Schema, ...] = (
+    SETTINGS,
+    DISCOVERY,
+    CONTACTS,
+    AA,
+    SHARES,
+    CLUSTERS,
+    MSISDN,
+    COMMERCE,
+)

@@ -1,0 +1,3 @@
+from bridges.commerce_bridge.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from bridges.commerce_mock.cli import main
+
+main()

@@ -1,0 +1,287 @@
+"""The commerce bridge with a real homeserver and a real mock: shop rooms, item posts reaching
+subscribers, delivery notices to owners, and a restart that loses and doubles nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from devtools.commerce import BridgeProcess, CommerceClient, MockProcess
+from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import TestHomeserver, start_all
+
+ITEM = "org.laiwang.share.item"
+
+
+class Setup:
+    def __init__(self, hs: TestHomeserver, mock: MockProcess, bridge: BridgeProcess):
+        self.hs, self.mock, self.bridge = hs, mock, bridge
+        self.api: CommerceClient = mock.client()
+
+    def shop_room(self, user: MatrixClient, shop_id: str) -> str:
+        alias = f"#shop_{shop_id}:{self.hs.server_name}"
+        found = user.call("GET", f"/_matrix/client/v3/directory/room/{quote(alias)}")
+        return str(found["room_id"])
+
+    def ghost(self, shop_id: str) -> str:
+        return f"@shop_{shop_id}:{self.hs.server_name}"
+
+
+@pytest.fixture(scope="module")
+def setup(test_root: Path) -> Iterator[Setup]:
+    root = test_root / "commerce-bridge"
+    mock = MockProcess(root / "mock").start()
+    # The module on this homeserver uses the same mock (subscriptions, cards, payments).
+    module_config = {
+        "commerce": {"base_url": mock.base_url, "api_key": mock.api_key},
+        "payment_providers": {"laiwang-pay": {"verify_key": mock.print_("--print-verify-key")}},
+    }
+    hs = TestHomeserver(root / "hs", module_config=module_config)
+    bridge = BridgeProcess(root / "bridge")
+    registration = bridge.configure(hs.base_url, hs.server_name, mock)
+    hs.spec.extra["app_service_config_files"] = [str(registration)]
+    try:
+        start_all([hs])
+        assert hs.server_name in registration.read_text(), "server renamed on a port clash"
+        bridge.start()
+        yield Setup(hs, mock, bridge)
+    finally:
+        bridge.stop()
+        hs.stop()
+        mock.stop()
+
+
+def item_shares(user: MatrixClient, room_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in user.messages(room_id, limit=200)
+        if e["type"] == "m.room.message" and e["content"].get("msgtype") == ITEM
+    ]
+
+
+def test_every_shop_has_a_public_room_with_its_ghost(setup: Setup) -> None:
+    user = setup.hs.new_user("browser")
+    for shop in setup.api.get("/v1/shops")["shops"]:
+        room = setup.shop_room(user, shop["shop_id"])
+        assert user.join(room) == room
+        assert setup.ghost(shop["shop_id"]) in user.joined_members(room)
+        assert user.state(room, "m.room.name")["name"] == shop["name"]
+        ghost = user.call(
+            "GET", f"/_matrix/client/v3/profile/{quote(setup.ghost(shop['shop_id']))}"
+        )
+        assert ghost["displayname"] == shop["name"]
+        assert ghost["avatar_url"].startswith("mxc://")
+        # Subscribers read; only the shop posts.
+        assert user.state(room, "m.room.power_levels")["events_default"] == 50
+        with pytest.raises(MatrixError) as e:
+            user.send_text(room, "spam")
+        assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN")
+
+
+def test_a_new_item_reaches_the_shops_subscribers(setup: Setup) -> None:
+    subscriber = setup.hs.new_user("subscriber")
+    room = subscriber.join(setup.shop_room(subscriber, "teahouse"))
+    item = setup.api.post(
+        "/v1/shops/teahouse/items",
+        {"title": "Silver Needle", "price": {"amount": 32000, "currency": "CNY"}},
+    )
+
+    def posted() -> list[dict[str, Any]]:
+        return [
+            e
+            for e in item_shares(subscriber, room)
+            if e["content"][ITEM]["item_id"] == item["item_id"]
+        ]
+
+    (event,) = wait_until(posted, timeout=60)
+    assert event["sender"] == setup.ghost("teahouse")
+    block = event["content"][ITEM]
+    assert {k: v for k, v in block.items() if k != "image"} == {
+        "item_id": item["item_id"],
+        "shop_id": "teahouse",
+        "shop_name": "West Lake Tea House",
+        "title": "Silver Needle",
+        "price": {"amount": 32000, "currency": "CNY"},
+        "url": item["url"],
+        "bought": False,
+    }
+    assert block["image"].startswith("mxc://")
+    assert event["content"]["body"] == f"[Shop] Silver Needle CNY 320.00 {item['url']}"
+    assert event["content"]["com.beeper.linkpreviews"][0]["matched_url"] == item["url"]
+    # Another shop's room does not get it.
+    other = subscriber.join(setup.shop_room(subscriber, "bookworm"))
+    assert not [
+        e
+        for e in item_shares(subscriber, other)
+        if e["content"][ITEM]["item_id"] == item["item_id"]
+    ]
+
+
+def test_a_delivered_order_is_announced_to_its_owner(setup: Setup) -> None:
+    owner = setup.hs.new_user("buyer")
+    account = setup.api.linked_account("Buyer", owner.user_id)
+    order = setup.api.delivered_order(account, "item3")
+
+    room = wait_until(lambda: next(iter(owner.invited_rooms()), None), timeout=60)
+    owner.join(room)
+    bot = f"@commerce:{setup.hs.server_name}"
+    cards = wait_until(lambda: item_shares(owner, room), timeout=60)
+    (card,) = cards
+    assert card["sender"] == bot
+    block = card["content"][ITEM]
+    assert (block["item_id"], block["bought"], block["order_id"]) == (
+        "item3",
+        True,
+        order["order_id"],
+    )
+    assert block["image"].startswith("mxc://")
+    assert "Share it" in card["content"]["body"] and order["order_id"] in card["content"]["body"]
+    invite = next(
+        e
+        for e in owner.messages(room, limit=100)
+        if e["type"] == "m.room.member"
+        and e["state_key"] == owner.user_id
+        and e["content"]["membership"] == "invite"
+    )
+    assert invite["sender"] == bot and invite["content"]["is_direct"] is True
+
+    # A second delivery goes to the same direct chat.
+    second = setup.api.delivered_order(account, "item4")
+    wait_until(lambda: len(item_shares(owner, room)) == 2, timeout=60)
+    assert item_shares(owner, room)[0]["content"][ITEM]["order_id"] == second["order_id"]
+
+
+def test_an_alias_of_no_shop_is_not_found(setup: Setup) -> None:
+    user = setup.hs.new_user("looker")
+    with pytest.raises(MatrixError) as e:
+        setup.shop_room(user, "no-such-shop")
+    assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
+
+
+def dm_of(owner: MatrixClient, known: set[str]) -> str:
+    """The direct chat the bot invites `owner` to next (not one of `known`), joined."""
+    room = wait_until(lambda: next(iter(owner.invited_rooms() - known), None), timeout=60)
+    owner.join(room)
+    return room
+
+
+def test_owners_who_cannot_be_reached_do_not_block_the_stream(setup: Setup) -> None:
+    nobody = setup.api.linked_account("Nobody", f"@nobody-here:{setup.hs.server_name}")
+    remote = setup.api.linked_account("Remote", "@someone:unreachable.invalid")
+    setup.api.delivered_order(nobody, "item5")
+    setup.api.delivered_order(remote, "item6")
+    owner = setup.hs.new_user("patient")
+    account = setup.api.linked_account("Patient", owner.user_id)
+    order = setup.api.delivered_order(account, "item7")
+    room = dm_of(owner, set())
+    (card,) = wait_until(lambda: item_shares(owner, room), timeout=60)
+    assert card["content"][ITEM]["order_id"] == order["order_id"]
+
+
+def test_an_owner_who_left_the_direct_chat_gets_a_new_one(setup: Setup) -> None:
+    owner = setup.hs.new_user("leaver")
+    account = setup.api.linked_account("Leaver", owner.user_id)
+    setup.api.delivered_order(account, "item8")
+    first = dm_of(owner, set())
+    wait_until(lambda: item_shares(owner, first), timeout=60)
+    admin = setup.hs.new_user("admin", admin=True)
+
+    def members() -> list[str]:
+        path = f"/_synapse/admin/v1/rooms/{quote(first)}/members"
+        return list(admin.call("GET", path)["members"])
+
+    assert f"@commerce:{setup.hs.server_name}" in members()
+    owner.leave(first)
+    # The bot leaves too, so the room is not kept for nobody.
+    wait_until(lambda: members() == [], timeout=60)
+
+    later = setup.api.delivered_order(account, "item9")
+    second = dm_of(owner, {first})
+    assert second != first
+    (card,) = wait_until(lambda: item_shares(owner, second), timeout=60)
+    assert card["content"][ITEM]["order_id"] == later["order_id"]
+
+
+def test_a_restart_delivers_what_came_meanwhile_once(setup: Setup) -> None:
+    watcher = setup.hs.new_user("watcher")
+    room = watcher.join(setup.shop_room(watcher, "stationery"))
+    first = setup.api.post(
+        "/v1/shops/stationery/items",
+        {"title": "Eraser", "price": {"amount": 110, "currency": "JPY"}},
+    )
+    wait_until(lambda: len(item_shares(watcher, room)) == 1, timeout=60)
+
+    setup.bridge.stop()
+    during = setup.api.post(
+        "/v1/shops/stationery/items",
+        {"title": "Ruler", "price": {"amount": 220, "currency": "JPY"}},
+    )
+    setup.bridge.start()
+
+    wait_until(lambda: len(item_shares(watcher, room)) == 2, timeout=60)
+    # A later item proves the bridge has caught up; nothing before it came twice.
+    last = setup.api.post(
+        "/v1/shops/stationery/items",
+        {"title": "Stapler", "price": {"amount": 990, "currency": "JPY"}},
+    )
+    wait_until(lambda: len(item_shares(watcher, room)) == 3, timeout=60)
+    ids = [e["content"][ITEM]["item_id"] for e in item_shares(watcher, room)]
+    assert sorted(ids) == sorted([first["item_id"], during["item_id"], last["item_id"]])
+    # The other shops' rooms hold no copies either.
+    for shop_id in ("teahouse", "bookworm"):
+        other = watcher.join(setup.shop_room(watcher, shop_id))
+        posted = [e["content"][ITEM]["item_id"] for e in item_shares(watcher, other)]
+        assert len(posted) == len(set(posted))
+
+
+def test_the_bridge_outlives_a_restart_of_the_commerce_service(setup: Setup) -> None:
+    watcher = setup.hs.new_user("patient-watcher")
+    room = watcher.join(setup.shop_room(watcher, "bookworm"))
+    before = len(item_shares(watcher, room))
+    setup.mock.restart()  # same port, same data; the bridge's long poll breaks meanwhile
+    item = setup.api.post(
+        "/v1/shops/bookworm/items", {"title": "Atlas", "price": {"amount": 8800, "currency": "CNY"}}
+    )
+    wait_until(lambda: len(item_shares(watcher, room)) == before + 1, timeout=60)
+    assert item_shares(watcher, room)[0]["content"][ITEM]["item_id"] == item["item_id"]
+
+
+def test_subscriptions_through_the_module_follow_the_shop(setup: Setup) -> None:
+    """Subscribe with the module's endpoint: new items arrive; a non-subscriber gets nothing;
+    after unsubscribing, nothing more."""
+    fan, passer_by = setup.hs.new_user("fan"), setup.hs.new_user("passer")
+    got = fan.laiwang("PUT", "/commerce/subscriptions/stationery")
+    room = got["room_id"]
+    assert room == setup.shop_room(fan, "stationery")
+    assert fan.laiwang("GET", "/commerce/subscriptions")["subscriptions"] == [
+        {"shop_id": "stationery", "name": got["name"], "room_id": room}
+    ]
+
+    def new_item(title: str) -> str:
+        created = setup.api.post(
+            "/v1/shops/stationery/items",
+            {"title": title, "price": {"amount": 500, "currency": "JPY"}},
+        )
+        return str(created["item_id"])
+
+    def seen(user: MatrixClient, item_id: str) -> bool:
+        return any(e["content"][ITEM]["item_id"] == item_id for e in item_shares(user, room))
+
+    first = new_item("Fountain pen")
+    wait_until(lambda: seen(fan, first) or None, timeout=60)
+    # The passer-by is in no shop room: no invite, nothing in their sync.
+    assert passer_by.invited_rooms() == set()
+    assert passer_by.laiwang("GET", "/commerce/subscriptions")["subscriptions"] == []
+    assert fan.laiwang("DELETE", "/commerce/subscriptions/stationery") == {}
+    assert fan.membership(room, fan.user_id) == "leave"
+    second = new_item("Ink")
+    # The item reaches the room (a subscriber sees it) but not the one who left.
+    watcher = setup.hs.new_user("watcher")
+    watcher.laiwang("PUT", "/commerce/subscriptions/stationery")
+    wait_until(lambda: seen(watcher, second) or None, timeout=60)
+    # What the one who left can still read ends at their leave.
+    assert seen(fan, first) and not seen(fan, second)
