@@ -270,6 +270,10 @@ class ClustersHandler:
                     raise NotFound(
                         f"{room_id} is not a cluster you can ask to join ({e.msg})."
                     ) from e
+                if e.code == 502:  # no server in `hosts` answered: a room we cannot reach
+                    raise NotFound(
+                        f"Unknown cluster {room_id}: no server in 'via' could be reached."
+                    ) from e
                 raise
             stripped = knock.unsigned.get("knock_room_state") or []
             if find_cluster_in_stripped_state(stripped) is None:

@@ -488,8 +488,7 @@ def test_raw_events_that_break_a_rule_are_refused(hs1, payment_keys):
     assert details["state"] == "open"
     assert [u for u, s in details["shares"].items() if s["paid"]] == [a]
     # A float is not even valid Matrix JSON for an event.
-    with pytest.raises(MatrixError):
-        alice.send(room, payment(b, amount=1000.0))
+    expect_error(lambda: alice.send(room, payment(b, amount=1000.0)), 400, "M_BAD_JSON")
     # Editing plain text stays plain Matrix.
     bob.send(room, {"msgtype": "m.text", "body": "* edited", "m.new_content": {
         "msgtype": "m.text", "body": "edited"},
@@ -678,9 +677,7 @@ def test_a_redaction_from_another_room_changes_nothing(hs1):
     elsewhere = mallory.create_room(preset="public_chat")
     request_id = ask(alice, room, [bob.user_id], total=1000)["event_id"]
     before = alice.laiwang("GET", "/aa/balances")
-    with pytest.raises(MatrixError) as e:
-        redact(mallory, elsewhere, request_id)
-    assert e.value.status in (400, 403, 404)
+    expect_error(lambda: redact(mallory, elsewhere, request_id), 400, "M_UNKNOWN")
     stays(lambda: alice.laiwang("GET", path(room, request_id))["state"] == "open", 1.0)
     assert alice.laiwang("GET", "/aa/balances") == before
     assert bob.laiwang("GET", "/aa/balances")["balances"] == [

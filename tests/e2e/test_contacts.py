@@ -113,7 +113,7 @@ def test_decline_and_remove_and_kick(hs1):
     wait_until(lambda: contacts(carol) == {})
     with pytest.raises(MatrixError) as e:
         alice.laiwang("DELETE", f"/contacts/{carol.user_id}")
-    assert e.value.errcode == "M_NOT_FOUND"
+    assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND")
 
     dave = hs1.new_user("dave")
     room = make_acquainted(alice, dave)
@@ -222,12 +222,12 @@ def test_remote_stranger_is_refused(hs1, hs2):
     room = stranger.create_room(preset="private_chat")
     with pytest.raises(MatrixError) as e:
         stranger.invite(room, alice.user_id)
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
     assert room not in alice.invited_rooms()
     # and a contact request from the stranger meets alice's address_book default
     with pytest.raises(MatrixError) as e:
         stranger.laiwang("POST", "/contacts/requests", {"user_id": alice.user_id})
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
     assert stranger.laiwang("GET", "/contacts/requests")["outgoing"] == []
 
 
@@ -265,8 +265,7 @@ def test_request_to_an_unreachable_server_leaves_nothing_behind(hs1):
     alice = hs1.new_user("alice")
     # Port 9 on loopback: nothing listens there (the discard port).
     r = alice.laiwang_raw("POST", "/contacts/requests", {"user_id": "@bob:127.0.0.1:9"})
-    assert r.status_code in (403, 502), r.json()
-    assert r.json()["errcode"].startswith("M_")
+    assert (r.status_code, r.json()["errcode"]) == (502, "M_UNKNOWN"), r.json()
     assert alice.laiwang("GET", "/contacts/requests")["outgoing"] == []
     assert contacts(alice) == {}
 

@@ -309,7 +309,7 @@ def test_import_takes_only_private_two_person_direct_chats(hs1):
     for room in (public, cluster, with_third, not_direct):
         with pytest.raises(MatrixError) as e:
             caller.state(room, ACQ)
-        assert e.value.status == 404
+        assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND"), e.value.body
     # Again: the legit chat is an acquaintance already, the others are skipped again.
     assert caller.laiwang("POST", "/contacts/import", {}) == {"imported": 0, "skipped": 5}
     # A rebuild keeps the import and finds nothing in the skipped rooms.
