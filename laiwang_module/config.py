@@ -248,6 +248,9 @@ class DiscoveryConfig(ConfigBlock):
     max_addresses_per_request: int = _option(_positive_int, 1000)
     max_addresses_per_day: int = _option(_positive_int, 10000)
     address_book_ttl_ms: int = _option(_duration, "90d", key="address_book_ttl")
+    # Name this homeserver as `m.identity_server` in /.well-known/matrix/client when the
+    # homeserver config names none (Synapse's `default_identity_server`).
+    advertise_identity_server: bool = _option(_boolean, True)
 
 
 SMS_SENDERS = ("log", "http")

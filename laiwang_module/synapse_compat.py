@@ -235,3 +235,35 @@ def set_msisdn_delegate_url(api: ModuleApi, url: str) -> None:
     """Point Synapse's msisdn delegate elsewhere in this process; Synapse reads the setting on
     every request (rest/client/account.py, register.py, handlers/ui_auth/checkers.py)."""
     api._hs.config.registration.account_threepid_delegate_msisdn = url
+
+
+async def openid_token_user(api: ModuleApi, token: str) -> str | None:
+    """The local user an unexpired OpenID token of this homeserver was issued to (as
+    `/_matrix/federation/v1/openid/userinfo` answers it), read from Synapse's own table: the
+    module runs inside the homeserver and need not ask itself over HTTP."""
+    store: Any = api._store  # no ModuleApi accessor for OpenID tokens
+    user_id = await store.get_user_id_for_open_id_token(token, api.get_current_time_msec())
+    return None if user_id is None else str(user_id)
+
+
+def public_baseurl(api: ModuleApi) -> str:
+    """Synapse's `public_baseurl`, with its trailing slash."""
+    url: str = api._hs.config.server.public_baseurl
+    return url
+
+
+def serves_client_wellknown(api: ModuleApi) -> bool:
+    """Whether Synapse answers `/.well-known/matrix/client` (it does when `public_baseurl` is set)."""
+    return bool(api._hs.config.server.serve_client_wellknown)
+
+
+def default_identity_server(api: ModuleApi) -> str | None:
+    """Synapse's `default_identity_server`: what `/.well-known/matrix/client` advertises as
+    `m.identity_server` (read by Synapse on every request, rest/well_known.py)."""
+    url: str | None = api._hs.config.registration.default_identity_server
+    return url
+
+
+def set_default_identity_server(api: ModuleApi, url: str) -> None:
+    """Advertise `url` as `m.identity_server` in this process's `/.well-known/matrix/client`."""
+    api._hs.config.registration.default_identity_server = url

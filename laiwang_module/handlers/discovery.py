@@ -17,15 +17,19 @@ import time
 from typing import TYPE_CHECKING
 
 from laiwang_module.storage.discovery import DAY_MS, IndexRow, PepperState
+from laiwang_module.synapse_compat import openid_token_user
 from rooms.discovery import (
     ALGORITHM,
     ALGORITHMS,
     LookupRequest,
+    OpenIdCredentials,
     hash_key,
+    identity_token_hash,
     lookup_hash,
+    new_identity_token,
     new_pepper,
 )
-from rooms.errors import BadRequest, LimitExceeded
+from rooms.errors import BadRequest, Forbidden, LimitExceeded, Unauthorized
 from rooms.msisdn import MEDIUM, normalise_stored_msisdn
 
 if TYPE_CHECKING:
@@ -106,6 +110,37 @@ class DiscoveryHandler:
             )
         return {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
 
+    # --- the Identity Service API v2: its own access tokens ---
+
+    async def register_identity_account(self, credentials: OpenIdCredentials) -> str:
+        """`POST /_matrix/identity/v2/account/register`: an identity server token for the user
+        an OpenID token of this homeserver names. Forbidden for another server's token (this
+        identity server serves this homeserver's users only); Unauthorized for an unknown or
+        expired one, or a deactivated user's."""
+        if credentials.matrix_server_name != self._api.server_name:
+            raise Forbidden(
+                f"This identity server serves the users of {self._api.server_name} only"
+            )
+        user_id = await openid_token_user(self._api, credentials.access_token)
+        if user_id is None:
+            raise Unauthorized("Unknown or expired OpenID token")
+        token = new_identity_token()
+        await self._store.add_identity_token(identity_token_hash(token), user_id)
+        # Deactivated in the meantime: get_identity_token_user ignores the token.
+        return token
+
+    async def identity_user(self, token: str | None) -> str:
+        """The user an identity server token belongs to; Unauthorized for none or an unknown."""
+        if not token:
+            raise Unauthorized("Missing identity server access token")
+        user_id = await self._store.get_identity_token_user(identity_token_hash(token))
+        if user_id is None:
+            raise Unauthorized("Unknown identity server access token")
+        return user_id
+
+    async def logout_identity(self, token: str) -> None:
+        await self._store.delete_identity_token(identity_token_hash(token))
+
     # --- keeping the index current ---
 
     async def on_threepid_added(self, user_id: str, medium: str, address: str) -> None:
@@ -143,6 +178,7 @@ class DiscoveryHandler:
         on the process that deactivated)."""
         if deactivated:
             await self._store.forget_address_book_user(user_id)
+            await self._store.delete_identity_tokens_of(user_id)
 
     async def maintain(self) -> None:
         """The periodic job (one process): first build, pepper rotation, expiry."""

@@ -155,6 +155,19 @@ DISCOVERY = Schema(
                 " PRIMARY KEY (number_key, day))",
             ],
         ),
+        (
+            6,
+            [
+                # Identity Service API v2 (`/_matrix/identity/v2/account/register`): the tokens
+                # the module issues, by their SHA-256 (rooms.discovery.identity_token_hash).
+                "CREATE TABLE IF NOT EXISTS laiwang_identity_tokens ("
+                " token_hash TEXT NOT NULL PRIMARY KEY,"
+                " user_id TEXT NOT NULL,"
+                " created_ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_identity_tokens_user"
+                " ON laiwang_identity_tokens (user_id)",
+            ],
+        ),
     ],
 )
 
