@@ -16,6 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import attr
+
 from laiwang_module.storage.discovery import DAY_MS, IndexRow, PepperState
 from laiwang_module.synapse_compat import openid_token_user
 from rooms.discovery import (
@@ -41,8 +43,16 @@ INVALID_PEPPER = "M_INVALID_PEPPER"
 INDEX_PAGE = 5000
 
 
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class LookupResult:
+    mappings: dict[str, str]  # hash -> user id, local or on a peer
+    # With `discovery.peers`: the peers not asked or that did not answer in time; else None.
+    unreachable_peers: list[str] | None
+
+
 class DiscoveryHandler:
     def __init__(self, server: LaiwangServer):
+        self._server = server
         self._store = server.store
         self._api = server.api
         self._config = server.config.discovery
@@ -61,9 +71,10 @@ class DiscoveryHandler:
         state = await self.state()
         return {"algorithms": list(ALGORITHMS), "lookup_pepper": state.pepper}
 
-    async def lookup(self, owner_id: str, request: LookupRequest) -> dict[str, str]:
-        """hash -> user id for the discoverable users among `request.addresses`; remembers the
-        users found (discoverable or not) in the owner's address book. Raises BadRequest
+    async def lookup(self, owner_id: str, request: LookupRequest) -> LookupResult:
+        """hash -> user id for the discoverable users among `request.addresses`, here and on
+        the peers (`discovery.peers`); remembers the users found (discoverable or not, and the
+        peers' discoverable ones) in the owner's address book. Raises BadRequest
         (`M_INVALID_PEPPER`, with the current pepper), LimitExceeded (more addresses than
         `discovery.max_addresses_per_request`, or the daily budget spent)."""
         state = await self.state()
@@ -108,7 +119,19 @@ class DiscoveryHandler:
                 f"Daily lookup budget of {self._config.max_addresses_per_day} addresses spent",
                 retry_after_ms=(day + 1) * DAY_MS - now,
             )
-        return {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
+        mappings = {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
+        peers = self._server.discovery_peers_handler
+        if not peers.peers:
+            return LookupResult(mappings, None)
+        # Only after our own checks and charge: a refused lookup asks no peer. A number found
+        # here is not asked of the peers (it has one owner).
+        remote = await peers.lookup(
+            owner_id, state.pepper, [h for h in request.addresses if h not in confirmed]
+        )
+        found = {u for u in remote.mappings.values() if u != owner_id}
+        if found:
+            await self._store.remember_remote_contacts(owner_id, found)
+        return LookupResult({**remote.mappings, **mappings}, remote.unreachable)
 
     # --- the Identity Service API v2: its own access tokens ---
 
@@ -159,6 +182,7 @@ class DiscoveryHandler:
         await self._store.add_discovery_hashes(rows)
         for old_owner in previous - {user_id}:
             await self._store.forget_address_book_contact(old_owner)
+        await self._server.discovery_peers_handler.on_threepid_added(user_id, medium, address)
 
     async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
         """Drop an unbound msisdn 3pid from the index (and log it for a rotation being built)."""
@@ -169,6 +193,7 @@ class DiscoveryHandler:
         keys = [(gen, hash_key(lookup_hash(msisdn, pepper))) for gen, pepper in state.generations()]
         building = not state.built or state.next_gen is not None
         await self._store.remove_discovery_hashes(user_id, keys, log=building)
+        await self._server.discovery_peers_handler.on_threepid_removed(user_id, medium, address)
         # The number no longer vouches for its old owner: not in anyone's book, not a pass
         # through the address_book gate, not a suggestion.
         await self._store.forget_address_book_contact(user_id)
@@ -201,6 +226,18 @@ class DiscoveryHandler:
         await self._store.purge_old_lookup_usage(now // DAY_MS)
         await self._store.purge_expired_msisdn_sessions()
         await self._store.purge_old_sms_sends(now // DAY_MS)
+        try:
+            peers = self._server.discovery_peers_handler
+            await peers.forget_old_peers()
+            if peers.peers:
+                # So that each peer builds its set for our pepper before a lookup needs it,
+                # and our cached copies stay fresh.
+                state = await self.state()
+                self._api.run_as_background_process(
+                    "laiwang_discovery_warm", peers.warm, state.pepper
+                )
+        except Exception:
+            logger.exception("laiwang discovery: peer upkeep failed")
 
     async def _index(self) -> None:
         state = await self.state()

@@ -9,6 +9,7 @@ from laiwang_module.rest.base import LaiwangResource, Router
 from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
+from laiwang_module.rest.discovery_peers import DiscoveryPeersServlet
 from laiwang_module.rest.msisdn import MsisdnClientServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
@@ -20,6 +21,7 @@ SERVLETS = (
     SettingsServlet,
     ContactsServlet,
     DiscoveryServlet,
+    DiscoveryPeersServlet,
     MsisdnClientServlet,
     AAServlet,
     SharesServlet,

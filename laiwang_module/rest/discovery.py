@@ -46,8 +46,11 @@ class DiscoveryServlet(Servlet):
     async def on_lookup(self, request: SynapseRequest) -> tuple[int, JsonDict]:
         user_id = await self.auth(request)
         lookup = validate_lookup(self.json_body(request))
-        mappings = await self.server.discovery_handler.lookup(user_id, lookup)
-        return 200, {"mappings": mappings}
+        result = await self.server.discovery_handler.lookup(user_id, lookup)
+        body: JsonDict = {"mappings": result.mappings}
+        if result.unreachable_peers is not None:
+            body["unreachable_peers"] = result.unreachable_peers
+        return 200, body
 
 
 IDENTITY_SERVICE_PREFIX = "/_matrix/identity"

@@ -20,7 +20,16 @@ from synapse.module_api import ModuleApi
 from synapse.storage.database import LoggingTransaction
 from synapse.util.async_helpers import ObservableDeferred
 
-from laiwang_module.storage import aa, clusters, contacts, discovery, msisdn, settings, shares
+from laiwang_module.storage import (
+    aa,
+    clusters,
+    contacts,
+    discovery,
+    discovery_peers,
+    msisdn,
+    settings,
+    shares,
+)
 from laiwang_module.storage.schema import apply_schema_txn, prepare_version_table_txn
 from laiwang_module.storage.schema.migrations import SCHEMAS
 
@@ -32,6 +41,7 @@ class LaiwangStore(
     aa.AAStore,
     settings.SettingsStore,
     discovery.DiscoveryStore,
+    discovery_peers.DiscoveryPeersStore,
     msisdn.MsisdnStore,
     contacts.ContactsStore,
     shares.SharesStore,

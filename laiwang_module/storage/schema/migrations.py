@@ -168,6 +168,28 @@ DISCOVERY = Schema(
                 " ON laiwang_identity_tokens (user_id)",
             ],
         ),
+        (
+            7,
+            [
+                # Across servers (storage/discovery_peers.py): for each peer server, the pepper
+                # its lookups use and whether this server's set for it is built...
+                "CREATE TABLE IF NOT EXISTS laiwang_discovery_peer_state ("
+                " peer TEXT NOT NULL PRIMARY KEY,"
+                " pepper TEXT NOT NULL,"
+                " built BOOLEAN NOT NULL,"
+                " requested_ts BIGINT NOT NULL)",
+                # ... and that set: the OPRF value, under this server's key for the peer, of
+                # each local number's lookup hash under the peer's pepper. `pkey` (its first
+                # 64 bits) is what the peer is shown; `prf` confirms a resolve.
+                "CREATE TABLE IF NOT EXISTS laiwang_discovery_peer_prfs ("
+                " peer TEXT NOT NULL,"
+                " pepper TEXT NOT NULL,"
+                " pkey BIGINT NOT NULL,"
+                " prf TEXT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " PRIMARY KEY (peer, pepper, pkey))",
+            ],
+        ),
     ],
 )
 

@@ -1,0 +1,122 @@
+"""The OPRF of discovery across servers (rooms/discovery_peers.py): blinding, evaluation and
+unblinding give the key holder's direct evaluation; bad points are refused."""
+
+from __future__ import annotations
+
+import nacl.bindings as sodium
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rooms.discovery_peers import (
+    b64,
+    blind,
+    derive_key,
+    evaluate,
+    hash_to_group,
+    is_group_element,
+    new_blind,
+    pack_published,
+    prf,
+    published_key,
+    unb64,
+    unblind,
+    unpack_published,
+    validate_peer_request,
+)
+from rooms.errors import InvalidParam, MissingParam
+
+inputs = st.lists(st.text(min_size=1, max_size=60), min_size=1, max_size=8)
+keys = st.binary(min_size=32, max_size=32).map(lambda s: derive_key(s, "peer.example", "p"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(inputs, keys)
+def test_blind_evaluate_unblind_is_the_direct_evaluation(xs, k):
+    r = new_blind()
+    blinded = blind(r, xs)
+    assert all(is_group_element(e) for e in blinded)
+    assert unblind(r, xs, evaluate(k, blinded)) == [prf(k, x) for x in xs]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.text(min_size=1, max_size=60))
+def test_blinded_elements_do_not_repeat_and_hide_the_input(x):
+    # Two blindings of one input differ, and neither is H1(x).
+    a, b = blind(new_blind(), [x])[0], blind(new_blind(), [x])[0]
+    assert a != b and hash_to_group(x) not in (a, b)
+
+
+def test_the_key_depends_on_server_key_peer_and_pepper():
+    base = derive_key(b"s" * 32, "a.example", "pepper1")
+    assert base == derive_key(b"s" * 32, "a.example", "pepper1")
+    others = [
+        derive_key(b"t" * 32, "a.example", "pepper1"),
+        derive_key(b"s" * 32, "b.example", "pepper1"),
+        derive_key(b"s" * 32, "a.example", "pepper2"),
+    ]
+    assert base not in others
+    assert prf(base, "x") != prf(others[0], "x")
+
+
+def test_hash_to_group_gives_prime_order_points():
+    for x in ("8613800138000", "", "a" * 100):
+        point = hash_to_group(x)
+        assert is_group_element(point)
+        # In the prime-order subgroup: L·P is the identity.
+        order = 2**252 + 27742317777372353535851937790883648493
+        with pytest.raises(RuntimeError):  # libsodium refuses the identity as a result
+            sodium.crypto_scalarmult_ed25519_noclamp(order.to_bytes(32, "little"), point)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        bytes(32),  # not a canonical point of the group
+        (1).to_bytes(32, "little"),  # the identity
+        # A point of order 8 (small order): would leak the key modulo 8.
+        bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+        b"\xff" * 32,
+    ],
+)
+def test_evaluation_refuses_points_outside_the_group(bad):
+    assert not is_group_element(bad)
+    with pytest.raises(InvalidParam):
+        evaluate(derive_key(b"s" * 32, "a", "p"), [bad])
+
+
+def test_unblind_of_a_broken_answer_matches_nothing():
+    r = new_blind()
+    assert unblind(r, ["x", "y"], [bytes(32), blind(r, ["y"])[0]])[0] is None
+
+
+@given(st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=50))
+def test_published_set_round_trips_sorted(values):
+    assert unpack_published(pack_published(values)) == sorted(values)
+
+
+def test_published_key_is_the_first_64_bits():
+    value = bytes(range(32))
+    assert published_key(value) == int.from_bytes(value[:8], "big", signed=True)
+
+
+def test_peer_requests_are_checked():
+    element = b64(blind(new_blind(), ["x"])[0])
+    ok = {"user_id": "@a:hs.a", "pepper": "abc", "elements": [element]}
+    assert validate_peer_request(ok, "hs.a", 32).elements == (unb64(element),)
+    cases: list[tuple[dict, str]] = [
+        ({**ok, "user_id": "@a:other"}, "user_id"),
+        ({**ok, "user_id": "a:hs.a"}, "user_id"),
+        ({**ok, "pepper": "no spaces"}, "pepper"),
+        ({**ok, "pepper": 3}, "pepper"),
+        ({**ok, "elements": "x"}, "elements"),
+        ({**ok, "elements": ["!!"]}, "elements"),
+        ({**ok, "elements": [b64(b"short")]}, "elements"),
+        ({**ok, "elements": [7]}, "elements"),
+    ]
+    for body, param in cases:
+        with pytest.raises(InvalidParam) as e:
+            validate_peer_request(body, "hs.a", 32)
+        assert e.value.param == param
+    with pytest.raises(MissingParam):
+        validate_peer_request({"user_id": "@a:hs.a", "pepper": "p"}, "hs.a", 32)
