@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -37,7 +39,6 @@ from rooms.discovery_peers import (
     blind,
     derive_key,
     evaluate,
-    is_group_element,
     new_blind,
     pack_published,
     prf,
@@ -47,7 +48,7 @@ from rooms.discovery_peers import (
     unpack_published,
     validate_peer_pepper,
 )
-from rooms.errors import BadRequest, Forbidden, InvalidParam, LimitExceeded
+from rooms.errors import BadRequest, Forbidden, LimitExceeded
 from rooms.msisdn import MEDIUM, normalise_stored_msisdn
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ MIN_REBUILD_INTERVAL_MS = 10 * 60_000
 # goes on in the background and serves the next lookups.
 SET_FETCH_TIMEOUT_MS = 120_000
 BUILD_PAGE = 5000
+# Addresses per evaluate request in flight together (at most the peer's cap).
+PIPELINE_CHUNK = 250
+# PRF values remembered per process (about 200 bytes each).
+PRF_CACHE_SIZE = 50_000
 
 
 class PeerNotReady(Exception):
@@ -99,6 +104,9 @@ class DiscoveryPeersHandler:
         self._sets: dict[str, PeerSet] = {}
         self._fetches: SingleFlight[PeerSet | None] = SingleFlight(server.api)
         self._building: set[tuple[str, str]] = set()
+        # (peer, pepper, hash) -> the PRF value learned for it: a client re-uploading its book
+        # costs neither side any group operation, nor the peer's budget (nothing new is learned).
+        self._values: OrderedDict[tuple[str, str, str], bytes | None] = OrderedDict()
 
     # --- as the caller's server (A) ---
 
@@ -132,45 +140,103 @@ class DiscoveryPeersHandler:
     async def _lookup_peer(
         self, peer: str, owner_id: str, pepper: str, hashes: Sequence[str]
     ) -> dict[str, str]:
+        started = time.perf_counter()
         published = await self._peer_set(peer, pepper)
-        timeout_ms = self._config.peer_timeout_ms
-        found: dict[str, str] = {}
+        # Chunks in flight together: our blinding of one overlaps the peer's evaluation of
+        # another (the group operations run on threads, outside the GIL).
+        step = min(published.max_per_request, PIPELINE_CHUNK)
+        chunks = [list(hashes[i : i + step]) for i in range(0, len(hashes), step)]
+        matched = await run_concurrently(
+            [partial(self._match_chunk, peer, owner_id, pepper, c, published) for c in chunks]
+        )
+        matches = {value: h for chunk_matches in matched for value, h in chunk_matches.items()}
+        evaluated_at = time.perf_counter()
+        values = list(matches)
         step = published.max_per_request
-        for start in range(0, len(hashes), step):
-            chunk = list(hashes[start : start + step])
-            r = new_blind()
-            blinded = await in_thread(self._api, blind, r, chunk)
-            reply = await federation_post(
-                self._api,
-                peer,
-                f"{PEER_PATH}/evaluate",
-                {"user_id": owner_id, "pepper": pepper, "elements": [b64(e) for e in blinded]},
-                timeout_ms,
-            )
-            evaluated = _elements(reply, len(chunk))
-            values = await in_thread(self._api, unblind, r, chunk, evaluated)
-            # Only values in the published set go back to the peer: it never sees the PRF
-            # value of a number none of its users has.
-            matches = {
-                b64(v): h
-                for h, v in zip(chunk, values, strict=True)
-                if v and published_key(v) in published
-            }
-            if not matches:
-                continue
-            reply = await federation_post(
-                self._api,
-                peer,
-                f"{PEER_PATH}/resolve",
-                {"user_id": owner_id, "pepper": pepper, "elements": list(matches)},
-                timeout_ms,
-            )
-            mapped = reply.get("mappings") if isinstance(reply, dict) else None
-            for value, user_id in (mapped if isinstance(mapped, dict) else {}).items():
+        replies = await run_concurrently(
+            [
+                partial(self._resolve, peer, owner_id, pepper, values[i : i + step])
+                for i in range(0, len(values), step)
+            ]
+        )
+        found: dict[str, str] = {}
+        for mapped in replies:
+            for value, user_id in mapped.items():
                 # A peer answers for its own users only.
                 if value in matches and _user_of(user_id, peer):
                     found[matches[value]] = user_id
+        logger.debug(
+            "peer %s: %d addresses evaluated and matched in %.1f ms, %d resolved in %.1f ms",
+            peer,
+            len(hashes),
+            (evaluated_at - started) * 1000,
+            len(values),
+            (time.perf_counter() - evaluated_at) * 1000,
+        )
         return found
+
+    async def _match_chunk(
+        self, peer: str, owner_id: str, pepper: str, chunk: list[str], published: PeerSet
+    ) -> dict[str, str]:
+        """Evaluate a chunk through the peer; PRF value (base64) -> hash of those in its set.
+        Only those go back to the peer: it never sees the PRF value of a number none of its
+        discoverable users has."""
+        known = {
+            h: self._values[(peer, pepper, h)] for h in chunk if (peer, pepper, h) in self._values
+        }
+        for h in known:
+            self._values.move_to_end((peer, pepper, h))
+        fresh = [h for h in chunk if h not in known]
+        values = dict(known)
+        if fresh:
+            learned = await self._evaluate_chunk(peer, owner_id, pepper, fresh)
+            values.update(learned)
+            for h, v in learned.items():
+                self._values[(peer, pepper, h)] = v
+            while len(self._values) > PRF_CACHE_SIZE:
+                self._values.popitem(last=False)
+        return {
+            b64(v): h for h, v in values.items() if v is not None and published_key(v) in published
+        }
+
+    async def _evaluate_chunk(
+        self, peer: str, owner_id: str, pepper: str, chunk: list[str]
+    ) -> dict[str, bytes | None]:
+        t0 = time.perf_counter()
+        r = new_blind()
+        blinded = await in_thread(self._api, blind, r, chunk)
+        t1 = time.perf_counter()
+        reply = await federation_post(
+            self._api,
+            peer,
+            f"{PEER_PATH}/evaluate",
+            {"user_id": owner_id, "pepper": pepper, "elements": [b64(e) for e in blinded]},
+            self._config.peer_timeout_ms,
+        )
+        t2 = time.perf_counter()
+        values = await in_thread(self._api, unblind, r, chunk, _elements(reply, len(chunk)))
+        logger.debug(
+            "peer %s: chunk of %d: blind %.1f ms, evaluate %.1f ms, unblind %.1f ms",
+            peer,
+            len(chunk),
+            (t1 - t0) * 1000,
+            (t2 - t1) * 1000,
+            (time.perf_counter() - t2) * 1000,
+        )
+        return dict(zip(chunk, values, strict=True))
+
+    async def _resolve(
+        self, peer: str, owner_id: str, pepper: str, values: list[str]
+    ) -> dict[str, Any]:
+        reply = await federation_post(
+            self._api,
+            peer,
+            f"{PEER_PATH}/resolve",
+            {"user_id": owner_id, "pepper": pepper, "elements": values},
+            self._config.peer_timeout_ms,
+        )
+        mapped = reply.get("mappings") if isinstance(reply, dict) else None
+        return mapped if isinstance(mapped, dict) else {}
 
     async def _peer_set(self, peer: str, pepper: str) -> PeerSet:
         cached = self._sets.get(peer)
@@ -263,11 +329,10 @@ class DiscoveryPeersHandler:
         their server's daily budgets; the per-request cap is ours."""
         self._check_peer(origin)
         self._check_cap(len(request.elements))
-        valid = await in_thread(self._api, _all_group_elements, request.elements)
-        if not valid:
-            raise InvalidParam("elements", "must be points of the Ed25519 prime-order group")
         now = self._api.get_current_time_msec()
         day = now // DAY_MS
+        # Charged before the work, malformed points included: an over-budget peer costs no
+        # computation.
         charged = await self._store.charge_peer_evaluation(
             request.user_id,
             origin,
@@ -346,20 +411,17 @@ class DiscoveryPeersHandler:
             for s in await self._store.get_peer_states()
             if s.peer in self.peers
         ]
-        await self._store.add_peer_prfs(rows)
+        await self._store.add_peer_prfs([r for r in rows if r is not None])
 
     async def on_threepid_removed(self, user_id: str, medium: str, address: str) -> None:
         msisdn = normalise_stored_msisdn(address) if medium == MEDIUM else None
         if msisdn is None:
             return
-        keys = [
-            (
-                s.peer,
-                s.pepper,
-                published_key(prf(self._key(s.peer, s.pepper), lookup_hash(msisdn, s.pepper))),
-            )
-            for s in await self._store.get_peer_states()
-        ]
+        keys = []
+        for s in await self._store.get_peer_states():
+            value = prf(self._key(s.peer, s.pepper), lookup_hash(msisdn, s.pepper))
+            if value is not None:
+                keys.append((s.peer, s.pepper, published_key(value)))
         await self._store.remove_peer_prfs(user_id, keys)
 
 
@@ -383,14 +445,12 @@ def _user_of(user_id: Any, server: str) -> bool:
     )
 
 
-def _all_group_elements(elements: Sequence[bytes]) -> bool:
-    return all(is_group_element(e) for e in elements)
-
-
 def _prf_row(
     key: bytes, peer: str, pepper: str, msisdn: str, user_id: str, address: str
-) -> PeerPrfRow:
+) -> PeerPrfRow | None:
     value = prf(key, lookup_hash(msisdn, pepper))
+    if value is None:  # H1 gave an unusable point (probability about 2^-250)
+        return None
     return PeerPrfRow(
         peer=peer,
         pepper=pepper,
@@ -405,6 +465,7 @@ def _prf_rows(key: bytes, peer: str, pepper: str, page: list[tuple[str, str]]) -
     rows = []
     for user_id, address in page:
         msisdn = normalise_stored_msisdn(address)
-        if msisdn is not None:
-            rows.append(_prf_row(key, peer, pepper, msisdn, user_id, address))
+        row = _prf_row(key, peer, pepper, msisdn, user_id, address) if msisdn else None
+        if row is not None:
+            rows.append(row)
     return rows

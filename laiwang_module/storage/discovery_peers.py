@@ -100,6 +100,14 @@ class DiscoveryPeersStore(StoreMixin):
                 "DELETE FROM laiwang_discovery_peer_prfs WHERE peer = ? AND pepper <> ?",
                 (peer, pepper),
             )
+            # A number removed while the build ran may have been written back by a page read
+            # before the removal: drop rows of users who no longer have any number (one pass;
+            # `NOT IN` lets the database hash the subquery once).
+            txn.execute(
+                "DELETE FROM laiwang_discovery_peer_prfs WHERE peer = ? AND pepper = ?"
+                " AND user_id NOT IN (SELECT user_id FROM user_threepids WHERE medium = 'msisdn')",
+                (peer, pepper),
+            )
 
         await self.run("finish_peer_build", finish_peer_build_txn)
 
@@ -182,7 +190,7 @@ class DiscoveryPeersStore(StoreMixin):
         self, peer: str, pepper: str, prfs: Collection[str], default_discoverable: bool
     ) -> dict[str, str]:
         """prf -> user id for the given whole PRF values (base64) that name a discoverable,
-        active user who still has a number."""
+        active user (a removed number's rows are deleted by the 3pid callback)."""
         keys = {published_key(unb64(p)) for p in prfs}
         wanted = set(prfs)
 
@@ -193,9 +201,7 @@ class DiscoveryPeersStore(StoreMixin):
                 " LEFT JOIN laiwang_user_settings AS s ON s.user_id = p.user_id"
                 f" WHERE p.peer = ? AND p.pepper = ? AND {clause}"
                 " AND COALESCE(s.discoverable, ?)"
-                f" AND {_ACTIVE.format('p.user_id')}"
-                " AND EXISTS (SELECT 1 FROM user_threepids AS t"
-                " WHERE t.user_id = p.user_id AND t.medium = 'msisdn')",
+                f" AND {_ACTIVE.format('p.user_id')}",
                 [peer, pepper, *args, default_discoverable],
             )
             return {prf: user_id for prf, user_id in txn.fetchall() if prf in wanted}

@@ -212,11 +212,15 @@ def test_the_peer_applies_its_own_daily_budget(peers):
     fillers = [new_number()[1] for _ in range(8 - spent)]
     mappings, unreachable = peer_lookup(alice, fillers)
     assert b.server_name not in unreachable and usage(b, alice.user_id) == 8
-    mappings, unreachable = peer_lookup(alice, [m_bob])
+    # A number A has not had evaluated yet (A remembers the values it learned: Bob's costs
+    # nothing again, and reveals nothing new).
+    erin, m_erin = numbered_user(b, admin_b, "erin")
+    mappings, unreachable = peer_lookup(alice, [m_erin])
     assert mappings == {} and b.server_name in unreachable
     assert usage(b, alice.user_id) == 8
-    # Another user of A still finds Bob.
-    find_on_peer(a.new_user("dave"), [m_bob], {m_bob: bob.user_id})
+    assert peer_lookup(alice, [m_bob])[0] == {m_bob: bob.user_id}
+    # Another user of A still finds Erin.
+    find_on_peer(a.new_user("dave"), [m_erin], {m_erin: erin.user_id})
 
 
 def test_unsigned_or_non_peer_requests_are_refused(peers, hs1):

@@ -3,18 +3,21 @@ unblinding give the key holder's direct evaluation; bad points are refused."""
 
 from __future__ import annotations
 
+import hashlib
+
 import nacl.bindings as sodium
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rooms.discovery_peers import (
+    DST_H1,
+    GROUP_ORDER,
     b64,
     blind,
     derive_key,
     evaluate,
     hash_to_group,
-    is_group_element,
     new_blind,
     pack_published,
     prf,
@@ -35,8 +38,17 @@ keys = st.binary(min_size=32, max_size=32).map(lambda s: derive_key(s, "peer.exa
 def test_blind_evaluate_unblind_is_the_direct_evaluation(xs, k):
     r = new_blind()
     blinded = blind(r, xs)
-    assert all(is_group_element(e) for e in blinded)
     assert unblind(r, xs, evaluate(k, blinded)) == [prf(k, x) for x in xs]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=2**64))
+def test_blinding_scalars_survive_clamping_and_invert(_):
+    r = new_blind()
+    b, c = int.from_bytes(r.scalar, "little"), int.from_bytes(r.inverse, "little")
+    for n in (b, c):  # fixed points of X25519's clamping: multiples of 8 in [2^254, 2^255)
+        assert n % 8 == 0 and 1 << 254 <= n < 1 << 255
+    assert (b * c) % GROUP_ORDER in (1, GROUP_ORDER - 1)
 
 
 @settings(max_examples=30, deadline=None)
@@ -59,28 +71,26 @@ def test_the_key_depends_on_server_key_peer_and_pepper():
     assert prf(base, "x") != prf(others[0], "x")
 
 
-def test_hash_to_group_gives_prime_order_points():
-    for x in ("8613800138000", "", "a" * 100):
-        point = hash_to_group(x)
-        assert is_group_element(point)
-        # In the prime-order subgroup: L·P is the identity.
-        order = 2**252 + 27742317777372353535851937790883648493
-        with pytest.raises(RuntimeError):  # libsodium refuses the identity as a result
-            sodium.crypto_scalarmult_ed25519_noclamp(order.to_bytes(32, "little"), point)
+@given(st.text(max_size=60))
+def test_hash_to_group_is_libsodiums_map_to_the_prime_order_group(x):
+    uniform = hashlib.sha512(DST_H1 + x.encode("utf-8")).digest()[:32]
+    edwards = sodium.crypto_core_ed25519_from_uniform(uniform)
+    # libsodium's check covers the prime-order subgroup (no torsion component) ...
+    assert sodium.crypto_core_ed25519_is_valid_point(edwards)
+    # ... and our birational map to Curve25519 is libsodium's own.
+    assert hash_to_group(x) == sodium.crypto_sign_ed25519_pk_to_curve25519(edwards)
 
 
 @pytest.mark.parametrize(
     "bad",
     [
-        bytes(32),  # not a canonical point of the group
-        (1).to_bytes(32, "little"),  # the identity
-        # A point of order 8 (small order): would leak the key modulo 8.
-        bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
-        b"\xff" * 32,
+        bytes(32),  # u = 0: small order
+        (1).to_bytes(32, "little"),  # u = 1: small order
+        # A point of order 8: would give a constant (and leak the key modulo 8).
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
     ],
 )
-def test_evaluation_refuses_points_outside_the_group(bad):
-    assert not is_group_element(bad)
+def test_evaluation_refuses_points_of_small_order(bad):
     with pytest.raises(InvalidParam):
         evaluate(derive_key(b"s" * 32, "a", "p"), [bad])
 
