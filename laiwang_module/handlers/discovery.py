@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import attr
 
 from laiwang_module.storage.discovery import DAY_MS, IndexRow, PepperState
-from laiwang_module.synapse_compat import openid_token_user
+from laiwang_module.synapse_compat import openid_token_user, run_concurrently
 from rooms.discovery import (
     ALGORITHM,
     ALGORITHMS,
@@ -104,30 +106,47 @@ class DiscoveryHandler:
         found_at = time.perf_counter()
         now = self._api.get_current_time_msec()
         day = now // DAY_MS
-        contacts = {u for u in confirmed.values() if u != owner_id}
-        charged = await self._store.charge_lookup_and_remember(
-            owner_id, day, count, self._config.max_addresses_per_day, contacts
+        over_budget = LimitExceeded(
+            f"Daily lookup budget of {self._config.max_addresses_per_day} addresses spent",
+            retry_after_ms=(day + 1) * DAY_MS - now,
         )
+        contacts = {u for u in confirmed.values() if u != owner_id}
+        peers = self._server.discovery_peers_handler
+
+        async def charge() -> bool:
+            return await self._store.charge_lookup_and_remember(
+                owner_id, day, count, self._config.max_addresses_per_day, contacts
+            )
+
+        if peers.peers:
+            # A lookup refused for its pepper, its size or a budget already spent asks no peer.
+            # The peers are then asked while the budget is charged (the charge decides: only
+            # concurrent lookups of one user can be refused after asking). A number found here
+            # is not asked of the peers (it has one owner).
+            used = await self._store.get_lookup_usage(owner_id, day)
+            if used + count > self._config.max_addresses_per_day:
+                raise over_budget
+            ask = partial(
+                peers.lookup,
+                owner_id,
+                state.pepper,
+                [h for h in request.addresses if h not in confirmed],
+            )
+            works: list[Callable[[], Awaitable[Any]]] = [charge, ask]
+            charged, remote = await run_concurrently(works)
+        else:
+            charged, remote = await charge(), None
         logger.debug(
-            "lookup of %d addresses: index %.1f ms, budget and book %.1f ms",
+            "lookup of %d addresses: index %.1f ms, budget, book and peers %.1f ms",
             count,
             (found_at - started) * 1000,
             (time.perf_counter() - found_at) * 1000,
         )
         if not charged:
-            raise LimitExceeded(
-                f"Daily lookup budget of {self._config.max_addresses_per_day} addresses spent",
-                retry_after_ms=(day + 1) * DAY_MS - now,
-            )
+            raise over_budget
         mappings = {h: u for h, u in confirmed.items() if chosen.get(u, self._default_discoverable)}
-        peers = self._server.discovery_peers_handler
-        if not peers.peers:
+        if remote is None:
             return LookupResult(mappings, None)
-        # Only after our own checks and charge: a refused lookup asks no peer. A number found
-        # here is not asked of the peers (it has one owner).
-        remote = await peers.lookup(
-            owner_id, state.pepper, [h for h in request.addresses if h not in confirmed]
-        )
         found = {u for u in remote.mappings.values() if u != owner_id}
         if found:
             await self._store.remember_remote_contacts(owner_id, found)
