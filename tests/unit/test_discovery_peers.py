@@ -130,3 +130,21 @@ def test_peer_requests_are_checked():
         assert e.value.param == param
     with pytest.raises(MissingParam):
         validate_peer_request({"user_id": "@a:hs.a", "pepper": "p"}, "hs.a", 32)
+
+
+def test_a_peers_answers_are_checked_by_the_caller():
+    from array import array
+
+    from laiwang_module.handlers.discovery_peers import PeerSet, _elements, _user_of
+
+    published = PeerSet(pepper="p", keys=array("q", [-5, 3, 9]), max_per_request=10, fetched_ms=0)
+    assert 3 in published and -5 in published and 4 not in published and 10 not in published
+    # A peer answers for its own users only.
+    assert _user_of("@bob:b.example", "b.example")
+    assert not _user_of("@bob:c.example", "b.example")
+    assert not _user_of("bob:b.example", "b.example") and not _user_of(None, "b.example")
+    point = b64(bytes(range(32)))
+    assert _elements({"elements": [point]}, 1) == [bytes(range(32))]
+    for reply in ({"elements": [point]}, {"elements": [point, "!!"]}, {"elements": "x"}, []):
+        with pytest.raises(ValueError):
+            _elements(reply, 2)
