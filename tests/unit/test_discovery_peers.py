@@ -145,6 +145,12 @@ def test_a_peers_answers_are_checked_by_the_caller():
     assert not _user_of("bob:b.example", "b.example") and not _user_of(None, "b.example")
     point = b64(bytes(range(32)))
     assert _elements({"elements": [point]}, 1) == [bytes(range(32))]
-    for reply in ({"elements": [point]}, {"elements": [point, "!!"]}, {"elements": "x"}, []):
+    replies: list[object] = [
+        {"elements": [point]},
+        {"elements": [point, "!!"]},
+        {"elements": "x"},
+        [],
+    ]
+    for reply in replies:
         with pytest.raises(ValueError):
             _elements(reply, 2)
