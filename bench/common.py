@@ -143,15 +143,24 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
 class BenchServer:
     """One Synapse with the module on `backend` ("sqlite", or a fresh PostgreSQL database)."""
 
-    def __init__(self, root: Path, backend: str, module_config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        backend: str,
+        module_config: dict[str, Any] | None = None,
+        federation: bool = False,
+    ):
         self.backend = backend
         self.name = NAMES[backend]
         self.db = create_postgres_database() if backend == "postgres" else None
         port = free_port()
+        # A federating server's name carries its federation port: peers connect there.
+        fed_port = free_port() if federation else None
         self.spec = HomeserverSpec(
             directory=root / f"{backend}-{secrets.token_hex(3)}",
             client_port=port,
-            server_name=f"localhost:{port}",
+            server_name=f"localhost:{fed_port or port}",
+            federation_port=fed_port,
             database=self.db,
             relaxed_ratelimits=True,
             module_config=module_config or {},

@@ -18,6 +18,11 @@ from laiwang_module.config import LaiwangConfig, parse_config
 from laiwang_module.homeserver_config import check_homeserver_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
+from laiwang_module.rest.discovery import (
+    IDENTITY_SERVICE_PREFIX,
+    advertise_identity_service,
+    build_identity_service_resource,
+)
 from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource, set_up_delegate
 from laiwang_module.server import LaiwangServer
 
@@ -35,6 +40,12 @@ class LaiwangModule:
         # Only Synapse knows their URL (rest/msisdn.py).
         secret = set_up_delegate(api, config.sms)
         api.register_web_resource(IDENTITY_PREFIX, build_identity_resource(self.server, secret))
+        # The Identity Service API v2 (discovery by phone book for any Matrix client).
+        api.register_web_resource(
+            IDENTITY_SERVICE_PREFIX, build_identity_service_resource(self.server)
+        )
+        if config.discovery.advertise_identity_server:
+            advertise_identity_service(api)
         register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.

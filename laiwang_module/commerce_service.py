@@ -108,7 +108,7 @@ class CommerceService:
             return response.code, await read_response_body(response, MAX_JSON_BYTES)
 
         try:
-            status, raw = await with_timeout(self._api, call(), self._timeout_s)
+            status, raw = await with_timeout(self._api, call, self._timeout_s)
         except Exception as e:
             # A timeout, a refused connection, a blocked address: the same to the caller.
             logger.warning("commerce service %s %s: %s", method, path.split("?")[0], e)
@@ -217,7 +217,7 @@ class CommerceService:
             return response.code, types[0].decode("latin-1").split(";")[0].strip(), body
 
         try:
-            status, content_type, body = await with_timeout(self._api, call(), self._timeout_s)
+            status, content_type, body = await with_timeout(self._api, call, self._timeout_s)
         except Exception as e:
             logger.warning("commerce image fetch failed: %s", e)
             raise unavailable() from e

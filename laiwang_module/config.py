@@ -171,6 +171,17 @@ def _url(value: Any, path: Path) -> str:
     return url
 
 
+def _server_names(value: Any, path: Path) -> tuple[str, ...]:
+    """A list of Matrix server names (`example.org`, `example.org:8448`), without repeats."""
+    items = _expect(value, list, path, "a list of server names")
+    names: dict[str, None] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+", item):
+            raise ConfigError("expected a server name", path + (str(i),))
+        names[item] = None
+    return tuple(names)
+
+
 def _one_of(values: Sequence[str]) -> Parser:
     def parse(value: Any, path: Path) -> str:
         if value not in values:
@@ -275,6 +286,21 @@ class DiscoveryConfig(ConfigBlock):
     max_addresses_per_request: int = _option(_positive_int, 1000)
     max_addresses_per_day: int = _option(_positive_int, 10000)
     address_book_ttl_ms: int = _option(_duration, "90d", key="address_book_ttl")
+    # Name this homeserver as `m.identity_server` in /.well-known/matrix/client when the
+    # homeserver config names none (Synapse's `default_identity_server`).
+    advertise_identity_server: bool = _option(_boolean, True)
+    # Laiwang servers whose discoverable users a lookup also finds, and which may look up
+    # this server's (both sides list each other). docs/api/discovery.md, "Across servers".
+    peers: tuple[str, ...] = _option(_server_names, [])
+    # How long a lookup waits for each peer; a peer that does not answer in time is named in
+    # the answer's `unreachable_peers`.
+    peer_timeout_ms: int = _option(_duration, "5s", key="peer_timeout")
+    # Addresses all users of one peer server together may have evaluated here per UTC day (each
+    # user of theirs also has `max_addresses_per_day`).
+    peer_max_addresses_per_day: int = _option(_positive_int, 100000)
+    # How long a peer's published set is used before it is fetched again (hiding on the peer
+    # takes effect at once regardless: the peer filters what it resolves).
+    peer_set_ttl_ms: int = _option(_duration, "10m", key="peer_set_ttl")
 
 
 SMS_SENDERS = ("log", "http")

@@ -16,6 +16,7 @@ from laiwang_module.handlers.clusters import ClustersHandler
 from laiwang_module.handlers.commerce import CommerceHandler
 from laiwang_module.handlers.contacts import ContactsHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
+from laiwang_module.handlers.discovery_peers import DiscoveryPeersHandler
 from laiwang_module.handlers.events import EventsHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
@@ -44,6 +45,10 @@ class LaiwangServer:
     @cached_property
     def discovery_handler(self) -> DiscoveryHandler:
         return DiscoveryHandler(self)
+
+    @cached_property
+    def discovery_peers_handler(self) -> DiscoveryPeersHandler:
+        return DiscoveryPeersHandler(self)
 
     @cached_property
     def msisdn_handler(self) -> MsisdnHandler:

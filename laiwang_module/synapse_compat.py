@@ -5,8 +5,8 @@ Kept in one file so that a Synapse upgrade that moves them breaks here, visibly,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from synapse.events import EventBase
 from synapse.module_api import ModuleApi
@@ -15,6 +15,9 @@ from synapse.util.clock import Clock
 from rooms.errors import LimitExceeded
 
 T = TypeVar("T")
+
+# One federation request authenticator per homeserver (discovery peers).
+_authenticators: dict[int, Any] = {}
 
 
 def module_clock(api: ModuleApi) -> Clock:
@@ -260,19 +263,15 @@ def default_room_version(api: ModuleApi) -> tuple[str, bool]:
     return str(version.identifier), bool(version.knock_join_rule)
 
 
-async def with_timeout(api: ModuleApi, work: Awaitable[T], seconds: float) -> T:
-    """`work`, cancelled after `seconds` (raises Twisted's TimeoutError then), keeping
-    Synapse's logging contexts right; ModuleApi has no timeout helper."""
+async def with_timeout(api: ModuleApi, work: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """`work()`, cancelled after `seconds` (twisted's TimeoutError then)."""
     from synapse.logging.context import make_deferred_yieldable, run_in_background
     from synapse.util.async_helpers import timeout_deferred
 
-    async def run() -> T:
-        return await work
-
-    deferred = timeout_deferred(
-        deferred=run_in_background(run), timeout=seconds, clock=module_clock(api)
+    deferred = run_in_background(work)
+    return await make_deferred_yieldable(
+        timeout_deferred(deferred=deferred, timeout=seconds, clock=api._clock)
     )
-    return await make_deferred_yieldable(deferred)
 
 
 async def read_response_body(response: Any, max_size: int) -> bytes:
@@ -325,3 +324,110 @@ async def latest_room_events(
     )
     events = await store.get_events_as_list(list(reversed(event_ids)))
     return [e for e in events if not e.internal_metadata.is_soft_failed()]
+
+
+async def openid_token_user(api: ModuleApi, token: str) -> str | None:
+    """The local user an unexpired OpenID token of this homeserver was issued to (as
+    `/_matrix/federation/v1/openid/userinfo` answers it), read from Synapse's own table: the
+    module runs inside the homeserver and need not ask itself over HTTP."""
+    store: Any = api._store  # no ModuleApi accessor for OpenID tokens
+    user_id = await store.get_user_id_for_open_id_token(token, api.get_current_time_msec())
+    return None if user_id is None else str(user_id)
+
+
+def serves_client_wellknown(api: ModuleApi) -> bool:
+    """Whether Synapse answers `/.well-known/matrix/client` (it does when `public_baseurl` is set)."""
+    return bool(api._hs.config.server.serve_client_wellknown)
+
+
+def default_identity_server(api: ModuleApi) -> str | None:
+    """Synapse's `default_identity_server`: what `/.well-known/matrix/client` advertises as
+    `m.identity_server` (read by Synapse on every request, rest/well_known.py)."""
+    url: str | None = api._hs.config.registration.default_identity_server
+    return url
+
+
+def set_default_identity_server(api: ModuleApi, url: str) -> None:
+    """Advertise `url` as `m.identity_server` in this process's `/.well-known/matrix/client`."""
+    api._hs.config.registration.default_identity_server = url
+
+
+async def federation_get(
+    api: ModuleApi, destination: str, path: str, args: dict[str, str], timeout_ms: int
+) -> Any:
+    """A GET to another homeserver signed as this server (Matrix `X-Matrix` request signing),
+    through Synapse's federation client: its resolution of server names, its TLS settings, its
+    back-off for a destination that is down, and `federation_domain_whitelist`."""
+    client: Any = api._hs.get_federation_http_client()  # no ModuleApi federation client
+    return await client.get_json(
+        destination, path, args={k: [v] for k, v in args.items()}, timeout=timeout_ms
+    )
+
+
+async def federation_post(
+    api: ModuleApi, destination: str, path: str, body: dict[str, Any], timeout_ms: int
+) -> Any:
+    """A signed POST to another homeserver (see federation_get)."""
+    client: Any = api._hs.get_federation_http_client()
+    return await client.post_json(destination, path, data=body, timeout=timeout_ms)
+
+
+async def federation_origin(api: ModuleApi, request: Any, content: dict[str, Any] | None) -> str:
+    """The server that signed this request (`Authorization: X-Matrix …`), as Synapse's
+    federation API authenticates it (the origin's key fetched and cached by Synapse's keyring;
+    `federation_domain_whitelist` applied). Raises Synapse's 401 `M_UNAUTHORIZED` otherwise."""
+    from synapse.federation.transport.server._base import Authenticator
+
+    authenticator = _authenticators.get(id(api))
+    if authenticator is None:
+        authenticator = _authenticators[id(api)] = Authenticator(api._hs)
+    return str(await authenticator.authenticate_request(request, content))
+
+
+async def in_thread(api: ModuleApi, f: Callable[..., T], *args: Any) -> T:
+    """Run CPU-bound `f(*args)` on Synapse's thread pool (libsodium releases the GIL), so the
+    reactor keeps serving meanwhile."""
+    from synapse.logging.context import defer_to_thread
+
+    return await defer_to_thread(api._hs.get_reactor(), f, *args)
+
+
+async def run_concurrently(works: list[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run each `work()` at once and wait for all (in order); the first error propagates."""
+    from synapse.logging.context import make_deferred_yieldable, run_in_background
+    from twisted.internet import defer
+
+    deferreds = [run_in_background(work) for work in works]
+    gathered: Any = defer.gatherResults(deferreds, consumeErrors=True)
+    return list(await make_deferred_yieldable(gathered))
+
+
+class SingleFlight(Generic[T]):
+    """One background run per key at a time, awaited by every caller; a caller that gives up
+    (a timeout cancels it) does not cancel the run, whose result serves the next callers."""
+
+    def __init__(self, api: ModuleApi):
+        self._api = api
+        self._running: dict[Any, Any] = {}
+
+    async def run(self, key: Any, work: Callable[[], Awaitable[T]]) -> T:
+        from synapse.logging.context import make_deferred_yieldable
+        from synapse.util.async_helpers import ObservableDeferred
+
+        shared = self._running.get(key)
+        if shared is None:
+            shared = ObservableDeferred(
+                self._api.run_as_background_process("laiwang_single_flight", work),
+                consumeErrors=True,
+            )
+            self._running[key] = shared
+
+            def done(result: Any) -> Any:
+                if self._running.get(key) is shared:
+                    del self._running[key]
+                return result
+
+            # Added after the entry, so a run that finished at once is removed too.
+            shared.observe().addBoth(done)
+        result: T = await make_deferred_yieldable(shared.observe())
+        return result

@@ -83,3 +83,37 @@ def validate_lookup(body: Mapping[str, Any]) -> LookupRequest:
             )
         seen[address] = None
     return LookupRequest(algorithm=algorithm, pepper=pepper, addresses=tuple(seen))
+
+
+# --- the Identity Service API v2 (rest/discovery.py:IdentityServlet) ---
+
+IDENTITY_TOKEN_BYTES = 32
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class OpenIdCredentials:
+    access_token: str
+    matrix_server_name: str
+
+
+def validate_openid_credentials(body: Mapping[str, Any]) -> OpenIdCredentials:
+    """Check a `POST /_matrix/identity/v2/account/register` body: the OpenID token object a
+    client gets from `/_matrix/client/v3/user/{userId}/openid/request_token`. `expires_in` is
+    the homeserver's word to the client; the token's own expiry is checked in the database."""
+    access_token = require_str(body, "access_token", max_len=256)
+    token_type = require_str(body, "token_type", max_len=64)
+    if token_type != "Bearer":
+        raise InvalidParam("token_type", "must be 'Bearer'")
+    server_name = require_str(body, "matrix_server_name", max_len=255)
+    return OpenIdCredentials(access_token=access_token, matrix_server_name=server_name)
+
+
+def new_identity_token() -> str:
+    """An identity server access token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(IDENTITY_TOKEN_BYTES)
+
+
+def identity_token_hash(token: str) -> str:
+    """What the database keeps of an identity server token. The token is 256 random bits, so an
+    unkeyed hash cannot be reversed, and a copy of the table lets nobody in."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -67,6 +67,14 @@ class NotJson(BadRequest):
     errcode = "M_NOT_JSON"
 
 
+class Unauthorized(LaiwangError):
+    """401 `M_UNAUTHORIZED`: the Identity Service API's answer to a missing or unknown identity
+    server token, or an OpenID token it cannot accept (the client API's 401s are Synapse's own)."""
+
+    status = 401
+    errcode = "M_UNAUTHORIZED"
+
+
 class Forbidden(LaiwangError):
     """403: the caller (or an event's sender) may not do this."""
 

@@ -10,6 +10,7 @@ from laiwang_module.rest.clusters import ClustersServlet
 from laiwang_module.rest.commerce import CommerceServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
+from laiwang_module.rest.discovery_peers import DiscoveryPeersServlet
 from laiwang_module.rest.msisdn import MsisdnClientServlet
 from laiwang_module.rest.openapi import OpenApiServlet
 from laiwang_module.rest.settings import SettingsServlet
@@ -22,6 +23,7 @@ SERVLETS = (
     SettingsServlet,
     ContactsServlet,
     DiscoveryServlet,
+    DiscoveryPeersServlet,
     MsisdnClientServlet,
     AAServlet,
     SharesServlet,

@@ -391,6 +391,46 @@ class DiscoveryStore(StoreMixin):
 
         return await self.run("get_lookup_usage", get_lookup_usage_txn)
 
+    # --- Identity Service API v2 tokens ---
+
+    async def add_identity_token(self, token_hash: str, user_id: str) -> None:
+        now = self._now()
+
+        def add_identity_token_txn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "INSERT INTO laiwang_identity_tokens (token_hash, user_id, created_ts)"
+                " VALUES (?, ?, ?)",
+                (token_hash, user_id, now),
+            )
+
+        await self.run("add_identity_token", add_identity_token_txn)
+
+    async def get_identity_token_user(self, token_hash: str) -> str | None:
+        """The user an identity token was issued to, unless they are deactivated since."""
+
+        def get_identity_token_user_txn(txn: LoggingTransaction) -> str | None:
+            txn.execute(
+                "SELECT user_id FROM laiwang_identity_tokens"
+                f" WHERE token_hash = ? AND {_ACTIVE.format('user_id')}",
+                (token_hash,),
+            )
+            value = fetch_value(txn)
+            return None if value is None else str(value)
+
+        return await self.run("get_identity_token_user", get_identity_token_user_txn)
+
+    async def delete_identity_token(self, token_hash: str) -> None:
+        def delete_identity_token_txn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_identity_tokens WHERE token_hash = ?", (token_hash,))
+
+        await self.run("delete_identity_token", delete_identity_token_txn)
+
+    async def delete_identity_tokens_of(self, user_id: str) -> None:
+        def delete_identity_tokens_of_txn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_identity_tokens WHERE user_id = ?", (user_id,))
+
+        await self.run("delete_identity_tokens_of", delete_identity_tokens_of_txn)
+
     async def purge_old_lookup_usage(self, before_day: int) -> None:
         def purge_old_lookup_usage_txn(txn: LoggingTransaction) -> None:
             txn.execute("DELETE FROM laiwang_discovery_usage WHERE day < ?", (before_day,))

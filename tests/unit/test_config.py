@@ -46,6 +46,10 @@ def test_empty_config_gives_defaults():
         ),
         ({"payment_providers": {"p": {}}}, ("payment_providers", "p", "verify_key")),
         ({"max_body_bytes": 0}, ("max_body_bytes",)),
+        ({"discovery": {"peers": "b.example"}}, ("discovery", "peers")),
+        ({"discovery": {"peers": ["b.example", "bad name"]}}, ("discovery", "peers", "1")),
+        ({"discovery": {"peers": [7]}}, ("discovery", "peers", "0")),
+        ({"discovery": {"peer_timeout": 0}}, ("discovery", "peer_timeout")),
         ({"max_body_bytes": True}, ("max_body_bytes",)),
         ([], ()),
     ],
@@ -54,6 +58,14 @@ def test_bad_config_names_the_key(raw, path):
     with pytest.raises(ConfigError) as e:
         LaiwangModule.parse_config(raw)
     assert tuple(e.value.path or ()) == path
+
+
+def test_discovery_peers_are_server_names_without_repeats():
+    config = LaiwangModule.parse_config(
+        {"discovery": {"peers": ["b.example", "c.example:8448", "b.example"]}}
+    )
+    assert config.discovery.peers == ("b.example", "c.example:8448")
+    assert LaiwangModule.parse_config({}).discovery.peers == ()
 
 
 def test_payment_provider_key_is_parsed():

@@ -175,6 +175,7 @@ def test_a_failing_index_build_does_not_stop_expiry():
         store=Store(),
         api=SimpleNamespace(get_current_time_msec=lambda: 10**12),
         config=SimpleNamespace(discovery=None, defaults=SimpleNamespace(discoverable=True)),
+        discovery_peers_handler=SimpleNamespace(peers=(), forget_old_peers=Store().forget_peers),
     )
     handler = DiscoveryHandler(server)  # type: ignore[arg-type]
     asyncio.run(handler.maintain())
@@ -183,4 +184,5 @@ def test_a_failing_index_build_does_not_stop_expiry():
         "purge_old_lookup_usage",
         "purge_expired_msisdn_sessions",
         "purge_old_sms_sends",
+        "forget_peers",
     ]

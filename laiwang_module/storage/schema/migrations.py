@@ -155,6 +155,41 @@ DISCOVERY = Schema(
                 " PRIMARY KEY (number_key, day))",
             ],
         ),
+        (
+            6,
+            [
+                # Identity Service API v2 (`/_matrix/identity/v2/account/register`): the tokens
+                # the module issues, by their SHA-256 (rooms.discovery.identity_token_hash).
+                "CREATE TABLE IF NOT EXISTS laiwang_identity_tokens ("
+                " token_hash TEXT NOT NULL PRIMARY KEY,"
+                " user_id TEXT NOT NULL,"
+                " created_ts BIGINT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS laiwang_identity_tokens_user"
+                " ON laiwang_identity_tokens (user_id)",
+            ],
+        ),
+        (
+            7,
+            [
+                # Across servers (storage/discovery_peers.py): for each peer server, the pepper
+                # its lookups use and whether this server's set for it is built...
+                "CREATE TABLE IF NOT EXISTS laiwang_discovery_peer_state ("
+                " peer TEXT NOT NULL PRIMARY KEY,"
+                " pepper TEXT NOT NULL,"
+                " built BOOLEAN NOT NULL,"
+                " requested_ts BIGINT NOT NULL)",
+                # ... and that set: the OPRF value, under this server's key for the peer, of
+                # each local number's lookup hash under the peer's pepper. `pkey` (its first
+                # 64 bits) is what the peer is shown; `prf` confirms a resolve.
+                "CREATE TABLE IF NOT EXISTS laiwang_discovery_peer_prfs ("
+                " peer TEXT NOT NULL,"
+                " pepper TEXT NOT NULL,"
+                " pkey BIGINT NOT NULL,"
+                " prf TEXT NOT NULL,"
+                " user_id TEXT NOT NULL,"
+                " PRIMARY KEY (peer, pepper, pkey))",
+            ],
+        ),
     ],
 )
 
