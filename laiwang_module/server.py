@@ -19,6 +19,7 @@ from laiwang_module.handlers.discovery import DiscoveryHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
 from laiwang_module.handlers.shares import SharesHandler
+from laiwang_module.handlers.spaces import SpacesHandler
 from laiwang_module.storage import LaiwangStore
 
 
@@ -59,3 +60,7 @@ class LaiwangServer:
     @cached_property
     def commerce_handler(self) -> CommerceHandler:
         return CommerceHandler(self)
+
+    @cached_property
+    def spaces_handler(self) -> SpacesHandler:
+        return SpacesHandler(self)

@@ -23,6 +23,7 @@ import attr
 
 from rooms.errors import InvalidParam, MissingParam
 from rooms.money import format_amount, require_amount, require_currency
+from rooms.spaces import TIMELINE_ROOM_TYPE
 from rooms.validation import is_event_id, is_room_id, is_user_id, reject_unknown_keys
 
 TIMELINE_STATE = "org.laiwang.timeline"
@@ -136,6 +137,8 @@ def timeline_room_config(owner: str, name: str) -> dict[str, Any]:
         "preset": "private_chat",
         "name": name,
         "topic": "Posts to acquaintances. Acquaintances react and comment in threads.",
+        # A type tells clients what the room is (rooms/spaces.py); no rule reads it.
+        "creation_content": {"type": TIMELINE_ROOM_TYPE},
         "initial_state": [
             {"type": TIMELINE_STATE, "state_key": "", "content": timeline_content(owner)}
         ],

@@ -18,6 +18,7 @@ from laiwang_module.callbacks.contacts import ContactsCallbacks
 from laiwang_module.callbacks.discovery import DiscoveryCallbacks
 from laiwang_module.callbacks.msisdn import MsisdnCallbacks
 from laiwang_module.callbacks.shares import SharesCallbacks
+from laiwang_module.callbacks.spaces import SpacesCallbacks
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -37,6 +38,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     ClustersCallbacks,
     MsisdnCallbacks,
     CommerceCallbacks,
+    SpacesCallbacks,  # after shares: a timeline is recorded before its joins are listed
 )
 
 

@@ -29,6 +29,7 @@ from laiwang_module.storage import (
     msisdn,
     settings,
     shares,
+    spaces,
 )
 from laiwang_module.storage.schema import apply_schema_txn, prepare_version_table_txn
 from laiwang_module.storage.schema.migrations import SCHEMAS
@@ -46,6 +47,7 @@ class LaiwangStore(
     shares.SharesStore,
     clusters.ClustersStore,
     commerce.CommerceStore,
+    spaces.SpacesStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api
