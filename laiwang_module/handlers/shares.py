@@ -130,6 +130,10 @@ class SharesHandler:
         room_id = await self.get_or_create(owner)
         if existing is not None:
             self._in_background("laiwang_timeline_repair", self._repair, owner, room_id)
+            # A user from before spaces gets theirs (a new timeline's is made as it is listed).
+            self._in_background(
+                "laiwang_space_ensure", self._server.spaces_handler.ensure_space, owner
+            )
         return room_id
 
     async def _repair(self, owner: str, room_id: str) -> None:

@@ -5,7 +5,9 @@ name: they are its creator and only member, so they may rename, leave or tidy it
 space of theirs, and it needs no system user. The module lists in it (one `m.space.child` each)
 the user's own timeline, the acquaintances' timelines they are joined to and the shops they
 subscribed to, and removes a room when the user leaves it. A timeline the module joins the user
-to on its own is also tagged `m.lowpriority`, unless the user has tagged it already.
+to on its own is also tagged `m.lowpriority`, unless the user has tagged it already. A new space
+first lists what the user already has, so users from before spaces get theirs complete (made on
+their next timeline join or `GET /timeline`).
 
 Nothing lives in memory. The space is recorded in the database (the first recorded one wins,
 as for timelines); each listed room has a row claimed before its `m.space.child` is sent, so of
@@ -75,7 +77,40 @@ class SpacesHandler:
             except Exception:
                 logger.exception("laiwang: could not delete duplicate space %s", created)
                 await self._api.update_room_membership(user_id, user_id, created, "leave")
+            return room_id
+        self._api.run_as_background_process(
+            "laiwang_space_list_existing", self._list_existing, user_id
+        )
         return room_id
+
+    async def ensure_space(self, user_id: str) -> None:
+        """Make the user's space if they have none (a user from before spaces, on their next
+        `GET /timeline`): it then lists what they already have."""
+        if await self._store.get_space(user_id) is None:
+            await self.get_or_create_space(user_id)
+
+    async def _list_existing(self, user_id: str) -> None:
+        """A new space lists the Laiwang rooms the user already has: their own timeline, the
+        acquaintances' timelines they are joined to (tagged as when the module joins them: it
+        did) and the shops they follow. Each is claimed, so a room listed meanwhile by its own
+        join is not listed twice."""
+        own = await self._store.get_timeline(user_id)
+        if own is not None:
+            await self.add_timeline(user_id, own, user_id)
+        for other in await self._store.get_acquaintance_ids(user_id):
+            room_id = await self._store.get_timeline(other)
+            if room_id is not None and await is_joined(self._api, user_id, room_id):
+                await self.on_joined_timeline(user_id, room_id, other)
+        commerce = self._server.commerce_handler
+        if not commerce.enabled:
+            return
+        try:
+            subscriptions = (await commerce.subscriptions(user_id))["subscriptions"]
+        except Exception as e:  # the service may be down: the next subscription lists its shop
+            logger.info("laiwang: could not list %s's shops: %s", user_id, e)
+            return
+        for subscription in subscriptions:
+            await self.add_shop(user_id, subscription["room_id"])
 
     async def _send_child(
         self, user_id: str, space_id: str, room_id: str, content: dict[str, Any]

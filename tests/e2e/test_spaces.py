@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
-from tests.e2e.test_commerce import _shop_room
+from tests.e2e.test_commerce import _shop_room, _write
 from tests.harness.client import MatrixClient, wait_until
 from tests.harness.social import make_acquainted
 
@@ -118,6 +119,42 @@ def test_a_plain_clients_sync_before_and_after(hs1, hs2):
     assert synced.room_type(bobs) == TIMELINE_TYPE
     assert synced.tags(bobs) == {"m.lowpriority": {}}
     assert synced.children(synced.spaces()[0])[bobs]["via"] == [hs1.server_name]
+
+
+def test_a_user_from_before_spaces_gets_a_complete_space(hs1):
+    """On an upgraded server a user has timelines, shops and no space: their next
+    `GET /timeline` makes it, listing everything they already have."""
+    alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
+    make_acquainted(alice, bob)
+    bobs, own = timeline(bob), timeline(alice)
+    shop = _shop_room(hs1, "teahouse")
+    alice.laiwang("PUT", "/commerce/subscriptions/teahouse")
+    wait_until(lambda: alice.membership(bobs, alice.user_id) == "join", timeout=30)
+    (old,) = wait_until(lambda: Synced(alice).spaces(), timeout=30)
+    # Back to before spaces: no space recorded or joined, no tag.
+    wait_until(lambda: len(Synced(alice).children(old)) == 3, timeout=30)
+    alice.leave(old)
+    alice.call(
+        "DELETE",
+        f"/_matrix/client/v3/user/{quote(alice.user_id)}/rooms/{quote(bobs)}/tags/m.lowpriority",
+    )
+    _write(hs1, "DELETE FROM laiwang_spaces WHERE user_id = ?", alice.user_id)
+    _write(hs1, "DELETE FROM laiwang_space_children WHERE user_id = ?", alice.user_id)
+    assert Synced(alice).spaces() == []
+
+    assert timeline(alice) == own
+
+    def complete() -> Synced | None:
+        synced = Synced(alice)
+        spaces = synced.spaces()
+        if spaces and set(synced.children(spaces[0])) == {own, bobs, shop}:
+            return synced
+        return None
+
+    synced = wait_until(complete, timeout=30)
+    assert synced.spaces() != [old]
+    assert synced.tags(bobs) == {"m.lowpriority": {}}
+    assert synced.tags(own) == synced.tags(shop) == {}
 
 
 def test_clusters_are_typed_and_stay_in_the_chat_list(hs1):
