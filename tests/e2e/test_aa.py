@@ -12,6 +12,7 @@ import pytest
 from signedjson.sign import sign_json
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import execute
 
 AA = "org.laiwang.aa."
 
@@ -532,8 +533,6 @@ def test_redactions_change_the_ledger_and_say_so(hs1):
 
 
 def test_ledger_is_rebuilt_from_room_history(hs1):
-    import sqlite3
-
     room, (alice, bob, carol) = aa_room(hs1)
     admin = hs1.new_user("admin", admin=True)
     admin.join(room)
@@ -545,14 +544,11 @@ def test_ledger_is_rebuilt_from_room_history(hs1):
     balances = {u.user_id: u.laiwang("GET", "/aa/balances") for u in (alice, bob, carol)}
 
     # Lose the room's ledger (and the balances) behind the module's back.
-    db = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
-    with db:
-        for table in ("laiwang_aa_shares", "laiwang_aa_payments", "laiwang_aa_events"):
-            db.execute(f"DELETE FROM {table} WHERE request_event_id IN (?, ?)", (first, second))
-        db.execute("DELETE FROM laiwang_aa_requests WHERE event_id IN (?, ?)", (first, second))
-        db.execute("DELETE FROM laiwang_aa_balances WHERE user_id IN (?, ?, ?)",
-                   (alice.user_id, bob.user_id, carol.user_id))  # fmt: skip
-    db.close()
+    for table in ("laiwang_aa_shares", "laiwang_aa_payments", "laiwang_aa_events"):
+        execute(hs1, f"DELETE FROM {table} WHERE request_event_id IN (?, ?)", first, second)
+    execute(hs1, "DELETE FROM laiwang_aa_requests WHERE event_id IN (?, ?)", first, second)
+    execute(hs1, "DELETE FROM laiwang_aa_balances WHERE user_id IN (?, ?, ?)",
+            alice.user_id, bob.user_id, carol.user_id)  # fmt: skip
     expect_error(lambda: alice.laiwang("GET", path(room, first)), 404, "M_NOT_FOUND")
 
     expect_error(lambda: alice.laiwang("POST", "/aa/rebuild", {"room_id": room}), 403,

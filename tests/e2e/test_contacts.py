@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 import yaml
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import TestHomeserver, start_all
+from tests.harness.servers import TestHomeserver, execute, start_all
 from tests.harness.social import make_acquainted
 
 
@@ -252,11 +250,8 @@ def test_index_is_rebuilt_from_the_rooms_after_loss(hs1):
     alice, bob = hs1.new_user("alice"), hs1.new_user("bob")
     room = make_acquainted(alice, bob)
     # Lose the module's records of this pair (Synapse keeps running; SQLite allows the write).
-    conn = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
-    with conn:
-        conn.execute("DELETE FROM laiwang_contact_rooms WHERE room_id = ?", (room,))
-        conn.execute("DELETE FROM laiwang_acquaintances WHERE room_id = ?", (room,))
-    conn.close()
+    execute(hs1, "DELETE FROM laiwang_contact_rooms WHERE room_id = ?", room)
+    execute(hs1, "DELETE FROM laiwang_acquaintances WHERE room_id = ?", room)
     assert contacts(alice) == {}
     admin = hs1.new_user("admin", admin=True)
     admin.laiwang("POST", "/admin/contacts/rebuild", {})

@@ -3,7 +3,6 @@ servers), the posting rules, share validation and forwarding."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import execute
 from tests.harness.social import make_acquainted
 
 MUSIC: dict[str, Any] = {
@@ -369,15 +369,16 @@ def test_get_timeline_repairs_an_acquaintance_who_never_got_a_membership(hs1):
     room = timeline(alice)
     # The index learns of alice & bob an hour ago, but no listener ran (as after a crash).
     hour_ago = int(time.time() * 1000) - 3600 * 1000
-    conn = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
-    with conn:
-        for a, b in ((alice.user_id, bob.user_id), (bob.user_id, alice.user_id)):
-            conn.execute(
-                "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
-                " VALUES (?, ?, ?, 'request', ?)",
-                (a, b, "!lost:example.org", hour_ago),
-            )
-    conn.close()
+    for a, b in ((alice.user_id, bob.user_id), (bob.user_id, alice.user_id)):
+        execute(
+            hs1,
+            "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
+            " VALUES (?, ?, ?, 'request', ?)",
+            a,
+            b,
+            "!lost:example.org",
+            hour_ago,
+        )
     assert bob.user_id not in alice.joined_members(room)
     timeline(alice)  # opening it repairs in the background
     wait_until(lambda: bob.user_id in alice.joined_members(room))

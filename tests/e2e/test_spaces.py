@@ -9,8 +9,9 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from tests.e2e.test_commerce import _shop_room, _write
+from tests.e2e.test_commerce import _shop_room
 from tests.harness.client import MatrixClient, wait_until
+from tests.harness.servers import execute
 from tests.harness.social import make_acquainted
 
 TIMELINE_TYPE = "org.laiwang.timeline"
@@ -138,8 +139,8 @@ def test_a_user_from_before_spaces_gets_a_complete_space(hs1):
         "DELETE",
         f"/_matrix/client/v3/user/{quote(alice.user_id)}/rooms/{quote(bobs)}/tags/m.lowpriority",
     )
-    _write(hs1, "DELETE FROM laiwang_spaces WHERE user_id = ?", alice.user_id)
-    _write(hs1, "DELETE FROM laiwang_space_children WHERE user_id = ?", alice.user_id)
+    execute(hs1, "DELETE FROM laiwang_spaces WHERE user_id = ?", alice.user_id)
+    execute(hs1, "DELETE FROM laiwang_space_children WHERE user_id = ?", alice.user_id)
     assert Synced(alice).spaces() == []
 
     assert timeline(alice) == own
