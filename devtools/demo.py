@@ -26,8 +26,10 @@ from devtools import demo_world
 from devtools.commerce import BridgeProcess, MockProcess
 from devtools.devserver import HomeserverSpec, SynapseProcess, login, register_user
 
-# dave lives on the same server as the others: a second, federating Synapse would double the
-# demo's start (and its CI test) for one user; the e2e tests cover federation (hs1, hs2).
+# dave lives on the same server as the others. A second, federating Synapse would double the
+# demo's start (and its CI test) for one user, and federation needs server names that resolve
+# to a federation port ("localhost:8448"), which would orphan every existing demo folder (its
+# data names "localhost"); the e2e tests cover federation (hs1, hs2).
 DEMO_USERS = ("alice", "bob", "carol", "dave")
 WEB_PATH = "/_synapse/client/laiwang/web/"
 
@@ -144,7 +146,8 @@ through a contact request), dave through carol. alice's timeline has a post, a m
 she bought (with bob's reaction and carol's comment); bob posted too, so alice's feed merges
 both. alice follows the teahouse shop. The "Weekend hiking" cluster runs three people deep
 (alice brought bob, bob carol, carol dave); its hotpot bill is paid by bob, not yet by carol.
-In Element, these rooms sit in each user's "Laiwang" space, the timelines as low priority."""
+In Element, timelines and shops sit in each user's "Laiwang" space rather than among the chats,
+the acquaintances' timelines marked low priority (docs/clients.md)."""
         )
     print(
         f"""
