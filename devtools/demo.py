@@ -3,8 +3,10 @@
 Writes its config and data into ./demo-data (or --data) and starts three processes: the
 commerce service mock (localhost:8090), Synapse with the module (localhost:8008) and the
 commerce bridge (an application service on localhost:8091). Creates demo users, links their shop
-accounts and prints how to log in and try the commerce side. Ctrl-C stops all three; running
-it again reuses every process's data (the same users, passwords, shops, links and rooms).
+accounts, seeds a small world once (`devtools/demo_world.py`: acquaintances, timelines, a
+cluster, a bill; the `seeded` flag in demo.json) and prints how to log in and try it. Ctrl-C
+stops all three; running it again reuses every process's data (the same users, passwords,
+shops, links, rooms and world).
 """
 
 from __future__ import annotations
@@ -20,16 +22,26 @@ from types import FrameType
 
 import requests
 
+from devtools import demo_world
 from devtools.commerce import BridgeProcess, MockProcess
 from devtools.devserver import HomeserverSpec, SynapseProcess, login, register_user
 
-DEMO_USERS = ("alice", "bob", "carol")
+# dave lives on the same server as the others. A second, federating Synapse would double the
+# demo's start (and its CI test) for one user, and federation needs server names that resolve
+# to a federation port ("localhost:8448"), which would orphan every existing demo folder (its
+# data names "localhost"); the e2e tests cover federation (hs1, hs2).
+DEMO_USERS = ("alice", "bob", "carol", "dave")
+WEB_PATH = "/_synapse/client/laiwang/web/"
 
 
 def _load_or_create_state(data: Path) -> dict[str, object]:
     state_file = data / "demo.json"
     if state_file.exists():
-        return dict(json.loads(state_file.read_text()))
+        loaded = dict(json.loads(state_file.read_text()))
+        passwords: dict[str, str] = loaded["passwords"]
+        for name in DEMO_USERS:  # a demo folder from before a user was added
+            passwords.setdefault(name, secrets.token_urlsafe(9))
+        return loaded
     state: dict[str, object] = {
         "shared_secret": secrets.token_hex(16),
         "passwords": {name: secrets.token_urlsafe(9) for name in DEMO_USERS},
@@ -102,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokens = {name: login(spec.base_url, name, passwords[name]) for name in DEMO_USERS}
         _link_shop_accounts(spec.base_url, mock, tokens)
-    except (urllib.error.HTTPError, requests.RequestException) as e:
-        print(f"warning: demo set-up failed: {e}", file=sys.stderr)
+        if not state.get("seeded"):
+            users = {name: demo_world.User(spec.base_url, reply) for name, reply in tokens.items()}
+            state["world"] = demo_world.seed(users, mock, lambda line: print(line, flush=True))
+            state["seeded"] = True  # only now: an interrupted seeding is finished next time
+            (data / "demo.json").write_text(json.dumps(state, indent=2))
+    except (urllib.error.HTTPError, requests.RequestException, demo_world.SeedError) as e:
+        print(f"warning: demo set-up failed (the next start tries again): {e}", file=sys.stderr)
 
     print(
         f"""
@@ -112,13 +129,26 @@ Laiwang demo homeserver is running.
   Homeserver URL : http://localhost:{args.port}
   Server name    : {args.server_name}
   Module API     : http://localhost:{args.port}/_synapse/client/laiwang/v1/settings
+  Web companion  : http://localhost:{args.port}{WEB_PATH}   (log in as a demo user)
   Data folder    : {data}   (logs: {spec.directory / "homeserver.log"})
   SMS codes      : {data / "sms-codes.jsonl"}   ("add phone number" codes; no real SMS is sent)
 
-Demo users (alice is a server admin):"""
+Demo users (alice is a server admin), each also at the web companion
+http://localhost:{args.port}{WEB_PATH}:"""
     )
     for name in DEMO_USERS:
         print(f"  @{name}:{args.server_name}   password: {passwords[name]}")
+    if state.get("seeded"):
+        print(
+            """
+The demo world: alice, bob and carol are acquainted (bob through alice's address book, carol
+through a contact request), dave through carol. alice's timeline has a post, a music card, a tea
+she bought (with bob's reaction and carol's comment); bob posted too, so alice's feed merges
+both. alice follows the teahouse shop. The "Weekend hiking" cluster runs three people deep
+(alice brought bob, bob carol, carol dave); its hotpot bill is paid by bob, not yet by carol.
+In Element, timelines and shops sit in each user's "Laiwang" space rather than among the chats,
+the acquaintances' timelines marked low priority (docs/clients.md)."""
+        )
     print(
         f"""
 Log in with any Matrix client: in Element choose "Edit" next to the homeserver and enter

@@ -52,7 +52,7 @@ sms_texts = Counter(
 )
 
 # The index updates run on `on_new_event` (callbacks/events.py), per feature (aa, contacts,
-# shares, clusters): failures, retries of failed updates, and repairs by a reconcile pass.
+# shares, clusters, spaces): failures, retries of failed updates, and repairs by a reconcile pass.
 update_failures = Counter(
     "laiwang_update_failures",
     "Index updates after an event that raised (the feature's index may lag until repaired)",

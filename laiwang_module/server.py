@@ -21,6 +21,7 @@ from laiwang_module.handlers.events import EventsHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
 from laiwang_module.handlers.shares import SharesHandler
+from laiwang_module.handlers.spaces import SpacesHandler
 from laiwang_module.storage import LaiwangStore
 
 
@@ -69,3 +70,7 @@ class LaiwangServer:
     @cached_property
     def events_handler(self) -> EventsHandler:
         return EventsHandler(self)
+
+    @cached_property
+    def spaces_handler(self) -> SpacesHandler:
+        return SpacesHandler(self)

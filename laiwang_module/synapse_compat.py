@@ -431,3 +431,17 @@ class SingleFlight(Generic[T]):
             shared.observe().addBoth(done)
         result: T = await make_deferred_yieldable(shared.observe())
         return result
+
+
+async def tag_room_unless_tagged(
+    api: ModuleApi, user_id: str, room_id: str, tag: str, content: dict[str, Any]
+) -> bool:
+    """Add `tag` to the user's `m.tag` room account data unless they have tagged the room
+    already (a choice of theirs wins); True when added. ModuleApi's account data manager has
+    global account data only; Synapse's handler forwards the write to the account data writer
+    on workers."""
+    store: Any = api._store
+    if await store.get_tags_for_room(user_id, room_id):
+        return False
+    await api._hs.get_account_data_handler().add_tag_to_room(user_id, room_id, tag, content)
+    return True

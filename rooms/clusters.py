@@ -15,6 +15,7 @@ from typing import Any
 import attr
 
 from rooms.errors import InvalidParam
+from rooms.spaces import CLUSTER_ROOM_TYPE
 from rooms.validation import (
     is_server_name,
     is_user_id,
@@ -167,6 +168,8 @@ def create_room_config(cluster: Cluster) -> dict[str, Any]:
         "preset": "private_chat",
         "name": cluster.topic,
         "topic": cluster.topic,
+        # A type tells clients what the room is (rooms/spaces.py); no rule reads it.
+        "creation_content": {"type": CLUSTER_ROOM_TYPE},
         "initial_state": [
             {"type": CLUSTER_STATE, "state_key": "", "content": cluster.to_content()},
             # Knock: strangers cannot /join; acquaintances of members ask and are let in.

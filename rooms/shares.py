@@ -23,6 +23,7 @@ import attr
 
 from rooms.errors import InvalidParam, MissingParam
 from rooms.money import format_amount, require_amount, require_currency
+from rooms.spaces import TIMELINE_ROOM_TYPE
 from rooms.validation import (
     is_ascii_digits,
     is_event_id,
@@ -143,6 +144,8 @@ def timeline_room_config(owner: str, name: str) -> dict[str, Any]:
         "preset": "private_chat",
         "name": name,
         "topic": "Posts to acquaintances. Acquaintances react and comment in threads.",
+        # A type tells clients what the room is (rooms/spaces.py); no rule reads it.
+        "creation_content": {"type": TIMELINE_ROOM_TYPE},
         "initial_state": [
             {"type": TIMELINE_STATE, "state_key": "", "content": timeline_content(owner)}
         ],

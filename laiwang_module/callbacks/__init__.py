@@ -19,6 +19,7 @@ from laiwang_module.callbacks.discovery import DiscoveryCallbacks
 from laiwang_module.callbacks.events import EventsCallbacks
 from laiwang_module.callbacks.msisdn import MsisdnCallbacks
 from laiwang_module.callbacks.shares import SharesCallbacks
+from laiwang_module.callbacks.spaces import SpacesCallbacks
 
 if TYPE_CHECKING:
     from laiwang_module.server import LaiwangServer
@@ -38,6 +39,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     ClustersCallbacks,
     MsisdnCallbacks,
     CommerceCallbacks,
+    SpacesCallbacks,  # after shares: a timeline is recorded before its joins are listed
     EventsCallbacks,  # the retries and the reconcile of every feature's updates
 )
 

@@ -111,6 +111,11 @@ class CommerceHandler:
                 "This shop has no room on this server yet (the commerce bridge makes it)"
             )
         await self._api.update_room_membership(user_id, user_id, room_id, "join")
+        # Listed in the user's Laiwang space, out of their chats (not awaited: the space may
+        # have to be made first).
+        self._api.run_as_background_process(
+            "laiwang_space_add", self._server.spaces_handler.add_shop, user_id, room_id
+        )
         return {"shop_id": shop_id, "name": shop.get("name"), "room_id": room_id}
 
     async def unsubscribe(self, user_id: str, shop_id: str) -> None:

@@ -136,6 +136,10 @@ class SharesHandler:
         room_id = await self.get_or_create(owner)
         if existing is not None:
             self._in_background("laiwang_timeline_repair", self._repair, owner, room_id)
+            # A user from before spaces gets theirs (a new timeline's is made as it is listed).
+            self._in_background(
+                "laiwang_space_ensure", self._server.spaces_handler.ensure_space, owner
+            )
         return room_id
 
     async def _repair(self, owner: str, room_id: str) -> None:
@@ -172,6 +176,9 @@ class SharesHandler:
             logger.info("laiwang: %s already has timeline %s; removing %s", owner, room_id, created)
             await self._discard(owner, created)
             return room_id
+        self._in_background(
+            "laiwang_space_add", self._server.spaces_handler.add_timeline, owner, room_id, owner
+        )
         for other in await self._store.get_acquaintance_ids(owner):
             self._in_background("laiwang_timeline_add", self._add_member, owner, other)
         return room_id
@@ -219,6 +226,7 @@ class SharesHandler:
                 await self._api.update_room_membership(owner, other, room_id, "invite")
             if self._is_mine(other):
                 await self._api.update_room_membership(other, other, room_id, "join")
+                await self._server.spaces_handler.on_joined_timeline(other, room_id, owner)
         except SynapseError as e:
             # A remote server that has not yet seen the acquaintance refuses the invite: retry.
             if attempt >= len(RETRY_DELAYS_S):
@@ -326,6 +334,7 @@ class SharesHandler:
             except SynapseError as e:
                 logger.warning("laiwang: %s could not leave %s: %s", invitee, room_id, e)
             return
+        await self._server.spaces_handler.on_joined_timeline(invitee, room_id, owner)
         await self._catch_up(owner, invitee, room_id)
 
     async def _is_real_timeline(self, owner: str, room_id: str) -> bool:
@@ -360,7 +369,7 @@ class SharesHandler:
 
     # --- posting rules ------------------------------------------------------------------------
 
-    async def _owner_of(self, room_id: str) -> str | None:
+    async def owner_of(self, room_id: str) -> str | None:
         cache: Any = self.owner_cache  # @cached is typed by Synapse's mypy plugin only
         owner: str | None = await cache.get_timeline_owner(room_id)
         return owner
@@ -389,7 +398,7 @@ class SharesHandler:
                     )
         if event.is_state():
             return None
-        owner = await self._owner_of(event.room_id)
+        owner = await self.owner_of(event.room_id)
         if owner is None:
             return None
         refusal = shares.posting_refusal(event.sender, owner, event.type, content, False)
@@ -407,12 +416,12 @@ class SharesHandler:
             owner = shares.parse_timeline(timeline.content, timeline.sender)
         if owner is None or not self._state_is_timeline_of(owner, state):
             return  # `state` is the room's current state: this room is no timeline
-        recorded = await self._owner_of(event.room_id)
+        recorded = await self.owner_of(event.room_id)
         if recorded is None and not self._is_mine(owner):
             # A remote timeline this server joined without an invite it saw (by hand): record it
             # unless the owner has another timeline here.
             await self._record(owner, event.room_id)
-            recorded = await self._owner_of(event.room_id)
+            recorded = await self.owner_of(event.room_id)
         if recorded != owner:
             return
         await self._index_all([event], owner)

@@ -31,6 +31,7 @@ from laiwang_module.storage import (
     msisdn,
     settings,
     shares,
+    spaces,
 )
 from laiwang_module.storage.schema import apply_schema_txn, prepare_version_table_txn
 from laiwang_module.storage.schema.migrations import SCHEMAS
@@ -50,6 +51,7 @@ class LaiwangStore(
     clusters.ClustersStore,
     commerce.CommerceStore,
     events.EventsStore,
+    spaces.SpacesStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -133,6 +134,8 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         str(free_port()),
     ]
 
+    outputs: list[str] = []
+
     def run_once() -> str:
         proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
@@ -157,6 +160,8 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
                 break
         text = "".join(lines)
         assert "Press Ctrl-C to stop" in text, text
+        assert "demo set-up failed" not in text, text
+        outputs.append(text)
         password = next(
             ln.split("password:")[1].strip()
             for ln in lines
@@ -173,6 +178,8 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         )
         me = MatrixClient(f"http://127.0.0.1:{port}", r["user_id"], r["access_token"])
         assert me.call("GET", LAIWANG + "/settings")["discoverable"] is True
+        assert f"http://localhost:{port}/_synapse/client/laiwang/web/" in text
+        world = _world(me)
         # The commerce mock and bridge run too: alice's shop account is linked, and the
         # bridge's shop rooms can be subscribed to.
         account = me.call("GET", LAIWANG + "/commerce/link")["account_id"]
@@ -182,12 +189,67 @@ def test_readme_demo_command_starts_and_stops_cleanly(tmp_path):
         rest, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, text + rest
         assert "Stopped" in rest
-        return f"{password} {account}"
+        return f"{password} {account} {world}"
 
     first = run_once()
-    assert run_once() == first  # same data: the same users and shop accounts
+    assert "Seeding the demo world" in outputs[0]
+    # Same data: the same users, shop accounts and world, which is not seeded again.
+    assert run_once() == first
+    assert "Seeding" not in outputs[1]
 
 
 def _subscribe(me: MatrixClient) -> dict[str, Any] | None:
     r = me.raw("PUT", LAIWANG + "/commerce/subscriptions/teahouse")
     return dict(r.json()) if r.status_code == 200 else None
+
+
+def _world(alice: MatrixClient) -> str:
+    """What the demo seeded, as alice sees it (the same on every start)."""
+    server = alice.user_id.split(":", 1)[1]
+    bob, carol, dave = (f"@{name}:{server}" for name in ("bob", "carol", "dave"))
+    # Acquainted: bob through her address book, carol through an accepted contact request.
+    contacts = {c["user_id"]: c["source"] for c in alice.laiwang("GET", "/contacts")["contacts"]}
+    assert contacts == {bob: "address_book", carol: "request"}
+    # The feed merges her timeline and bob's: a post with carol's comment, a music card with
+    # bob's reaction, a bought item; bob's post.
+    feed = alice.laiwang("GET", "/feed")["chunk"]
+    posts = {(e["sender"], e["content"]["msgtype"]): e for e in feed}
+    assert set(posts) == {
+        (alice.user_id, "m.text"),
+        (alice.user_id, "org.laiwang.share.music"),
+        (alice.user_id, "org.laiwang.share.item"),
+        (bob, "m.text"),
+    }
+    assert posts[(alice.user_id, "m.text")]["comments"] == 1
+    assert posts[(alice.user_id, "org.laiwang.share.music")]["reactions"] == 1
+    assert posts[(alice.user_id, "org.laiwang.share.item")]["content"]["org.laiwang.share.item"][
+        "bought"
+    ]
+    # The teahouse subscription.
+    (sub,) = alice.laiwang("GET", "/commerce/subscriptions")["subscriptions"]
+    assert sub["shop_id"] == "teahouse"
+    # The cluster, three people deep.
+    (cluster,) = alice.laiwang("GET", "/clusters")["clusters"]
+    room = cluster["room_id"]
+    tree = alice.laiwang("GET", f"/clusters/{quote(room)}/tree")
+    chain = [(n["user_id"], n["invited_by"], n["depth"]) for n in tree["nodes"]]
+    assert chain == [
+        (alice.user_id, None, 0),
+        (bob, alice.user_id, 1),
+        (carol, bob, 2),
+        (dave, carol, 3),
+    ]
+    # The AA bill, half paid: bob paid, carol owes.
+    (request,) = [
+        e["event_id"]
+        for e in alice.messages(room, 100)
+        if e.get("content", {}).get("msgtype") == "org.laiwang.aa.request"
+    ]
+    bill = alice.laiwang("GET", f"/aa/requests/{quote(room)}/{quote(request)}")
+    assert bill["state"] == "open"
+    assert {u: s["paid"] for u, s in bill["shares"].items()} == {
+        alice.user_id: True,
+        bob: True,
+        carol: False,
+    }
+    return " ".join(sorted([*(e["event_id"] for e in feed), room, request, sub["room_id"]]))

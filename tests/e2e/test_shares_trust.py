@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.e2e.test_spaces import Synced
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.servers import execute
 from tests.harness.social import make_acquainted
@@ -113,14 +114,19 @@ def test_only_the_owners_one_real_timeline_is_auto_joined(hs1, attacker):
     wait_until(lambda: set(fakes) <= alice.invited_rooms(), timeout=60)
     time.sleep(ACCEPT_SETTLES_S)
 
-    assert joined_rooms(alice) == rooms_before | {real}
+    # Joined: the real timeline and her Laiwang space (made when her server joined the decoy),
+    # which lists the real timeline only (the decoy was taken out as she left it).
+    synced = Synced(alice)
+    (space,) = synced.spaces()
+    assert joined_rooms(alice) == rooms_before | {real, space}
+    assert set(synced.children(space)) == {real}
     assert set(fakes) <= alice.invited_rooms()  # left to alice, as any invite
     assert alice.membership(decoy, alice.user_id) == "leave"
     # The feed has the real timeline's posts only.
     post = pete.send_text(real, "a real post")
     wait_until(lambda: feed_ids(alice) == [post], timeout=60)
     assert pete.user_id in contacts(alice)
-    assert joined_rooms(alice) == rooms_before | {real}
+    assert joined_rooms(alice) == rooms_before | {real, space}
 
 
 def test_a_post_dated_ahead_ranks_as_received(hs1, attacker):

@@ -6,8 +6,11 @@ module knows lives in one process's memory, so either process answers the same.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from tests.e2e.test_spaces import Synced
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -39,6 +42,18 @@ def test_settings_and_contacts_through_a_worker(worker_homeserver):
     wait_until(lambda: bob.user_id in contacts(alice_w) and alice.user_id in contacts(bob))
     assert contacts(alice) == {bob.user_id}  # once, whichever process indexed it
 
+    # Both processes see the timeline join: alice's space is made once and lists the
+    # timeline with one `m.space.child`, whichever process sent it.
+    timeline = bob_w.laiwang("GET", "/timeline")["room_id"]
+    wait_until(lambda: alice.membership(timeline, alice.user_id) == "join")
+    synced = wait_until(lambda: _listed(alice_w, timeline))
+    (space,) = synced.spaces()
+    time.sleep(1)  # room for a late duplicate from the other process
+    assert Synced(alice).spaces() == [space]
+    children = [e for e in alice.messages(space) if e["type"] == "m.space.child"]
+    assert [e["state_key"] for e in children] == [timeline]
+    assert synced.tags(timeline) == {"m.lowpriority": {}}
+
     # The policy holds on the worker, and its cache follows a change made elsewhere.
     group = alice_w.create_room(preset="private_chat")
     alice_w.invite(group, bob.user_id)
@@ -49,6 +64,12 @@ def test_settings_and_contacts_through_a_worker(worker_homeserver):
     bob.leave(room)  # ends the acquaintance (handled by whichever process is notified)
     wait_until(lambda: contacts(alice_w) == set())
     wait_until(lambda: _refused(alice_w, bob.user_id))
+
+
+def _listed(user: MatrixClient, room_id: str) -> Synced | None:
+    synced = Synced(user)
+    spaces = synced.spaces()
+    return synced if spaces and room_id in synced.children(spaces[0]) else None
 
 
 def _refused(user: MatrixClient, invitee: str) -> bool:

@@ -504,6 +504,31 @@ EVENTS = Schema(
 )
 
 
+# storage/spaces.py
+SPACES = Schema(
+    "spaces",
+    [
+        (
+            1,
+            [
+                # Each local user's Laiwang space, made in their name on first need.
+                "CREATE TABLE IF NOT EXISTS laiwang_spaces ("
+                " user_id TEXT NOT NULL PRIMARY KEY,"
+                " room_id TEXT NOT NULL UNIQUE,"
+                " created_ts BIGINT NOT NULL)",
+                # The rooms the module listed in a user's space (`m.space.child` sent): the row
+                # is claimed before the event is sent, so one worker sends it.
+                "CREATE TABLE IF NOT EXISTS laiwang_space_children ("
+                " user_id TEXT NOT NULL,"
+                " room_id TEXT NOT NULL,"
+                " added_ts BIGINT NOT NULL,"
+                " PRIMARY KEY (user_id, room_id))",
+            ],
+        ),
+    ],
+)
+
+
 SCHEMAS: tuple[Schema, ...] = (
     SETTINGS,
     DISCOVERY,
@@ -514,4 +539,5 @@ SCHEMAS: tuple[Schema, ...] = (
     MSISDN,
     COMMERCE,
     EVENTS,
+    SPACES,
 )
