@@ -19,6 +19,7 @@ from laiwang_module.homeserver_config import check_homeserver_config
 from laiwang_module.rest import build_resource
 from laiwang_module.rest.base import PREFIX
 from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource, set_up_delegate
+from laiwang_module.rest.web import WEB_PREFIX, build_web_resource
 from laiwang_module.server import LaiwangServer
 
 __all__ = ["LaiwangModule"]
@@ -35,6 +36,9 @@ class LaiwangModule:
         # Only Synapse knows their URL (rest/msisdn.py).
         secret = set_up_delegate(api, config.sms)
         api.register_web_resource(IDENTITY_PREFIX, build_identity_resource(self.server, secret))
+        if config.web.enabled:
+            # The web companion: static files only, it calls the endpoints above (docs/web.md).
+            api.register_web_resource(WEB_PREFIX, build_web_resource())
         register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.

@@ -347,6 +347,13 @@ class ClustersConfig(ConfigBlock):
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
+class WebConfig(ConfigBlock):
+    """The web companion: static files served at /_synapse/client/laiwang/web/ (rest/web.py)."""
+
+    enabled: bool = _option(_boolean, True)
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class LaiwangConfig(ConfigBlock):
     acquaintances_only: bool = _option(_boolean, True)
     defaults: UserDefaults = _nested(UserDefaults)
@@ -357,6 +364,7 @@ class LaiwangConfig(ConfigBlock):
     discovery: DiscoveryConfig = _nested(DiscoveryConfig)
     sms: SmsConfig = _nested(SmsConfig)
     clusters: ClustersConfig = _nested(ClustersConfig)
+    web: WebConfig = _nested(WebConfig)
 
     def _check(self, path: Path) -> None:
         # Provider payments send the service's receipts, which every server checks against
