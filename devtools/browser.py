@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from typing import Any
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
@@ -31,6 +32,15 @@ def why_no_browser() -> str | None:
             "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
         )
     return None
+
+
+def has_cjk_font() -> bool:
+    """Whether Chromium can draw Chinese here (Debian: fonts-noto-cjk); without, it draws boxes."""
+    fc_list = shutil.which("fc-list")
+    if fc_list is None:
+        return False
+    found = subprocess.run([fc_list, ":lang=zh"], capture_output=True, text=True, check=False)
+    return bool(found.stdout.strip())
 
 
 def start_chromium(size: str, language: str = "en-US") -> Any:
