@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from devtools.browser import SIZES, has_cjk_font, start_chromium, why_no_browser
+from devtools.commerce import MockProcess
 from laiwang_module.rest.web import CONTENT_SECURITY_POLICY, WEB_PREFIX
 from rooms.aa import split_equal, split_weights
 from rooms.discovery import lookup_hash
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.msisdn import bind_phone, new_number, threepids
 from tests.harness.servers import TestHomeserver
 from tests.harness.social import make_acquainted
 
@@ -437,3 +440,105 @@ def test_server_errors_are_shown_in_words(hs1: TestHomeserver, web: Any) -> None
     by_name(web, "Matrix ID").send_keys("not a user id")
     web.find_element("css selector", "#ask-user").submit()
     assert "user_id" in wait_for(web, ".notice.error").text
+
+
+def sign_in(hs: TestHomeserver, driver: Any, user: MatrixClient) -> None:
+    driver.get(hs.base_url + WEB_PREFIX + "/")
+    by_name(driver, "Username").send_keys(localpart(user))
+    by_name(driver, "Password").send_keys(user.password)  # type: ignore[attr-defined]
+    click(driver, by_name(driver, "Sign in"))
+    wait_for(driver, "nav.tabs")
+
+
+def test_address_book_phone_and_shop(
+    hs1: TestHomeserver, commerce_mock: MockProcess, tmp_path: Path
+) -> None:
+    """One size only (the phone): the address book hashed in the browser, binding a number by
+    SMS code, linking a shop account, paying one's share through the provider, sharing an item."""
+    _require_browser()
+    shop = commerce_mock.client()
+    alice = hs1.new_user("alice")
+    bob = hs1.new_user("bob")
+    national = bind_phone(hs1, bob)[2:]  # "86" + the national number
+    driver = start_chromium("phone")
+    driver.size_name = "phone"
+    try:
+        sign_in(hs1, driver, alice)
+
+        # The address book: Bob's number written nationally, found by its hash.
+        book = tmp_path / "book.vcf"
+        book.write_text(
+            "BEGIN:VCARD\nFN:Bob\nTEL;TYPE=CELL:"
+            f"{national[:3]} {national[3:7]} {national[7:]}\nEND:VCARD\n"
+            "BEGIN:VCARD\nFN:Nobody\nTEL:+44 20 7946 0000\nEND:VCARD\n"
+        )
+        go(driver, "contacts")
+        by_name(driver, "Address book file (vCard or CSV)").send_keys(str(book))
+        code = by_name(driver, "Country calling code for numbers without one")
+        code.clear()
+        code.send_keys("86")
+        click(driver, by_name(driver, "Find people"))
+        assert "2 numbers checked, 1 people found" in wait_for(driver, ".notice.ok").text
+        wait_for(driver, "#book-found", bob.user_id)
+        assert bob.user_id in {
+            s["user_id"] for s in alice.laiwang("GET", "/contacts/suggestions")["suggestions"]
+        }
+        axe_check(driver, "contacts-book")
+
+        # Binding Alice's own number: the code from the SMS (the log sender), then her password.
+        mine, msisdn = new_number()
+        by_name(driver, "Country (two letters)").send_keys("CN")
+        by_name(driver, "Phone number").send_keys(mine)
+        click(driver, by_name(driver, "Send code"))
+        wait_for(driver, ".notice.ok", "A code was sent")
+
+        def code_for_number() -> str | None:
+            # The log masks the number but its last two digits; this test run is the only user.
+            found = re.findall(
+                rf"code (\d+) for session \S+ to \+\*+{mine[-2:]}\b", hs1.process.log()
+            )
+            return found[-1] if found else None
+
+        by_name(driver, "Code from the SMS").send_keys(wait_until(code_for_number, timeout=10))
+        by_name(driver, "Your password (to confirm)").send_keys(alice.password)  # type: ignore[attr-defined]
+        click(driver, by_name(driver, "Confirm"))
+        wait_for(driver, ".notice.ok", "Your phone number is added.")
+        assert msisdn in {t["address"] for t in threepids(alice) if t["medium"] == "msisdn"}
+
+        # The shop: link an account with its one-time token.
+        created = shop.post("/v1/accounts", {"display_name": "Alice"})
+        go(driver, "shop")
+        by_name(driver, "Link token from the shop").send_keys(created["link_token"])
+        click(driver, by_name(driver, "Link"))
+        wait_for(driver, "#link-state", f"Linked to account {created['account_id']}")
+        assert alice.laiwang("GET", "/commerce/link") == {"account_id": created["account_id"]}
+        by_name(driver, "Item id or link").send_keys("item3")
+        click(driver, by_name(driver, "Share to my timeline"))
+        wait_for(driver, ".notice.ok", "Posted to your timeline.")
+        axe_check(driver, "shop")
+
+        # Bob asks Alice for her share; she pays it through the provider.
+        room = make_acquainted(bob, alice)
+        bob_account = shop.post("/v1/accounts", {"display_name": "Bob"})
+        bob.laiwang("POST", "/commerce/link", {"token": bob_account["link_token"]})
+        bob.laiwang(
+            "POST",
+            "/aa/requests",
+            {
+                "room_id": room,
+                "title": "Lunch",
+                "currency": "CNY",
+                "total": 3001,
+                "participants": [bob.user_id, alice.user_id],
+            },
+        )
+        go(driver, "aa")
+        click(driver, by_name(driver, "Pay your share of Lunch"))
+        wait_for(driver, 'article.bill[data-state="settled"]', "Lunch")
+        assert shop.get(f"/v1/accounts/{created['account_id']}")["balances"] == {"CNY": -1500}
+        axe_check(driver, "aa-paid")
+    finally:
+        driver.quit()
+
+    feed = alice.laiwang("GET", "/feed")["chunk"]
+    assert any(e["content"].get("msgtype") == "org.laiwang.share.item" for e in feed)
