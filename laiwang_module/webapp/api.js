@@ -119,3 +119,25 @@ export function sendMessage(roomId, content) {
 export function sendEvent(roomId, type, content) {
   return cs("PUT", `/rooms/${enc(roomId)}/send/${enc(type)}/${enc(txnId())}`, content);
 }
+
+// An <img> for an mxc:// URI. Media needs the access token (authenticated media), so the
+// thumbnail is fetched here and shown from a blob: URL (the CSP allows blob: images only).
+export function mxcImage(mxc, alt, size = 96) {
+  const img = document.createElement("img");
+  img.alt = alt;
+  img.width = size;
+  img.height = size;
+  img.className = "thumb";
+  const m = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(String(mxc || ""));
+  if (!m) return null;
+  const session = loadSession();
+  const url = `/_matrix/client/v1/media/thumbnail/${enc(m[1])}/${enc(m[2])}?width=${size}&height=${size}&method=crop`;
+  fetch(url, { headers: session ? { Authorization: `Bearer ${session.access_token}` } : {} })
+    .then((r) => (r.ok ? r.blob() : null))
+    .then((blob) => {
+      if (blob) img.src = URL.createObjectURL(blob);
+      else img.remove();
+    })
+    .catch(() => img.remove());
+  return img;
+}

@@ -96,6 +96,7 @@ export function postBody(content) {
     return h(
       "div",
       { class: "share music" },
+      music.cover ? api.mxcImage(music.cover, "") : null,
       h("span", { class: "badge" }, t("feed.music")),
       h("strong", {}, music.title),
       " — ",
@@ -110,6 +111,7 @@ export function postBody(content) {
     return h(
       "div",
       { class: "share item" },
+      item.image ? api.mxcImage(item.image, "") : null,
       h("span", { class: "badge" }, item.bought ? t("feed.bought") : t("feed.shop")),
       h("strong", {}, item.title),
       " · ",

@@ -516,6 +516,20 @@ def test_address_book_phone_and_shop(
         click(driver, by_name(driver, "Share to my timeline"))
         wait_for(driver, ".notice.ok", "Posted to your timeline.")
         axe_check(driver, "shop")
+        # In the feed, the card with its picture: authenticated media, fetched with the token.
+        go(driver, "feed")
+        wait_for(driver, "article.post .share.item", "CNY")
+        wait_until(
+            lambda: (
+                driver.execute_script(
+                    "const i = document.querySelector('.share.item img.thumb');"
+                    "return i && i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0;"
+                )
+                or None
+            ),
+            timeout=WAIT,
+        )
+        axe_check(driver, "feed-item")
 
         # Bob asks Alice for her share; she pays it through the provider.
         room = make_acquainted(bob, alice)
@@ -542,3 +556,27 @@ def test_address_book_phone_and_shop(
 
     feed = alice.laiwang("GET", "/feed")["chunk"]
     assert any(e["content"].get("msgtype") == "org.laiwang.share.item" for e in feed)
+
+
+def test_the_feed_scrolls_on(hs1: TestHomeserver) -> None:
+    """More than a page of posts: scrolling to the end loads the next page (next_batch)."""
+    _require_browser()
+    alice = hs1.new_user("alice")
+    bob = hs1.new_user("bob")
+    make_acquainted(bob, alice)
+    timeline = bob.laiwang("GET", "/timeline")["room_id"]
+    for i in range(25):
+        bob.send_text(timeline, f"post {i:02d}")
+    wait_until(lambda: alice.laiwang("GET", "/feed", params={"limit": 30})["chunk"][24:] or None)
+    driver = start_chromium("phone")
+    driver.size_name = "phone"
+    try:
+        sign_in(hs1, driver, alice)
+        wait_for(driver, "article.post", "post 24")
+        assert len(driver.find_elements("css selector", "article.post")) == 20
+        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+        wait_for(driver, "article.post", "post 00")
+        texts = [e.text for e in driver.find_elements("css selector", "article.post p.body")]
+        assert texts == [f"post {i:02d}" for i in reversed(range(25))]
+    finally:
+        driver.quit()
