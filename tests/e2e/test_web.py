@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.browser import SIZES, has_cjk_font, start_chromium, why_no_browser
+from devtools.browser import SIZES, has_cjk_font, start_chromium
 from devtools.commerce import MockProcess
 from laiwang_module.rest.web import CONTENT_SECURITY_POLICY, WEB_PREFIX
 from rooms.aa import split_equal, split_weights
 from rooms.discovery import lookup_hash
+from tests.harness.browser import require_browser
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.msisdn import bind_phone, new_number, threepids
 from tests.harness.servers import TestHomeserver
@@ -32,18 +33,9 @@ SCREENSHOTS = os.environ.get("LAIWANG_SCREENSHOTS")
 WAIT = 30
 
 
-def _require_browser() -> None:
-    missing = why_no_browser()
-    if missing is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {missing}")
-    pytest.skip(missing)
-
-
 @pytest.fixture(params=sorted(SIZES), ids=sorted(SIZES))
 def web(request: pytest.FixtureRequest) -> Iterator[Any]:
-    _require_browser()
+    require_browser()
     driver = start_chromium(request.param)
     driver.size_name = request.param
     try:
@@ -181,7 +173,7 @@ def test_the_app_can_be_turned_off(hs1: TestHomeserver) -> None:
 
 
 def test_the_browser_splits_and_hashes_like_the_server(hs1: TestHomeserver) -> None:
-    _require_browser()
+    require_browser()
     driver = start_chromium("desktop")
     try:
         driver.get(hs1.base_url + WEB_PREFIX + "/")
@@ -411,7 +403,7 @@ def test_journey(hs1: TestHomeserver, web: Any) -> None:
 
 
 def test_the_browsers_language_chooses_chinese(hs1: TestHomeserver) -> None:
-    _require_browser()
+    require_browser()
     driver = start_chromium("phone", language="zh-CN")
     try:
         driver.get(hs1.base_url + WEB_PREFIX + "/")
@@ -455,7 +447,7 @@ def test_address_book_phone_and_shop(
 ) -> None:
     """One size only (the phone): the address book hashed in the browser, binding a number by
     SMS code, linking a shop account, paying one's share through the provider, sharing an item."""
-    _require_browser()
+    require_browser()
     shop = commerce_mock.client()
     alice = hs1.new_user("alice")
     bob = hs1.new_user("bob")
@@ -560,7 +552,7 @@ def test_address_book_phone_and_shop(
 
 def test_the_feed_scrolls_on(hs1: TestHomeserver) -> None:
     """More than a page of posts: scrolling to the end loads the next page (next_batch)."""
-    _require_browser()
+    require_browser()
     alice = hs1.new_user("alice")
     bob = hs1.new_user("bob")
     make_acquainted(bob, alice)

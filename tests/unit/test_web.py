@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from twisted.web.test.requesthelper import DummyRequest
 
-from devtools import web_currencies
+from devtools import browser, web_currencies
 from laiwang_module.config import parse_config
 from laiwang_module.rest.web import (
     APP_DIR,
@@ -19,6 +19,7 @@ from laiwang_module.rest.web import (
     load_files,
 )
 from rooms import money
+from tests.harness.browser import require_browser
 
 
 def get(resource: WebResource, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -123,3 +124,19 @@ def test_the_browser_uses_the_servers_currency_exponents() -> None:
 def test_the_web_app_is_on_by_default_and_can_be_turned_off() -> None:
     assert parse_config({}).web.enabled is True
     assert parse_config({"web": {"enabled": False}}).web.enabled is False
+
+
+def test_browser_tests_skip_without_a_browser_but_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser.os.path, "exists", lambda path: False)
+    assert browser.why_no_browser() == (
+        "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+    )
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        require_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        require_browser()
