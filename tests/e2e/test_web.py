@@ -114,6 +114,19 @@ def go(driver: Any, page: str) -> None:
     wait_for(driver, f'nav a[href="#/{page}"][aria-current="page"]')
 
 
+def tab_to(driver: Any, name: str, limit: int = 80) -> Any:
+    """Press Tab until the focused control's accessible name is `name` (keyboard only)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        focused = driver.switch_to.active_element
+        if focused.accessible_name == name:
+            return focused
+    raise AssertionError(f"Tab never reached a control named {name!r}")
+
+
 def localpart(user: MatrixClient) -> str:
     return user.user_id[1:].split(":")[0]
 
@@ -322,9 +335,11 @@ def test_journey(hs1: TestHomeserver, web: Any) -> None:
     axe_check(web, "feed")
     snap(web, "feed")
 
-    # Accept Carol's request.
-    go(web, "contacts")
-    click(web, by_name(web, f"Accept the request of {localpart(carol)}"))
+    # Accept Carol's request, with the keyboard alone.
+    tab_to(web, "Contacts").send_keys(Keys.ENTER)
+    wait_for(web, 'nav a[href="#/contacts"][aria-current="page"]')
+    wait_for(web, "#incoming button")
+    tab_to(web, f"Accept the request of {localpart(carol)}").send_keys(Keys.ENTER)
     wait_for(web, "#acquaintances", carol.user_id)
     contacts = {c["user_id"] for c in alice.laiwang("GET", "/contacts")["contacts"]}
     assert {bob.user_id, carol.user_id} <= contacts
