@@ -461,7 +461,10 @@ def test_address_book_phone_and_shop(
     hs1: TestHomeserver, commerce_mock: MockProcess, tmp_path: Path
 ) -> None:
     """One size only (the phone): the address book hashed in the browser, binding a number by
-    SMS code, linking a shop account, paying one's share through the provider, sharing an item."""
+    SMS code, linking a shop account, paying one's share through the provider, sharing an item,
+    a split by weights."""
+    from selenium.webdriver.support.ui import Select
+
     require_browser()
     shop = commerce_mock.client()
     alice = hs1.new_user("alice")
@@ -558,6 +561,29 @@ def test_address_book_phone_and_shop(
         wait_for(driver, 'article.bill[data-state="settled"]', "Lunch")
         assert shop.get(f"/v1/accounts/{created['account_id']}")["balances"] == {"CNY": -1500}
         axe_check(driver, "aa-paid")
+
+        # A split by weights in yen (no minor digits): what was previewed is what is asked.
+        Select(by_name(driver, "Where")).select_by_visible_text(f"Chat with {localpart(bob)}")
+        wait_for(driver, "#aa-participants label", localpart(bob))
+        by_name(driver, "What for").send_keys("Tickets")
+        Select(by_name(driver, "Currency")).select_by_value("JPY")
+        by_name(driver, "Total").send_keys("1000")
+        click(driver, driver.find_element("css selector", "label[for=aa-split-weights]"))
+        weight = by_name(driver, f"Weight of {localpart(bob)}")
+        weight.clear()
+        weight.send_keys("2")
+        assert "JPY 666" in wait_for(driver, "#aa-preview", "JPY 334").text
+        click(driver, by_name(driver, "Ask for the shares"))
+        wait_for(driver, "article.bill", "Tickets")
+        request = next(
+            e
+            for e in alice.messages(room)
+            if e["content"].get("org.laiwang.aa.request", {}).get("title") == "Tickets"
+        )
+        assert request["content"]["org.laiwang.aa.request"]["shares"] == {
+            alice.user_id: 334,
+            bob.user_id: 666,
+        }
     finally:
         driver.quit()
 
