@@ -34,7 +34,7 @@ export function layoutTree(nodes) {
 export function treeSvg(tree, topic) {
   const { pos, columns, levels } = layoutTree(tree.nodes);
   const W = 110;
-  const H = 80;
+  const H = 96;
   const width = columns * W + 20;
   const height = levels * H + 20;
   const cx = (p) => 10 + p.x * W + W / 2;
@@ -48,7 +48,8 @@ export function treeSvg(tree, topic) {
     const p = pos.get(n.user_id);
     const parent = n.invited_by && pos.get(n.invited_by);
     if (p && parent && n.invited_by !== n.user_id) {
-      svg.append(s("line", { x1: cx(parent), y1: cy(parent), x2: cx(p), y2: cy(p), class: "edge" }));
+      // From under the inviter's name to the top of the member's circle.
+      svg.append(s("line", { x1: cx(parent), y1: cy(parent) + 40, x2: cx(p), y2: cy(p) - 17, class: "edge" }));
     }
   }
   for (const n of tree.nodes) {
