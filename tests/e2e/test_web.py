@@ -613,3 +613,36 @@ def test_the_feed_scrolls_on(hs1: TestHomeserver) -> None:
         assert texts == [f"post {i:02d}" for i in reversed(range(25))]
     finally:
         driver.quit()
+
+
+def test_clusters_discover_join_and_create(hs1: TestHomeserver) -> None:
+    """Ask to join an acquaintance's cluster; start one with an acquaintance invited."""
+    require_browser()
+    alice = hs1.new_user("alice")
+    bob = hs1.new_user("bob")
+    make_acquainted(bob, alice)
+    topic = f"Chess {localpart(bob)}"
+    cluster = bob.laiwang("POST", "/clusters", {"topic": topic})["room_id"]
+    driver = start_chromium("phone")
+    driver.size_name = "phone"
+    try:
+        sign_in(hs1, driver, alice)
+        go(driver, "clusters")
+        found = wait_for(driver, "#discover-clusters li", topic)
+        assert f"You know: {localpart(bob)}" in found.text
+        click(driver, by_name(driver, f"Ask to join {topic}"))
+        wait_for(driver, "#my-clusters", topic)
+        assert alice.membership(cluster, alice.user_id) == "join"
+
+        mine = f"Go {localpart(alice)}"
+        by_name(driver, "Topic").send_keys(mine)
+        click(driver, driver.find_element("css selector", f'label[for="inv-{localpart(bob)}"]'))
+        click(driver, by_name(driver, "Create"))
+        wait_for(driver, "#my-clusters", mine)
+        created = next(
+            c for c in alice.laiwang("GET", "/clusters")["clusters"] if c["topic"] == mine
+        )
+        assert created["room_id"] in bob.invited_rooms()
+        axe_check(driver, "clusters-joined")
+    finally:
+        driver.quit()
