@@ -646,3 +646,28 @@ def test_clusters_discover_join_and_create(hs1: TestHomeserver) -> None:
         axe_check(driver, "clusters-joined")
     finally:
         driver.quit()
+
+
+def test_decline_a_request_and_end_an_acquaintance(hs1: TestHomeserver) -> None:
+    require_browser()
+    alice = hs1.new_user("alice")
+    bob = hs1.new_user("bob")
+    carol = hs1.new_user("carol")
+    make_acquainted(bob, alice)
+    request = carol.laiwang("POST", "/contacts/requests", {"user_id": alice.user_id})
+    driver = start_chromium("phone")
+    driver.size_name = "phone"
+    try:
+        sign_in(hs1, driver, alice)
+        go(driver, "contacts")
+        click(driver, by_name(driver, f"Decline the request of {localpart(carol)}"))
+        wait_for(driver, "#incoming", "None.")
+        assert alice.membership(request["room_id"], alice.user_id) == "leave"
+        assert alice.laiwang("GET", "/contacts/requests")["incoming"] == []
+
+        click(driver, by_name(driver, f"End the acquaintance with {localpart(bob)}"))
+        driver.switch_to.alert.accept()  # "End the acquaintance with …?"
+        wait_for(driver, "#acquaintances", "No acquaintances yet.")
+        assert alice.laiwang("GET", "/contacts")["contacts"] == []
+    finally:
+        driver.quit()
