@@ -648,7 +648,9 @@ def test_clusters_discover_join_and_create(hs1: TestHomeserver) -> None:
         driver.quit()
 
 
-def test_decline_a_request_and_end_an_acquaintance(hs1: TestHomeserver) -> None:
+def test_decline_a_request_end_an_acquaintance_and_settings(hs1: TestHomeserver) -> None:
+    from selenium.webdriver.support.ui import Select
+
     require_browser()
     alice = hs1.new_user("alice")
     bob = hs1.new_user("bob")
@@ -669,5 +671,18 @@ def test_decline_a_request_and_end_an_acquaintance(hs1: TestHomeserver) -> None:
         driver.switch_to.alert.accept()  # "End the acquaintance with …?"
         wait_for(driver, "#acquaintances", "No acquaintances yet.")
         assert alice.laiwang("GET", "/contacts")["contacts"] == []
+
+        # Settings: hidden from phone-number lookups, asked by nobody.
+        go(driver, "settings")
+        discoverable = by_name(driver, "People who have my number can find me")
+        wait_until(lambda: discoverable.is_selected() or None)  # loaded from the server
+        click(driver, discoverable)
+        Select(by_name(driver, "Who may send me contact requests")).select_by_value("nobody")
+        click(driver, by_name(driver, "Save"))
+        wait_for(driver, ".notice.ok", "Saved.")
+        assert alice.laiwang("GET", "/settings") == {
+            "discoverable": False,
+            "accept_requests_from": "nobody",
+        }
     finally:
         driver.quit()
