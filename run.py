@@ -2,7 +2,7 @@
 """Bootstrap and run Laiwang with nothing but Python 3.10+ and pip.
 
     python3 run.py demo     # a homeserver with the module on http://localhost:8008
-    python3 run.py test     # the whole test suite
+    python3 run.py test     # the whole test suite (SQLite, then again on PostgreSQL)
     python3 run.py lint     # ruff and mypy
 
 The first run creates ./.venv and installs the project (with its test and lint extras) into it;
@@ -52,6 +52,33 @@ def _run_forwarding_signals(cmd: list[str]) -> int:
     return proc.wait()
 
 
+def _postgres_listening() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def run_tests(args: list[str]) -> int:
+    """The whole suite on SQLite, then its end-to-end tests again with every homeserver on
+    PostgreSQL (when one answers at 127.0.0.1:5432; with CI=true it must). Arguments select
+    tests and run one pass, on SQLite (or on PostgreSQL with LAIWANG_TEST_DATABASE=postgres)."""
+    pytest = [str(PY), "-m", "pytest"]
+    if args:
+        return subprocess.call([*pytest, *args])
+    status = subprocess.call(pytest)
+    if not _postgres_listening() and not os.environ.get("CI"):
+        print("No PostgreSQL at 127.0.0.1:5432: the PostgreSQL pass is skipped.", flush=True)
+        return status
+    print("\nThe end-to-end tests again, every homeserver on PostgreSQL:", flush=True)
+    env = dict(os.environ, LAIWANG_TEST_DATABASE="postgres")
+    # Tests that start their own PostgreSQL servers ran in the first pass.
+    return status | subprocess.call([*pytest, "tests/e2e", "-m", "not postgres"], env=env)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "lint"):
         print(__doc__)
@@ -62,7 +89,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return _run_forwarding_signals([str(PY), "-m", "devtools.demo", *rest])
     if command == "test":
-        return subprocess.call([str(PY), "-m", "pytest", *rest])
+        return run_tests(rest)
     status = subprocess.call([str(PY), "-m", "ruff", "check", "."])
     status |= subprocess.call([str(PY), "-m", "ruff", "format", "--check", "."])
     return status | subprocess.call([str(PY), "-m", "mypy"])

@@ -354,6 +354,38 @@ class WebConfig(ConfigBlock):
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
+class UpkeepConfig(ConfigBlock):
+    """How the module keeps its tables in step with the rooms (callbacks/events.py)."""
+
+    # A failed update is retried after this, then after twice as long each time, up to an hour.
+    retry_interval_ms: int = _option(_duration, "5s", key="retry_interval")
+    # How often the whole index is re-derived from the rooms (also once at start-up).
+    reconcile_interval_ms: int = _option(_duration, "1h", key="reconcile_interval")
+
+
+# The features whose `on_new_event` updates `testing.fail_updates` can break.
+UPDATE_FEATURES = ("aa", "contacts", "shares", "clusters")
+
+
+def _fail_updates(value: Any, path: Path) -> dict[str, int]:
+    raw = _mapping(value, path)
+    out = {}
+    for feature, every in raw.items():
+        if feature not in UPDATE_FEATURES:
+            raise ConfigError(f"expected one of {', '.join(UPDATE_FEATURES)}", path + (feature,))
+        out[feature] = _positive_int(every, path + (feature,))
+    return out
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
+class TestingConfig(ConfigBlock):
+    """Failure injection for the end-to-end tests. Never set it on a real server."""
+
+    # {feature: n}: every n-th `on_new_event` update of the feature fails (its retries do not).
+    fail_updates: Mapping[str, int] = _option(_fail_updates, {})
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class LaiwangConfig(ConfigBlock):
     acquaintances_only: bool = _option(_boolean, True)
     defaults: UserDefaults = _nested(UserDefaults)
@@ -365,6 +397,8 @@ class LaiwangConfig(ConfigBlock):
     sms: SmsConfig = _nested(SmsConfig)
     clusters: ClustersConfig = _nested(ClustersConfig)
     web: WebConfig = _nested(WebConfig)
+    upkeep: UpkeepConfig = _nested(UpkeepConfig)
+    testing: TestingConfig = _nested(TestingConfig)
 
     def _check(self, path: Path) -> None:
         # Provider payments send the service's receipts, which every server checks against

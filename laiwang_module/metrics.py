@@ -65,7 +65,7 @@ update_retries = Counter(
 )
 reconcile_repairs = Counter(
     "laiwang_reconcile_repairs",
-    "Rows a reconcile pass found wrong or missing in an index and repaired",
+    "Rooms a reconcile pass re-derived an index from (an upper bound on what it repaired)",
     ["feature"],
 )
 

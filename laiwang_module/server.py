@@ -16,6 +16,7 @@ from laiwang_module.handlers.clusters import ClustersHandler
 from laiwang_module.handlers.commerce import CommerceHandler
 from laiwang_module.handlers.contacts import ContactsHandler
 from laiwang_module.handlers.discovery import DiscoveryHandler
+from laiwang_module.handlers.events import EventsHandler
 from laiwang_module.handlers.msisdn import MsisdnHandler
 from laiwang_module.handlers.settings import SettingsHandler
 from laiwang_module.handlers.shares import SharesHandler
@@ -59,3 +60,7 @@ class LaiwangServer:
     @cached_property
     def commerce_handler(self) -> CommerceHandler:
         return CommerceHandler(self)
+
+    @cached_property
+    def events_handler(self) -> EventsHandler:
+        return EventsHandler(self)

@@ -301,3 +301,27 @@ async def upload_media(
         content_type, name, BytesIO(content), len(content), UserID.from_string(user_id)
     )
     return str(uri)
+
+
+async def latest_room_events(
+    api: ModuleApi, room_id: str, types: tuple[str, ...], limit: int
+) -> list[EventBase]:
+    """Up to `limit` of the room's latest timeline events of `types` this server has, oldest
+    first, as `on_new_event` saw them: no outliers, no soft-failed or rejected events (redacted
+    ones pruned). ModuleApi cannot page through a room's history."""
+    store: Any = api._store
+
+    def latest_room_event_ids_txn(txn: Any) -> list[str]:
+        marks = ",".join("?" * len(types))
+        txn.execute(
+            "SELECT event_id FROM events WHERE room_id = ? AND outlier = ?"
+            f" AND type IN ({marks}) ORDER BY stream_ordering DESC LIMIT ?",
+            (room_id, False, *types, limit),
+        )
+        return [event_id for (event_id,) in txn.fetchall()]
+
+    event_ids = await store.db_pool.runInteraction(
+        "laiwang_latest_room_events", latest_room_event_ids_txn
+    )
+    events = await store.get_events_as_list(list(reversed(event_ids)))
+    return [e for e in events if not e.internal_metadata.is_soft_failed()]

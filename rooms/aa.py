@@ -363,6 +363,17 @@ def check_payment(
     and `verify_key` (the module config's PaymentProvider); `receipt_used` says whether the
     ledger already holds another payment with this receipt id."""
     check_payment_target(payment, request)
+    check_payment_authority(payment, sender, request, providers)
+    if payment.method != "cash" and receipt_used:
+        raise InvalidParam("receipt", "id was already used for a payment")
+
+
+def check_payment_authority(
+    payment: AAPayment, sender: str, request: RequestView, providers: Mapping[str, Any]
+) -> None:
+    """The rules of a payment that do not depend on the ledger's state: who may send it, and
+    its receipt. The ledger applies them again (`check_payment_target`'s are its own keys):
+    a federated payment whose request its server did not have yet was let in unchecked."""
     if payment.method == "cash":
         if sender != request.payee:
             raise Forbidden("cash payments are confirmed by the payee only", param="method")
@@ -374,8 +385,6 @@ def check_payment(
     if payment.receipt is None:
         raise MissingParam("receipt")
     verify_receipt(payment.receipt, payment, request, providers)
-    if receipt_used:
-        raise InvalidParam("receipt", "id was already used for a payment")
 
 
 def verify_receipt(

@@ -9,14 +9,20 @@ tree and the discovery ranking; the module and the bridge share it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attr
 
 from rooms.errors import InvalidParam
-from rooms.validation import is_user_id, own_join, reject_unknown_keys, require
+from rooms.validation import (
+    is_server_name,
+    is_user_id,
+    own_join,
+    parse_bounded_int,
+    reject_unknown_keys,
+    require,
+)
 
 CLUSTER_STATE = "org.laiwang.cluster"
 MAX_TOPIC_LEN = 200  # characters, after trimming; also the room name, which Synapse caps at 255
@@ -26,7 +32,6 @@ DEFAULT_DISCOVER_LIMIT = 20
 MAX_DISCOVER_LIMIT = 100
 
 # A server name: a DNS name, IPv4 or [IPv6] literal, with an optional port.
-_SERVER_NAME_RE = re.compile(r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.\-]{1,255})(:[0-9]{1,5})?$")
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -132,10 +137,6 @@ def validate_create_body(body: Mapping[str, Any], caller: str) -> tuple[str, lis
     return topic, invitees
 
 
-def is_server_name(value: Any) -> bool:
-    return isinstance(value, str) and bool(_SERVER_NAME_RE.match(value))
-
-
 def validate_join_body(body: Mapping[str, Any]) -> list[str]:
     """`POST /clusters/{room_id}/join` → the `via` servers (possibly none)."""
     reject_unknown_keys(body, ("via",))
@@ -157,9 +158,7 @@ def validate_limit(raw: str | None) -> int:
     """The `limit` query parameter of `GET /clusters/discover`."""
     if raw is None:
         return DEFAULT_DISCOVER_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DISCOVER_LIMIT:
-        raise InvalidParam("limit", f"must be an integer from 1 to {MAX_DISCOVER_LIMIT}")
-    return int(raw)
+    return parse_bounded_int(raw, "limit", minimum=1, maximum=MAX_DISCOVER_LIMIT)
 
 
 def create_room_config(cluster: Cluster) -> dict[str, Any]:

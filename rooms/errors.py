@@ -82,14 +82,16 @@ class NotFound(LaiwangError):
 
 
 class Unrecognized(LaiwangError):
-    """404 for an unknown endpoint; 405 (`status=405`) for a known path with another method."""
+    """404 for an unknown endpoint; 405 (`status=405`) for a known path with another method,
+    whose `allow` lists the methods the path has (the HTTP layer's `Allow` header)."""
 
     status = 404
     errcode = "M_UNRECOGNIZED"
 
-    def __init__(self, message: str, *, status: int = 404):
+    def __init__(self, message: str, *, status: int = 404, allow: tuple[str, ...] = ()):
         super().__init__(message)
         self.status = status
+        self.allow = allow
 
 
 class Conflict(LaiwangError):

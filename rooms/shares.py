@@ -23,7 +23,14 @@ import attr
 
 from rooms.errors import InvalidParam, MissingParam
 from rooms.money import format_amount, require_amount, require_currency
-from rooms.validation import is_event_id, is_room_id, is_user_id, reject_unknown_keys
+from rooms.validation import (
+    is_ascii_digits,
+    is_event_id,
+    is_room_id,
+    is_user_id,
+    parse_bounded_int,
+    reject_unknown_keys,
+)
 
 TIMELINE_STATE = "org.laiwang.timeline"
 MSGTYPE_MUSIC = "org.laiwang.share.music"
@@ -623,7 +630,7 @@ def decode_cursor(token: str) -> FeedCursor:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad from None
     ts, sep, event_id = raw.partition("|")
-    if not sep or not ts.isdigit() or not is_event_id(event_id):
+    if not sep or not is_ascii_digits(ts) or not is_event_id(event_id):
         raise bad
     return FeedCursor(int(ts), event_id)
 
@@ -631,9 +638,7 @@ def decode_cursor(token: str) -> FeedCursor:
 def parse_feed_limit(value: str | None) -> int:
     if value is None or value == "":
         return DEFAULT_FEED_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_FEED_LIMIT:
-        raise InvalidParam("limit", f"must be an integer from 1 to {MAX_FEED_LIMIT}")
-    return int(value)
+    return parse_bounded_int(value, "limit", minimum=1, maximum=MAX_FEED_LIMIT)
 
 
 def is_post(sender: str, owner: str, event_type: str, content: Mapping[str, Any]) -> bool:

@@ -30,12 +30,42 @@ _ROOM_ID_RE = re.compile(r"^![\x21-\x7e]+(:[A-Za-z0-9.\-\[\]:]+)?$")
 _EVENT_ID_RE = re.compile(r"^\$[\x21-\x7e]+$")
 
 
+_SERVER_NAME_RE = re.compile(r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.\-]{1,255})(:[0-9]{1,5})?$")
+
+
+def is_server_name(value: Any) -> bool:
+    """A server name that can be reached: an IP literal or a DNS name whose labels have 1 to 63
+    characters, and a port up to 65535. The spec's grammar allows more, but a name DNS cannot
+    carry names no server: asking it only waits for the resolver to time out."""
+    if not isinstance(value, str):
+        return False
+    m = _SERVER_NAME_RE.match(value)
+    if m is None:
+        return False
+    host, port = m.groups()
+    if port is not None and int(port[1:]) > 65535:
+        return False
+    return host.startswith("[") or all(0 < len(label) <= 63 for label in host.split("."))
+
+
 def is_user_id(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_USER_ID_RE.match(value))
+    return (
+        isinstance(value, str)
+        and len(value) <= 255
+        and bool(_USER_ID_RE.match(value))
+        and is_server_name(value.split(":", 1)[1])
+    )
 
 
 def is_room_id(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 255 and bool(_ROOM_ID_RE.match(value))
+    """A room id; the part after its first colon, when it has one, is a server name (a v12
+    room id has none)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= 255
+        and bool(_ROOM_ID_RE.match(value))
+        and (":" not in value or is_server_name(value.split(":", 1)[1]))
+    )
 
 
 def is_event_id(value: Any) -> bool:
@@ -102,6 +132,24 @@ def require_int(
     if maximum is not None and value > maximum:
         raise InvalidParam(key, f"must be at most {maximum}")
     return value
+
+
+def is_ascii_digits(value: str) -> bool:
+    """Only 0-9: `str.isdigit()` also accepts "²" (which int() refuses: a 500) and "٣" (which
+    int() reads as 3)."""
+    return value.isascii() and value.isdigit()
+
+
+def parse_bounded_int(raw: str, param: str, *, minimum: int, maximum: int) -> int:
+    """A query parameter of ASCII digits from `minimum` to `maximum`, or InvalidParam. The
+    length is checked first: int() refuses (ValueError) strings of over 4,300 digits."""
+    if (
+        not is_ascii_digits(raw)
+        or len(raw) > len(str(maximum))
+        or not minimum <= int(raw) <= maximum
+    ):
+        raise InvalidParam(param, f"must be an integer from {minimum} to {maximum}")
+    return int(raw)
 
 
 def own_join(membership: Any, sender: Any, state_key: Any) -> bool:

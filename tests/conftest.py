@@ -126,10 +126,38 @@ def attacker(
     return federation[2]
 
 
+def skip_or_fail(reason: str) -> None:
+    """A fresh machine may lack PostgreSQL and Redis: skip there. CI has them, so a missing
+    service is a failure in CI, never a silent skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI=true: the services must be there)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lagging(test_root: Path) -> Iterator[tuple[TestHomeserver, TestHomeserver]]:
+    """A normal server and one whose index lags its rooms by seconds: every update of every
+    feature's tables from an event fails first (`testing.fail_updates`) and is retried 3 s
+    later. A user's own call must hold for their next call there all the same."""
+    lag = {
+        "testing": {"fail_updates": dict.fromkeys(("aa", "contacts", "shares", "clusters"), 1)},
+        "upkeep": {"retry_interval": "3s"},
+    }
+    servers = start_all(
+        [
+            TestHomeserver(test_root / "hs-prompt", federation=True),
+            TestHomeserver(test_root / "hs-lagging", federation=True, module_config=lag),
+        ]
+    )
+    yield servers[0], servers[1]
+    for s in servers:
+        s.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_homeserver(test_root: Path) -> Iterator[TestHomeserver]:
     if not postgres_available():
-        pytest.skip("no PostgreSQL server at 127.0.0.1:5432")
+        skip_or_fail("no PostgreSQL server at 127.0.0.1:5432")
     db = create_postgres_database()
     server = TestHomeserver(test_root / "hs-pg", database=db)
     start_all([server])
@@ -142,7 +170,7 @@ def pg_homeserver(test_root: Path) -> Iterator[TestHomeserver]:
 def worker_homeserver(test_root: Path) -> Iterator[tuple[TestHomeserver, SynapseProcess]]:
     """A main process and one generic worker (PostgreSQL + Redis), the module on both."""
     if not (postgres_available() and redis_available()):
-        pytest.skip("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
+        skip_or_fail("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
     db = create_postgres_database()
     server = TestHomeserver(test_root / "hs-workers", database=db)
     server.spec.workers = {"worker1": free_port()}

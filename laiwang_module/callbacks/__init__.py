@@ -16,6 +16,7 @@ from laiwang_module.callbacks.clusters import ClustersCallbacks
 from laiwang_module.callbacks.commerce import CommerceCallbacks
 from laiwang_module.callbacks.contacts import ContactsCallbacks
 from laiwang_module.callbacks.discovery import DiscoveryCallbacks
+from laiwang_module.callbacks.events import EventsCallbacks
 from laiwang_module.callbacks.msisdn import MsisdnCallbacks
 from laiwang_module.callbacks.shares import SharesCallbacks
 
@@ -37,6 +38,7 @@ FEATURES: tuple[type[FeatureCallbacks], ...] = (
     ClustersCallbacks,
     MsisdnCallbacks,
     CommerceCallbacks,
+    EventsCallbacks,  # the retries and the reconcile of every feature's updates
 )
 
 

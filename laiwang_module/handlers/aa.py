@@ -19,14 +19,17 @@ from laiwang_module.caches import ModuleCache
 from laiwang_module.storage.aa import LedgerChange
 from laiwang_module.synapse_compat import (
     fake_event_id,
+    get_events,
     get_events_as_list,
     is_shadow_banned,
+    latest_room_events,
     ratelimit_message,
 )
 from rooms import aa
 from rooms.errors import (
     Forbidden,
     InvalidParam,
+    LaiwangError,
     LimitExceeded,
     MissingParam,
     NotFound,
@@ -42,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 REMIND_INTERVAL_MS = 3600 * 1000  # at most one reminder an hour per request
 PAY_CLAIM_STALE_MS = 60 * 1000  # a `pay` still "under way" after this has died
+RECONCILE_WINDOW = 1000  # the latest messages of an AA room the reconcile re-reads
 
 
 class AAStatusCache(ModuleCache):
@@ -106,10 +110,43 @@ class AAHandler:
         return members
 
     async def _request_in_room(self, room_id: str, event_id: str) -> aa.RequestView:
-        request = await self._store.get_aa_request(event_id)
+        request = await self._find_request(event_id)
         if request is None or request.room_id != room_id:
             raise NotFound("No AA request with this id in this room")
         return request
+
+    async def _find_request(self, event_id: str) -> aa.RequestView | None:
+        """The request as the ledger has it. The ledger follows the room in `on_new_event`,
+        which runs after the event is persisted (and after a federated one's successors may
+        have been checked): when it has not indexed a request this server has, the room
+        decides, and the request is indexed now through the same code (idempotent). None when
+        this server has no such request in any room's timeline."""
+        request = await self._store.get_aa_request(event_id)
+        if request is not None:
+            return request
+        event = await self._timeline_event(event_id)
+        if (
+            event is None
+            or event.type != "m.room.message"
+            or aa.aa_msgtype(event.content) != aa.MSGTYPE_REQUEST
+            or aa.edit_target(event.content) is not None
+        ):
+            return None
+        # Only requests: applying a request does not depend on the events around it, whereas
+        # two payments of one share must be applied in the room's order.
+        await self.apply_event(event)
+        return await self._store.get_aa_request(event_id)
+
+    async def _timeline_event(self, event_id: str) -> EventBase | None:
+        """The event, if this server has it in a room's timeline as `on_new_event` sees it (not
+        an outlier, not soft-failed, not rejected)."""
+        event = (await get_events(self._api, [event_id])).get(event_id)
+        if event is None:
+            return None
+        metadata = event.internal_metadata
+        if metadata.is_outlier() or metadata.is_soft_failed():
+            return None
+        return event
 
     async def _send(self, room_id: str, sender: str, content: dict[str, Any]) -> EventBase:
         return await self._api.create_and_send_event_into_room(
@@ -382,7 +419,7 @@ class AAHandler:
         target = aa.edit_target(content)
         msgtype = aa.aa_msgtype(content)
         if target is not None:
-            target_is_aa = bool(target) and await self._store.is_aa_event(target)
+            target_is_aa = bool(target) and await self._is_aa_event(target)
             aa.check_not_an_aa_edit(content, target_is_aa)
             return None
         if msgtype is None:
@@ -396,16 +433,42 @@ class AAHandler:
             aa.check_request_context(req, event.sender, joined)
         elif msgtype == aa.MSGTYPE_PAYMENT:
             payment = aa.parse_payment_content(content)
-            request = await self._referenced_request(event.room_id, payment.request_event_id)
-            await self.check_payment(payment, event.sender, request)
+            request = await self._referenced_request(event, payment.request_event_id)
+            if request is not None:
+                await self.check_payment(payment, event.sender, request)
         else:
             request_id = aa.parse_close_content(content)
-            aa.check_close(event.sender, await self._referenced_request(event.room_id, request_id))
+            request = await self._referenced_request(event, request_id)
+            if request is not None:
+                aa.check_close(event.sender, request)
         return msgtype
 
-    async def _referenced_request(self, room_id: str, request_id: str) -> aa.RequestView:
-        request = await self._store.get_aa_request(request_id)
-        if request is None or request.room_id != room_id:
+    async def _is_aa_event(self, event_id: str) -> bool:
+        """Whether the event is an AA event: the ledger's word, or the event's own content when
+        the ledger has not applied it yet."""
+        if await self._store.is_aa_event(event_id):
+            return True
+        event = await self._timeline_event(event_id)
+        return (
+            event is not None
+            and event.type == "m.room.message"
+            and aa.aa_msgtype(event.content) is not None
+            and aa.edit_target(event.content) is None
+        )
+
+    async def _referenced_request(self, event: EventBase, request_id: str) -> aa.RequestView | None:
+        """The request a payment or close refers to, decided from the room (`_find_request`).
+        Raises InvalidParam when it is no AA request of the event's room. None when a remote
+        sender's event refers to an event this server does not have yet: catch-up after an
+        outage delivers the newest event first and fetches its predecessors after this check,
+        so the request may be one of them. Nothing refuses such an event for a gap of this
+        server's; the ledger applies it only against a known open request."""
+        request = await self._find_request(request_id)
+        if request is None and not self._api.is_mine(event.sender):
+            stored = (await get_events(self._api, [request_id])).get(request_id)
+            if stored is None or stored.internal_metadata.is_outlier():
+                return None
+        if request is None or request.room_id != event.room_id:
             raise InvalidParam("m.relates_to.event_id", "is not an AA request of this room")
         return request
 
@@ -441,8 +504,9 @@ class AAHandler:
                 return await self._store.apply_aa_request(event.event_id, event.room_id, req, ts)
             if msgtype == aa.MSGTYPE_PAYMENT:
                 payment = aa.parse_payment_content(content)
+                refusal = await self._payment_refusal(event.sender, payment)
                 return await self._store.apply_aa_payment(
-                    event.event_id, event.room_id, event.sender, payment, ts
+                    event.event_id, event.room_id, event.sender, payment, ts, refusal
                 )
             if msgtype == aa.MSGTYPE_CLOSE:
                 request_id = aa.parse_close_content(content)
@@ -452,6 +516,19 @@ class AAHandler:
         except InvalidParam as e:
             # Only events persisted before the check existed can be malformed here.
             logger.warning("laiwang: AA event %s ignored by the ledger: %s", event.event_id, e)
+        return None
+
+    async def _payment_refusal(self, sender: str, payment: aa.AAPayment) -> str | None:
+        """Why the ledger must not count a payment whatever its state says (who sent it, its
+        receipt), or None. The event check applied these rules already unless the payment came
+        over federation before its request did (`_referenced_request`)."""
+        request = await self._store.get_aa_request(payment.request_event_id)
+        if request is None:
+            return None  # the ledger ignores a payment of an unknown request anyway
+        try:
+            aa.check_payment_authority(payment, sender, request, self._providers)
+        except LaiwangError as e:
+            return f"breaks a payment rule: {e.sentence}"
         return None
 
     async def _redaction_notice(self, redaction: EventBase, change: LedgerChange) -> None:
@@ -510,6 +587,21 @@ class AAHandler:
         for request_id in set(before) | set(after):
             await self._api.invalidate_cache(self.status_cache.get_aa_status, (request_id,))
         return {"room_id": room_id, "events": applied, "requests": len(after)}
+
+    async def reconcile(self) -> int:
+        """Apply the latest messages and redactions of every AA room that the ledger has not
+        applied (an update that was lost), in the room's order, through the same code as
+        `on_new_event`; returns how many rooms were looked at."""
+        room_ids = await self._store.get_aa_room_ids()
+        for room_id in room_ids:
+            events = await latest_room_events(
+                self._api, room_id, ("m.room.message", "m.room.redaction"), RECONCILE_WINDOW
+            )
+            applied = await self._store.get_applied_aa_events([e.event_id for e in events])
+            for event in events:
+                if event.event_id not in applied:
+                    await self.apply_event(event)
+        return len(room_ids)
 
     # --- unsigned status --------------------------------------------------------------------
 

@@ -177,6 +177,9 @@ class ClustersHandler:
 
     async def list_mine(self, user_id: str) -> list[dict[str, Any]]:
         """The clusters the caller is a member of, as `GET /clusters` lists them."""
+        # A join that just answered (a plain one) may not be in the index yet: the room decides.
+        for room_id in await self._store.get_unindexed_cluster_joins(user_id):
+            await self.index_member_now(room_id, user_id)
         return [row.to_json() for row in await self._store.get_user_clusters(user_id)]
 
     async def discover(self, user_id: str, limit: int) -> list[dict[str, Any]]:
@@ -193,7 +196,11 @@ class ClustersHandler:
         server knows), Forbidden (the caller is not a member)."""
         await self._require_cluster(room_id)
         if await self._store.get_cluster_membership(room_id, caller) != "join":
-            raise Forbidden("Only members of a cluster see its tree.")
+            # The index follows memberships after they answer: a join that just returned may
+            # not be in it yet. The room decides, and the index catches up now.
+            await self.index_member_now(room_id, caller)
+            if await self._store.get_cluster_membership(room_id, caller) != "join":
+                raise Forbidden("Only members of a cluster see its tree.")
         return compute_tree(await self._store.get_cluster_member_rows(room_id))
 
     # --- joining by asking ---
@@ -219,6 +226,8 @@ class ClustersHandler:
         if membership != "invite":
             friends = await self._store.get_acquainted_members(room_id, caller)
             if not friends:
+                friends = await self._acquainted_members_from_rooms(room_id, caller)
+            if not friends:
                 raise Forbidden(
                     "No acquaintance of yours is a member of this cluster: ask a member you "
                     "know to invite you, or become an acquaintance of one."
@@ -236,6 +245,8 @@ class ClustersHandler:
                 await self._wait_for_invite(caller, room_id, True)
         await self._api.update_room_membership(caller, caller, room_id, "join")
         await self.sync_members(room_id)
+        # Index the join before answering, so that the caller's next call sees it.
+        await self.index_member_now(room_id, caller)
         return room_id
 
     async def _join_by_remote_knock(self, caller: str, room_id: str, via: list[str]) -> str:
@@ -259,6 +270,10 @@ class ClustersHandler:
                     raise NotFound(
                         f"{room_id} is not a cluster you can ask to join ({e.msg})."
                     ) from e
+                if e.code == 502:  # no server in `hosts` answered: a room we cannot reach
+                    raise NotFound(
+                        f"Unknown cluster {room_id}: no server in 'via' could be reached."
+                    ) from e
                 raise
             stripped = knock.unsigned.get("knock_room_state") or []
             if find_cluster_in_stripped_state(stripped) is None:
@@ -273,6 +288,7 @@ class ClustersHandler:
             if e.code == 404:
                 raise NotFound(f"Unknown cluster {room_id}.") from e
             raise
+        await self.index_member_now(room_id, caller)
         return room_id
 
     async def _rescind(self, caller: str, room_id: str) -> None:
@@ -339,6 +355,54 @@ class ClustersHandler:
             self._api.run_as_background_process(
                 "laiwang_cluster_knock", self.on_knock, room_id, event.state_key, event.event_id
             )
+
+    async def index_member_now(self, room_id: str, user_id: str) -> None:
+        """Index a local user's current membership of a cluster from the room, as `on_event`
+        does for it (idempotent: keyed by the membership's event id). Reads no other member, so
+        it does not wait for the full state after a partial-state join."""
+        state = await self._api.get_room_state(
+            room_id, [(CLUSTER_STATE, ""), ("m.room.create", ""), ("m.room.member", user_id)]
+        )
+        member = state.get(("m.room.member", user_id))
+        if member is not None:
+            await self.on_event(member, state)
+
+    async def reindex(self, room_id: str) -> None:
+        """Re-derive one cluster's index from the room's current state (idempotent): the
+        cluster itself and every membership the index does not hold as it is now."""
+        if not await is_host_in_room(self._api, room_id):
+            return  # the index keeps what this server last knew
+        state = await self._api.get_room_state(
+            room_id, [(CLUSTER_STATE, ""), ("m.room.create", ""), ("m.room.member", None)]
+        )
+        cluster = cluster_of(state)
+        if cluster is None:
+            if await self._store.get_cluster(room_id) is not None:
+                await self._store.forget_cluster(room_id)
+            return
+        cluster_event = state[(CLUSTER_STATE, "")]
+        created_ts = sort_ts(int(cluster_event.origin_server_ts), self._now())
+        await self._store.record_cluster(
+            room_id, cluster.topic, cluster.creator, created_ts, created_ts
+        )
+        members = [ev for (kind, _), ev in state.items() if kind == "m.room.member"]
+        known = await self._store.get_member_event_ids(
+            room_id, [ev.state_key for ev in members if ev.state_key]
+        )
+        updates = []
+        for ev in members:
+            if ev.state_key and known.get(ev.state_key) != ev.event_id:
+                row = await self._store.get_member_row(room_id, ev.state_key)
+                updates.append(await self._member_update(ev, row))
+        if updates:
+            await self._store.update_cluster_members(room_id, updates)
+
+    async def reconcile(self) -> int:
+        """`reindex` every room that is or may be a cluster; returns how many."""
+        room_ids = await self._store.get_all_cluster_room_ids()
+        for room_id in room_ids:
+            await self.reindex(room_id)
+        return len(room_ids)
 
     async def sync_members(self, room_id: str) -> None:
         """Read every member of a cluster from the room's full state, once per server (it waits
@@ -410,14 +474,23 @@ class ClustersHandler:
             event = previous
         return None
 
+    async def _acquainted_members_from_rooms(self, room_id: str, user_id: str) -> list[str]:
+        """`get_acquainted_members` once the indexes it joins have caught up with the rooms:
+        the cluster's memberships (`reindex` changes only the rows that are not current) and
+        the user's pending contact requests (one may have just been accepted). For the
+        refusal path only: the index says no, and a check must not refuse for an index that
+        is merely behind."""
+        await self.reindex(room_id)
+        await self._server.contacts_handler.catch_up_requests(user_id)
+        return await self._store.get_acquainted_members(room_id, user_id)
+
     async def on_knock(self, room_id: str, knocker: str, event_id: str) -> None:
         """Approve a knock by inviting in the name of a local member who is an acquaintance of
         the knocker. Once per knock across workers; a stranger's knock is left alone."""
-        friends = [
-            f
-            for f in await self._store.get_acquainted_members(room_id, knocker)
-            if self._is_mine(f)
-        ]
+        friends = await self._store.get_acquainted_members(room_id, knocker)
+        if not friends:
+            friends = await self._acquainted_members_from_rooms(room_id, knocker)
+        friends = [f for f in friends if self._is_mine(f)]
         if not friends:
             return
         if not await self._store.claim_knock(event_id, room_id, knocker, self._now()):

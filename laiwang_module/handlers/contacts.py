@@ -27,6 +27,7 @@ from laiwang_module.synapse_compat import (
     get_events_as_list,
     invited_room_ids,
     is_appservice_user,
+    is_joined,
     is_partial_state_room,
     is_shadow_banned,
     share_a_room,
@@ -179,6 +180,8 @@ class ContactsHandler:
             return None
         if await self._is_exempt(inviter):
             return None
+        if await self._acquainted_by_room(inviter, invitee):
+            return None
         acquaintance = await room_request()
         if (
             acquaintance is not None
@@ -195,6 +198,38 @@ class ContactsHandler:
             f"{inviter} is not an acquaintance of {invitee}: only acquaintances may invite "
             "them. Send a contact request first.",
         )
+
+    async def _acquainted_by_room(self, a: str, b: str) -> bool:
+        """Whether a contact room between a and b makes them acquaintances now, when the index
+        says they are not. The index follows memberships in `on_new_event`, which runs after
+        the join has answered: an accepted request must hold for the very next call, so the
+        rooms decide and the index catches up here (idempotently). Strangers have no contact
+        room: for them this is one indexed read."""
+        rooms = await self._store.get_contact_rooms_between(a, b)
+        if not rooms:
+            return False
+        for room in rooms:
+            await self._apply_memberships(room.room_id)
+        return await self._store.are_acquainted(a, b)
+
+    async def _catch_up_own_acceptances(self, user_id: str) -> None:
+        """Index the requests a local user accepted with a plain join whose update has not run
+        yet (it runs after the join answered): what the user did holds for their next read.
+        Asks Synapse's cached membership only; nothing to do once the index has caught up."""
+        if not self._is_mine(user_id):
+            return
+        incoming, _ = await self._store.get_pending_requests(user_id)
+        for room in incoming:
+            if await is_joined(self._api, user_id, room.room_id):
+                await self._apply_memberships(room.room_id)
+
+    async def catch_up_requests(self, user_id: str) -> None:
+        """Re-derive the user's pending contact rooms from the rooms (idempotent): one of them
+        may have been accepted by a join whose update has not reached the index yet. For
+        checks that ask the index about a user's acquaintances in bulk and would refuse."""
+        incoming, outgoing = await self._store.get_pending_requests(user_id)
+        for room in (*incoming, *outgoing):
+            await self._apply_memberships(room.room_id)
 
     async def note_incoming_request(self, room_id: str, acquaintance: Acquaintance) -> None:
         """Record a contact request arriving over federation once the policy let it in.
@@ -241,7 +276,14 @@ class ContactsHandler:
         if self._is_mine(target) and not await self._api.check_user_exists(target):
             raise NotFound(f"There is no user {target}.")
 
-        for room in await self._store.get_contact_rooms_between(requester, target):
+        rooms = await self._store.get_contact_rooms_between(requester, target)
+        if rooms:
+            # The index follows memberships after they answer (a leave that just returned may
+            # not be in it yet): the rooms decide, and the index catches up now.
+            for room in rooms:
+                await self._apply_memberships(room.room_id)
+            rooms = await self._store.get_contact_rooms_between(requester, target)
+        for room in rooms:
             if room.state == ACCEPTED and await self._store.are_acquainted(requester, target):
                 return room.room_id
             if room.state == PENDING and room.requester == requester:
@@ -335,6 +377,7 @@ class ContactsHandler:
 
     async def list_contacts(self, user_id: str) -> list[dict[str, Any]]:
         """The caller's acquaintances, with since when and how they met (`source`)."""
+        await self._catch_up_own_acceptances(user_id)
         return [
             {
                 "user_id": r.other_id,

@@ -36,8 +36,10 @@ from laiwang_module.synapse_compat import (
     events_visible_to,
     fake_event_id,
     get_events,
+    is_host_in_room,
     is_joined,
     is_shadow_banned,
+    latest_room_events,
     module_clock,
     ratelimit_message,
     received_ts,
@@ -62,6 +64,10 @@ RETRY_DELAYS_S = (1, 2, 5, 10, 30, 60)
 REPAIR_AFTER_MS = 10 * 60 * 1000
 # How much history of a remote timeline to index when this server joins it.
 CATCH_UP_PAGE, CATCH_UP_PAGES = 100, 5
+# The events a timeline's feed is made of, and how many of the latest the reconcile re-reads.
+FEED_EVENT_TYPES = ("m.room.message", "m.room.encrypted", "m.sticker", "m.reaction",
+                    "m.room.redaction")  # fmt: skip
+RECONCILE_WINDOW = CATCH_UP_PAGE * CATCH_UP_PAGES
 
 
 class TimelineOwnerCache(ModuleCache):
@@ -410,6 +416,21 @@ class SharesHandler:
         if recorded != owner:
             return
         await self._index_all([event], owner)
+
+    async def reconcile(self) -> int:
+        """Re-index the latest events of every recorded timeline this server is in (idempotent:
+        keyed by event id), repairing what a missed update left out; returns how many."""
+        timelines = await self._store.get_all_timelines()
+        for owner, room_id in timelines:
+            if not await is_host_in_room(self._api, room_id):
+                continue
+            if not await self._is_real_timeline(owner, room_id):
+                continue
+            events = await latest_room_events(
+                self._api, room_id, FEED_EVENT_TYPES, RECONCILE_WINDOW
+            )
+            await self._index_all(events, owner)
+        return len(timelines)
 
     async def _index_all(self, events: list[EventBase], owner: str) -> None:
         posts = [

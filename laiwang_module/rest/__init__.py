@@ -11,6 +11,7 @@ from laiwang_module.rest.commerce import CommerceServlet
 from laiwang_module.rest.contacts import ContactsServlet
 from laiwang_module.rest.discovery import DiscoveryServlet
 from laiwang_module.rest.msisdn import MsisdnClientServlet
+from laiwang_module.rest.openapi import OpenApiServlet
 from laiwang_module.rest.settings import SettingsServlet
 from laiwang_module.rest.shares import SharesServlet
 
@@ -26,6 +27,7 @@ SERVLETS = (
     SharesServlet,
     ClustersServlet,
     CommerceServlet,
+    OpenApiServlet,
 )
 
 

@@ -33,6 +33,7 @@ from rooms.errors import (
     TooLarge,
     Unrecognized,
 )
+from rooms.validation import is_ascii_digits
 
 if TYPE_CHECKING:
     from synapse.http.site import SynapseRequest
@@ -59,14 +60,47 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> JsonDict:
+    # json.loads keeps the last of two equal keys; another parser may keep the first, so a
+    # body with both is ambiguous: refuse it rather than guess.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    # json.loads turns "\ud800" into a string UTF-8 cannot encode, and every later step
+    # (canonical JSON, the database) would fail on it: a 500. Only \u escapes can make one.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
     """Decode a request body that must be one JSON object of at most `max_bytes` bytes."""
     if len(raw) > max_bytes:
         raise TooLarge(f"Request body is larger than {max_bytes} bytes")
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(
+            raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
+    except _DuplicateKey as e:
+        raise BadJson(None, f"Request body has the key {str(e)[:100]!r} more than once") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise NotJson("Request body is not valid JSON") from None
+    if b"\\u" in raw and _has_lone_surrogate(value):
+        raise NotJson("Request body is not valid JSON: it escapes a lone UTF-16 surrogate")
     if not isinstance(value, dict):
         raise BadJson(None, "Request body must be a JSON object")
     return value
@@ -75,7 +109,8 @@ def parse_json_object(raw: bytes, max_bytes: int) -> JsonDict:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Route:
     method: str
-    template: str  # as registered (`/contacts/{user_id}`): the metrics' endpoint label
+    template: str  # as registered (`/contacts/{user_id}`): the metrics' endpoint label and
+    # the path in openapi.json
     pattern: re.Pattern[str]
     callback: Callback
 
@@ -93,16 +128,25 @@ class Router:
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         """Returns the route and its URL-decoded parameters; raises 405 for a known path
         with another method, and returns None for an unknown path."""
-        path_known = False
-        for route in self.routes:
-            m = route.pattern.match(path)
-            if m is None:
+        matches = [(route, m) for route in self.routes if (m := route.pattern.match(path))]
+        # A literal segment wins over a parameter, as in OpenAPI: `DELETE /contacts/import` is
+        # a method `/contacts/import` does not have, not the removal of a user "import".
+        fewest = min((len(m.groupdict()) for _, m in matches), default=0)
+        allowed: list[str] = []
+        for route, m in matches:
+            if len(m.groupdict()) != fewest:
                 continue
-            path_known = True
             if route.method == method:
                 return route, {k: unquote(v) for k, v in m.groupdict().items()}
-        if path_known:
-            raise Unrecognized("Method not allowed", status=HTTPStatus.METHOD_NOT_ALLOWED)
+            allowed.append(route.method)
+        if allowed:
+            if "GET" in allowed:
+                allowed.append("HEAD")  # answered as GET
+            raise Unrecognized(
+                "Method not allowed",
+                status=HTTPStatus.METHOD_NOT_ALLOWED,
+                allow=(*sorted(allowed), "OPTIONS"),
+            )
         return None
 
 
@@ -131,6 +175,8 @@ class LaiwangResource(DirectServeJsonResource):
                 endpoint = route.template
                 result = await route.callback(request, **params)
             except LaiwangError as e:
+                if isinstance(e, Unrecognized) and e.allow:  # RFC 9110: a 405 says what's allowed
+                    request.setHeader(b"Allow", ", ".join(e.allow).encode("ascii"))
                 raise to_synapse_error(e) from None
             status = result[0]
             return result
@@ -194,7 +240,11 @@ class Servlet:
 
     def json_body(self, request: SynapseRequest) -> JsonDict:
         declared = request.getHeader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if (
+            declared is not None
+            and is_ascii_digits(declared)
+            and (len(declared) > 18 or int(declared) > self.max_body_bytes)
+        ):
             raise TooLarge(f"Request body is larger than {self.max_body_bytes} bytes")
         assert request.content is not None
         raw = request.content.read(self.max_body_bytes + 1)

@@ -26,6 +26,7 @@ from laiwang_module.storage import (
     commerce,
     contacts,
     discovery,
+    events,
     msisdn,
     settings,
     shares,
@@ -46,6 +47,7 @@ class LaiwangStore(
     shares.SharesStore,
     clusters.ClustersStore,
     commerce.CommerceStore,
+    events.EventsStore,
 ):
     def __init__(self, api: ModuleApi):
         self._api = api

@@ -148,10 +148,12 @@ def apply_aa_payment_txn(
     sender: str,
     payment: AAPayment,
     ts: int,
+    refusal: str | None = None,
 ) -> LedgerChange | None:
     """Record a payment; it settles the payer's share only if that share is still unpaid in an
     open request of the payment's room and its receipt id is new. Otherwise it is kept as
-    "ignored" with the reason (a payment that lost a race with another, on this server)."""
+    "ignored" with the reason (a payment that lost a race with another, on this server), as it
+    is when the caller found it breaks a rule (`refusal`)."""
     request_id = payment.request_event_id
     if not _claim_event(txn, event_id, "payment", request_id):
         return None
@@ -163,6 +165,9 @@ def apply_aa_payment_txn(
         (event_id, request_id, payment.payer, sender, payment.amount, payment.currency,
          payment.method, provider, receipt_id, ts),
     )  # fmt: skip
+    if refusal is not None:
+        _ignore(txn, event_id, refusal)
+        return LedgerChange(request_id, "payment", False)
     request = _request_row(txn, request_id)
     if request is None or request.room_id != room_id:
         _ignore(txn, event_id, "unknown request in this room")
@@ -360,11 +365,18 @@ class AAStore(StoreMixin):
         return await self.run("apply_aa_request", apply_aa_request_txn, event_id, room_id, req, ts)
 
     async def apply_aa_payment(
-        self, event_id: str, room_id: str, sender: str, payment: AAPayment, ts: int
+        self,
+        event_id: str,
+        room_id: str,
+        sender: str,
+        payment: AAPayment,
+        ts: int,
+        refusal: str | None = None,
     ) -> LedgerChange | None:
         return await self.run(
-            "apply_aa_payment", apply_aa_payment_txn, event_id, room_id, sender, payment, ts
-        )
+            "apply_aa_payment", apply_aa_payment_txn, event_id, room_id, sender, payment, ts,
+            refusal,
+        )  # fmt: skip
 
     async def apply_aa_close(
         self, event_id: str, room_id: str, sender: str, request_id: str
@@ -556,6 +568,34 @@ class AAStore(StoreMixin):
 
     async def get_room_event_ids(self, room_id: str) -> list[str]:
         return await self.run("get_room_event_ids", get_room_event_ids_txn, room_id)
+
+    async def get_aa_room_ids(self) -> list[str]:
+        """Every room with an AA request in the ledger."""
+
+        def get_aa_room_ids_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute("SELECT DISTINCT room_id FROM laiwang_aa_requests ORDER BY room_id")
+            return [room_id for (room_id,) in txn.fetchall()]
+
+        return await self.run("get_aa_room_ids", get_aa_room_ids_txn)
+
+    async def get_applied_aa_events(self, event_ids: list[str]) -> set[str]:
+        """Those of `event_ids` the ledger has applied already: AA events and redactions."""
+
+        def get_applied_aa_events_txn(txn: LoggingTransaction) -> set[str]:
+            out: set[str] = set()
+            for i in range(0, len(event_ids), 500):
+                chunk = event_ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                txn.execute(
+                    f"SELECT event_id FROM laiwang_aa_events WHERE event_id IN ({marks}) UNION"
+                    " SELECT redaction_event_id FROM laiwang_aa_redactions"
+                    f" WHERE redaction_event_id IN ({marks})",
+                    (*chunk, *chunk),
+                )
+                out.update(event_id for (event_id,) in txn.fetchall())
+            return out
+
+        return await self.run("get_applied_aa_events", get_applied_aa_events_txn)
 
     async def get_aa_request_ids(self, room_id: str) -> list[str]:
         def get_aa_request_ids_txn(txn: LoggingTransaction) -> list[str]:

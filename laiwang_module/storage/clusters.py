@@ -16,7 +16,7 @@ import attr
 from synapse.storage.database import LoggingTransaction
 
 from laiwang_module.storage.base import StoreMixin, fetch_value
-from rooms.clusters import MemberRow, discovery_key, member_count_delta
+from rooms.clusters import CLUSTER_STATE, MemberRow, discovery_key, member_count_delta
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -261,6 +261,38 @@ class ClustersStore(StoreMixin):
             return not members_synced
 
         return await self.run("record_cluster", record_cluster_txn)
+
+    async def get_all_cluster_room_ids(self) -> list[str]:
+        """Every room that is or may be a cluster: the index's, and every room whose current
+        state in Synapse's own table carries the cluster state (should the index miss it)."""
+
+        def get_all_cluster_room_ids_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute(
+                "SELECT room_id FROM laiwang_clusters UNION"
+                " SELECT room_id FROM current_state_events WHERE type = ? AND state_key = ''",
+                (CLUSTER_STATE,),
+            )
+            return sorted(room_id for (room_id,) in txn.fetchall())
+
+        return await self.run("get_all_cluster_room_ids", get_all_cluster_room_ids_txn)
+
+    async def get_unindexed_cluster_joins(self, user_id: str) -> list[str]:
+        """Rooms with cluster state that a local user is joined to (Synapse's own tables) where
+        the index does not hold that join yet: its update has not run."""
+
+        def get_unindexed_cluster_joins_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute(
+                "SELECT l.room_id FROM local_current_membership AS l"
+                " JOIN current_state_events AS c"
+                " ON c.room_id = l.room_id AND c.type = ? AND c.state_key = ''"
+                " LEFT JOIN laiwang_cluster_members AS m"
+                " ON m.room_id = l.room_id AND m.user_id = l.user_id AND m.event_id = l.event_id"
+                " WHERE l.user_id = ? AND l.membership = ? AND m.room_id IS NULL",
+                (CLUSTER_STATE, user_id, "join"),
+            )
+            return [room_id for (room_id,) in txn.fetchall()]
+
+        return await self.run("get_unindexed_cluster_joins", get_unindexed_cluster_joins_txn)
 
     async def get_cluster(self, room_id: str) -> ClusterRow | None:
         def get_cluster_txn(txn: LoggingTransaction) -> ClusterRow | None:

@@ -150,6 +150,15 @@ class SharesStore(StoreMixin):
 
         return await self.run("get_timeline", get_timeline_txn)
 
+    async def get_all_timelines(self) -> list[tuple[str, str]]:
+        """(owner, room_id) of every recorded timeline."""
+
+        def get_all_timelines_txn(txn: LoggingTransaction) -> list[tuple[str, str]]:
+            txn.execute("SELECT owner, room_id FROM laiwang_timelines ORDER BY owner")
+            return [(owner, room_id) for owner, room_id in txn.fetchall()]
+
+        return await self.run("get_all_timelines", get_all_timelines_txn)
+
     async def get_timeline_owner(self, room_id: str) -> str | None:
         def get_timeline_owner_txn(txn: LoggingTransaction) -> str | None:
             txn.execute("SELECT owner FROM laiwang_timelines WHERE room_id = ?", (room_id,))

@@ -213,6 +213,6 @@ def test_a_malicious_server_is_held_to_every_rule_at_the_door(hs1, attacker, pay
     for event_id in sent:
         with pytest.raises(MatrixError) as e:
             alice.event(room, event_id)
-        assert e.value.status == 404
+        assert (e.value.status, e.value.errcode) == (404, "M_NOT_FOUND"), e.value.body
     assert ledger(alice, room, request_id, carol) == before
     assert before[1] == {a: True, b: False, p: False} and before[3] == []

@@ -140,19 +140,18 @@ def test_stranger_is_refused_and_bad_input(hs1):
     assert a.laiwang("GET", "/clusters")["clusters"][0]["room_id"] == room
 
     # Bad input.
-    bad_bodies: list[dict[str, Any]] = [
-        {},
-        {"topic": ""},
-        {"topic": "   "},
-        {"topic": "x" * 201},
-        {"topic": 3},
-        {"topic": "t", "invite": "nope"},
-        {"topic": "t", "invite": ["bob"]},
+    bad_bodies: list[tuple[dict[str, Any], str]] = [
+        ({}, "M_MISSING_PARAM"),
+        ({"topic": ""}, "M_INVALID_PARAM"),
+        ({"topic": "   "}, "M_INVALID_PARAM"),
+        ({"topic": "x" * 201}, "M_INVALID_PARAM"),
+        ({"topic": 3}, "M_INVALID_PARAM"),
+        ({"topic": "t", "invite": "nope"}, "M_INVALID_PARAM"),
+        ({"topic": "t", "invite": ["bob"]}, "M_INVALID_PARAM"),
     ]
-    for body in bad_bodies:
+    for body, expected in bad_bodies:
         r = a.laiwang_raw("POST", "/clusters", body)
-        assert r.status_code == 400, (body, r.text)
-        assert r.json()["errcode"] in ("M_INVALID_PARAM", "M_MISSING_PARAM"), body
+        assert (r.status_code, r.json()["errcode"]) == (400, expected), (body, r.text)
     status, errcode, _ = error_of(lambda: a.laiwang("POST", "/clusters", {"topic": "x" * 70000}))
     assert (status, errcode) == (413, "M_TOO_LARGE")
     r = a.laiwang_raw("POST", "/clusters", data=b"{not json")
@@ -361,3 +360,29 @@ def test_a_malicious_server_cannot_forge_clusters_nor_rank_by_its_clock(hs1, att
 
     stays(capped)
     assert forged not in listed(vic) and forged not in discovered(fred)
+
+
+# --- read your own writes: on `lagging`, the index follows the rooms seconds late ------------
+
+
+def test_a_cluster_join_holds_for_the_very_next_call(lagging):
+    """Right after a cluster is made, an acquaintance of its creator may join by asking; right
+    after a join returns (by asking, or a plain join of an invite), the joiner sees the tree
+    with themselves in it."""
+    _, late = lagging
+    for i in range(3):
+        a = late.new_user("a")
+        by_asking, invited = late.new_user(f"asker{i}"), late.new_user(f"invited{i}")
+        make_acquainted(a, by_asking)
+        make_acquainted(a, invited)
+        room = a.laiwang("POST", "/clusters", {"topic": "Right away"})["room_id"]
+        assert join_by_asking(by_asking, room) == {"room_id": room}
+        assert shape(tree(by_asking, room))[by_asking.user_id] == (a.user_id, 1)
+        a.invite(room, invited.user_id)
+        invited.join(room)
+        assert shape(tree(invited, room))[invited.user_id] == (a.user_id, 1)
+        listing = late.new_user(f"listing{i}")
+        make_acquainted(a, listing)
+        a.invite(room, listing.user_id)
+        listing.join(room)
+        assert listed(listing)[room]["member_count"] == 4

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +18,7 @@ from devtools.commerce import CommerceClient, CommerceError, MockProcess
 from rooms.commerce import payment_idempotency_key
 from tests.e2e.test_aa import ask, path
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import TestHomeserver, sql
+from tests.harness.servers import TestHomeserver, execute, sql
 
 MSGTYPE_ITEM = "org.laiwang.share.item"
 MSGTYPE_MUSIC = "org.laiwang.share.music"
@@ -400,7 +398,7 @@ def test_a_charge_whose_event_was_never_sent_is_finished_by_the_job(
         "event_id": request,
     }
     receipt = shop.post("/v1/payments", body, headers={"Idempotency-Key": key})["receipt"]
-    _write(
+    execute(
         hs1,
         "INSERT INTO laiwang_commerce_payments (idempotency_key, room_id, request_event_id,"
         " payer, receipt, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, 0, 0)",
@@ -420,15 +418,6 @@ def test_a_charge_whose_event_was_never_sent_is_finished_by_the_job(
     # The user's own retry now answers that payment.
     paid = bob.laiwang("POST", path(room, request, "pay"), {"method": "provider"})
     assert paid["event_id"] == event["event_id"]
-
-
-def _write(hs: TestHomeserver, query: str, *args: Any) -> None:
-    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
-    try:
-        conn.execute(query, args)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def test_a_provider_payment_across_servers(

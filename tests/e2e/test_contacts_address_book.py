@@ -28,7 +28,7 @@ def test_address_book_lets_requests_through_and_feeds_suggestions(hs1):
     # bob keeps the default accept_requests_from=address_book: alice is not in his book yet.
     with pytest.raises(MatrixError) as e:
         alice.laiwang("POST", "/contacts/requests", {"user_id": bob.user_id})
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
 
     # bob uploads his address book (a lookup) containing alice and carol.
     found = lookup(bob, [numbers[alice.user_id], numbers[carol.user_id]])

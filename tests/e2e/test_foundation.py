@@ -20,7 +20,8 @@ def test_unknown_endpoint_and_method(hs1):
     r = user.laiwang_raw("GET", "/no-such-thing")
     assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
     r = user.laiwang_raw("DELETE", "/settings")
-    assert r.status_code == 405
+    assert (r.status_code, r.json()["errcode"]) == (405, "M_UNRECOGNIZED")
+    assert r.headers["Allow"] == "GET, HEAD, PUT, OPTIONS"  # RFC 9110
 
 
 def test_plain_matrix_messaging_still_works(hs1):

@@ -40,10 +40,12 @@ def test_requests_are_counted_per_route_template_and_status(hs1):
 
     def calls() -> None:
         user.laiwang("GET", "/settings")
-        assert hs1.anonymous().laiwang_raw("GET", "/settings").status_code == 401
-        assert user.laiwang_raw("GET", "/no-such-thing").status_code == 404
+        r = hs1.anonymous().laiwang_raw("GET", "/settings")
+        assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
+        r = user.laiwang_raw("GET", "/no-such-thing")
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
         r = user.laiwang_raw("GET", f"/aa/requests/{quote(room)}/{quote(event)}")
-        assert r.status_code == 404, r.text
+        assert (r.status_code, r.json()["errcode"]) == (404, "M_NOT_FOUND"), r.text
 
     delta = Delta(hs1, calls)
     requests_total = "laiwang_http_requests_total"

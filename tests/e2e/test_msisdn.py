@@ -50,15 +50,18 @@ def test_wrong_code_changes_nothing_and_attempts_are_limited(hs1):
     assert reply["success"] is False
     with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
-    assert e.value.errcode == "M_THREEPID_AUTH_FAILED"
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
     # Five attempts by default: four more wrong codes use them up, then even the right one fails.
     for _ in range(4):
         assert submit_token(user, secret, sid, wrong)["success"] is False
-    with pytest.raises(MatrixError):
+    with pytest.raises(MatrixError) as e:
         submit_token(user, secret, sid, code)
-    with pytest.raises(MatrixError):
+    # Synapse passes the module's 400 on with its own errcode.
+    assert (e.value.status, e.value.errcode) == (400, "M_UNKNOWN")
+    with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
 
 
@@ -161,7 +164,7 @@ def test_delegate_sessions_need_the_client_secret(hs1):
     r = anon.raw(
         "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "wrong"}
     )
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_NO_VALID_SESSION")
     got = anon.call(
         "GET", f"{base}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "right"}
     )
@@ -284,7 +287,7 @@ def test_with_a_delegate_secret_only_synapse_reaches_the_endpoints(sms_server, g
     r = hs.anonymous().raw("POST", IDENTITY + path, body)
     assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
     r = hs.anonymous().raw("POST", f"{IDENTITY}/wrong{DELEGATE_SECRET}{path}", body)
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["errcode"]) == (404, "M_UNRECOGNIZED")
     sent = len(gateway.received)
     r = hs.anonymous().raw("POST", f"{IDENTITY}/{DELEGATE_SECRET}{path}", {**body, "country": 1})
     assert (r.status_code, r.json()["errcode"]) == (400, "M_INVALID_PARAM")
@@ -323,7 +326,7 @@ def test_a_failing_gateway_stores_nothing(sms_server, gateway):
     def fail() -> None:
         with pytest.raises(MatrixError) as e:
             request_token(user, national, secret)
-        assert e.value.status >= 400
+        assert (e.value.status, e.value.errcode) == (502, "M_UNKNOWN")
 
     try:
         delta = Delta(hs, fail)
@@ -349,8 +352,9 @@ def test_sms_per_number_per_day_are_capped(sms_server, gateway):
         with pytest.raises(MatrixError) as e:
             request_token(user, national, secret, attempt=3)
         assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-        with pytest.raises(MatrixError):  # another client secret: still the same number
+        with pytest.raises(MatrixError) as e:  # another client secret: still the same number
             request_token(hs.new_user(), national, secrets.token_hex(8))
+        assert (e.value.status, e.value.errcode) == (429, "M_LIMIT_EXCEEDED")
 
     delta = Delta(hs, capped)
     assert delta("laiwang_sms_texts_total", sender="http", result="capped_number") == 2
@@ -470,8 +474,9 @@ def test_codes_expire(sms_server, gateway):
         {"sid": sid, "client_secret": secret, "token": code},
     )
     assert (r.status_code, r.json()["errcode"]) == (400, "M_SESSION_EXPIRED")
-    with pytest.raises(MatrixError):
+    with pytest.raises(MatrixError) as e:
         add_threepid(user, secret, sid)
+    assert (e.value.status, e.value.errcode) == (400, "M_THREEPID_AUTH_FAILED")
     assert threepids(user) == []
 
 

@@ -130,7 +130,7 @@ def test_a_shadow_banned_users_aa_calls_reach_no_one(strict: TestHomeserver) -> 
     for event_id in (fake["event_id"], paid["event_id"], closed["event_id"]):
         with pytest.raises(MatrixError) as info:
             bob.event(room, event_id)
-        assert info.value.status == 404
+        assert (info.value.status, info.value.errcode) == (404, "M_NOT_FOUND"), info.value.body
     view = bob.laiwang("GET", path(room, real))
     assert view["state"] == "open" and view["shares"][bob.user_id]["paid"] is False, view
 
@@ -144,7 +144,7 @@ def test_a_shadow_banned_users_forward_reaches_no_one(strict: TestHomeserver) ->
     assert forwarded["event_id"].startswith("$")
     with pytest.raises(MatrixError) as info:
         alice.event(timeline, forwarded["event_id"])
-    assert info.value.status == 404
+    assert (info.value.status, info.value.errcode) == (404, "M_NOT_FOUND"), info.value.body
 
 
 def contacts(user: MatrixClient) -> set[str]:

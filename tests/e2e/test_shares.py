@@ -3,7 +3,6 @@ servers), the posting rules, share validation and forwarding."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.harness.client import MatrixClient, MatrixError, wait_until
+from tests.harness.servers import execute
 from tests.harness.social import make_acquainted
 
 MUSIC: dict[str, Any] = {
@@ -33,6 +33,10 @@ def error(call) -> MatrixError:
     with pytest.raises(MatrixError) as e:
         call()
     return e.value
+
+
+def answer(e: MatrixError) -> tuple[int, str | None]:
+    return e.status, e.errcode
 
 
 def thread_reply(root: str, text: str) -> dict:
@@ -98,30 +102,39 @@ def test_posting_rules_and_share_validation(hs1):
             },
         )
     )
-    assert e.errcode == "M_FORBIDDEN"
-    assert (
-        error(lambda: bob.send(room, {"body": "x"}, "org.example.custom")).errcode == "M_FORBIDDEN"
-    )
+    assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
+    e = error(lambda: bob.send(room, {"body": "x"}, "org.example.custom"))
+    assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
     # Nor change the room's state (power levels).
-    assert error(lambda: bob.put_state(room, "m.room.topic", {"topic": "mine"})).status == 403
+    e = error(lambda: bob.put_state(room, "m.room.topic", {"topic": "mine"}))
+    assert (e.status, e.errcode) == (403, "M_FORBIDDEN")
 
     # Malformed shares are refused, for the owner too, in any room.
-    for bad in (
-        {**MUSIC, "org.laiwang.share.music": {"title": "x", "url": "https://m.example/x"}},
-        {
-            **MUSIC,
-            "org.laiwang.share.music": {**MUSIC["org.laiwang.share.music"], "url": "ftp://x"},
-        },
-        {**MUSIC, "body": ""},
-        {"msgtype": "org.laiwang.share.item", "body": "[Shop] x", "org.laiwang.share.item": {}},
+    for bad, errcode in (
+        (
+            {**MUSIC, "org.laiwang.share.music": {"title": "x", "url": "https://m.example/x"}},
+            "M_MISSING_PARAM",
+        ),
+        (
+            {
+                **MUSIC,
+                "org.laiwang.share.music": {**MUSIC["org.laiwang.share.music"], "url": "ftp://x"},
+            },
+            "M_INVALID_PARAM",
+        ),
+        ({**MUSIC, "body": ""}, "M_INVALID_PARAM"),
+        (
+            {"msgtype": "org.laiwang.share.item", "body": "[Shop] x", "org.laiwang.share.item": {}},
+            "M_MISSING_PARAM",
+        ),
     ):
         e = error(lambda bad=bad: alice.send(room, bad))
         # Synapse answers every event-check refusal with 403; the errcode says what was wrong.
-        assert e.status == 403 and e.errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM"), e.body
+        assert (e.status, e.errcode) == (403, errcode), e.body
         assert "Malformed share" in e.body["error"]
     other = alice.create_room(preset="private_chat")
     e = error(lambda: alice.send(other, {**MUSIC, "org.laiwang.share.music": "Blue Moon"}))
-    assert e.errcode == "M_INVALID_PARAM", e.body
+    assert (e.status, e.errcode) == (403, "M_INVALID_PARAM"), e.body
     # A well-formed item share passes.
     alice.send(
         room,
@@ -170,10 +183,11 @@ def test_remote_acquaintance_sees_reacts_and_comments_stranger_cannot(hs1, hs2):
     wait_until(lambda: counts(alice), timeout=60)
     wait_until(lambda: counts(dave), timeout=60)
     # dave's own server refuses his top-level post in alice's timeline.
-    assert error(lambda: dave.send_text(room, "hijack")).errcode == "M_FORBIDDEN"
+    assert answer(error(lambda: dave.send_text(room, "hijack"))) == (403, "M_FORBIDDEN")
 
     # A stranger on hs2 sees nothing and cannot forward it.
-    assert error(lambda: eve.event(room, post)).status in (403, 404)
+    e = error(lambda: eve.event(room, post))
+    assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
     assert all(c["event_id"] != post for c in eve.laiwang("GET", "/feed")["chunk"])
     e = error(lambda: eve.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post}))
     assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
@@ -231,8 +245,8 @@ def test_forward_rules_and_bad_input(hs1):
     raw = {"msgtype": "m.text", "body": "fwd", "org.laiwang.forward": block}
     bob.send(timeline(bob), raw)
     forged = {**raw, "org.laiwang.forward": {**block, "sender": mallory.user_id}}
-    assert error(lambda: bob.send(timeline(bob), forged)).errcode == "M_FORBIDDEN"
-    assert error(lambda: mallory.send(timeline(mallory), raw)).errcode == "M_FORBIDDEN"
+    assert answer(error(lambda: bob.send(timeline(bob), forged))) == (403, "M_FORBIDDEN")
+    assert answer(error(lambda: mallory.send(timeline(mallory), raw))) == (403, "M_FORBIDDEN")
     # A stranger cannot forward it (and learns nothing: 404).
     e = error(
         lambda: mallory.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": post})
@@ -258,8 +272,9 @@ def test_forward_rules_and_bad_input(hs1):
     e = error(
         lambda: bob.laiwang("POST", "/shares/forward", {"room_id": room, "event_id": "$nope"})
     )
-    assert e.status == 404
-    assert hs1.anonymous().laiwang_raw("GET", "/timeline").status_code == 401
+    assert answer(e) == (404, "M_NOT_FOUND")
+    r = hs1.anonymous().laiwang_raw("GET", "/timeline")
+    assert (r.status_code, r.json()["errcode"]) == (401, "M_MISSING_TOKEN")
 
 
 def test_card_endpoints_without_a_commerce_service(pg_homeserver):
@@ -307,7 +322,7 @@ def test_timeline_with_a_worker_happens_once(worker_homeserver):
     ]
     assert sorted(members) == ["invite", "join"]
     # The rules hold on the worker; the feed indexes a post once, whichever process serves it.
-    assert error(lambda: bob_w.send_text(room, "top level")).errcode == "M_FORBIDDEN"
+    assert answer(error(lambda: bob_w.send_text(room, "top level"))) == (403, "M_FORBIDDEN")
     post = alice_w.send_text(room, "via the worker")
     bob_w.send(room, reaction(post), "m.reaction")
     bob.send(room, thread_reply(post, "via main"))
@@ -358,7 +373,8 @@ def test_a_server_without_the_module_is_held_to_the_rules(hs1, attacker):
     # The comment came after the others, so hs1 has had all three in hand.
     wait_until(comments, timeout=60)
     for refused in (top_level, malformed):
-        assert error(lambda refused=refused: alice.event(room, refused)).status in (403, 404)
+        e = error(lambda refused=refused: alice.event(room, refused))
+        assert (e.status, e.errcode) == (404, "M_NOT_FOUND")
     assert [c["event_id"] for c in alice.laiwang("GET", "/feed")["chunk"]] == [post]
 
 
@@ -369,15 +385,16 @@ def test_get_timeline_repairs_an_acquaintance_who_never_got_a_membership(hs1):
     room = timeline(alice)
     # The index learns of alice & bob an hour ago, but no listener ran (as after a crash).
     hour_ago = int(time.time() * 1000) - 3600 * 1000
-    conn = sqlite3.connect(hs1.spec.directory / "homeserver.db", timeout=30)
-    with conn:
-        for a, b in ((alice.user_id, bob.user_id), (bob.user_id, alice.user_id)):
-            conn.execute(
-                "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
-                " VALUES (?, ?, ?, 'request', ?)",
-                (a, b, "!lost:example.org", hour_ago),
-            )
-    conn.close()
+    for a, b in ((alice.user_id, bob.user_id), (bob.user_id, alice.user_id)):
+        execute(
+            hs1,
+            "INSERT INTO laiwang_acquaintances (user_id, other_id, room_id, source, since_ts)"
+            " VALUES (?, ?, ?, 'request', ?)",
+            a,
+            b,
+            "!lost:example.org",
+            hour_ago,
+        )
     assert bob.user_id not in alice.joined_members(room)
     timeline(alice)  # opening it repairs in the background
     wait_until(lambda: bob.user_id in alice.joined_members(room))

@@ -45,7 +45,7 @@ def test_settings_and_contacts_through_a_worker(worker_homeserver):
     stranger_room = zed_w.create_room(preset="private_chat")
     with pytest.raises(MatrixError) as e:
         zed_w.invite(stranger_room, bob.user_id)
-    assert e.value.status == 403
+    assert (e.value.status, e.value.errcode) == (403, "M_FORBIDDEN"), e.value.body
     bob.leave(room)  # ends the acquaintance (handled by whichever process is notified)
     wait_until(lambda: contacts(alice_w) == set())
     wait_until(lambda: _refused(alice_w, bob.user_id))

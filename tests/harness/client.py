@@ -11,6 +11,8 @@ from urllib.parse import quote
 
 import requests
 
+from tests.harness.openapi import check_response
+
 T = TypeVar("T")
 
 LAIWANG = "/_synapse/client/laiwang/v1"
@@ -72,7 +74,7 @@ class MatrixClient:
         headers = {}
         if auth and self.access_token:
             headers["Authorization"] = f"Bearer {self.access_token}"
-        return self.session.request(
+        response = self.session.request(
             method,
             self.base_url + path,
             json=body if data is None else None,
@@ -81,6 +83,9 @@ class MatrixClient:
             headers=headers,
             timeout=60,
         )
+        # Every laiwang response must be one openapi.json declares (tests/harness/openapi.py).
+        check_response(method, path.split("?", 1)[0], response)
+        return response
 
     def call(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
         r = self.raw(method, path, body, **kw)

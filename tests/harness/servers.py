@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import secrets
@@ -24,6 +25,28 @@ from tests.harness.client import MatrixClient
 
 _user_counter = itertools.count()
 
+# `LAIWANG_TEST_DATABASE=postgres` runs every test homeserver on a fresh PostgreSQL database
+# (`python3 run.py test` does a second pass so); the default is Synapse's SQLite.
+ON_POSTGRES = os.environ.get("LAIWANG_TEST_DATABASE") == "postgres"
+_created_databases: list[dict[str, Any]] = []
+
+
+def _drop_created_databases() -> None:
+    for db in _created_databases:
+        try:
+            drop_postgres_database(db)
+        except Exception:
+            pass
+
+
+atexit.register(_drop_created_databases)
+
+
+def _test_database() -> dict[str, Any]:
+    db = create_postgres_database()
+    _created_databases.append(db)
+    return db
+
 
 class TestHomeserver:
     """A running Synapse with the module, and a factory of fresh users on it."""
@@ -41,6 +64,9 @@ class TestHomeserver:
     ):
         client_port = free_port()
         fed_port = free_port() if federation else None
+        self._own_database = database is None and ON_POSTGRES
+        if self._own_database:
+            database = _test_database()
         self.spec = HomeserverSpec(
             directory=directory,
             client_port=client_port,
@@ -66,6 +92,8 @@ class TestHomeserver:
     def reset_ports(self) -> None:
         """New ports (and so a new server name): the old data is wiped, it names the old one."""
         remove_tree(self.spec.directory)
+        if self._own_database:
+            self.spec.database = _test_database()
         self.spec.client_port = free_port()
         if self.spec.federation_port is not None:
             self.spec.federation_port = free_port()
@@ -86,6 +114,13 @@ class TestHomeserver:
 
     def restart(self) -> None:
         self.process.restart()
+
+    def kill(self) -> None:
+        """Stop the process at once, as `kill -9` does: no shutdown, in-flight work is lost."""
+        proc = self.process.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def user_id(self, localpart: str) -> str:
         return f"@{localpart}:{self.server_name}"
@@ -170,11 +205,51 @@ def start_all(servers: list[TestHomeserver], attempts: int = 3) -> list[TestHome
     return servers
 
 
+def _connect(hs: TestHomeserver) -> Any:
+    if hs.spec.database is not None:
+        import psycopg2
+
+        db = hs.spec.database
+        return psycopg2.connect(
+            host=db["host"], port=db["port"], user=db["user"], dbname=db["database"]
+        )
+    return sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
+
+
+def _query(hs: TestHomeserver, query: str) -> str:
+    # The tests write `?` placeholders, as the module does; psycopg2 wants `%s`.
+    return query.replace("?", "%s") if hs.spec.database is not None else query
+
+
+def start_again(servers: list[TestHomeserver]) -> None:
+    """Start stopped (or killed) servers again, at once, on the same ports and data."""
+    for s in servers:
+        s.process.start()
+    for s in servers:
+        s.process.wait_ready()
+
+
 def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
-    """Read the server's SQLite database (Synapse keeps running; reads do not block it)."""
-    conn = sqlite3.connect(Path(hs.spec.directory) / "homeserver.db", timeout=30)
+    """Read the server's database, SQLite or PostgreSQL (Synapse keeps running; reads do not
+    block it)."""
+    conn = _connect(hs)
     try:
-        return list(conn.execute(query, args))
+        cur = conn.cursor()
+        cur.execute(_query(hs, query), args)
+        return [tuple(row) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def execute(hs: TestHomeserver, query: str, *args: Any) -> int:
+    """Write to the server's database behind Synapse's back (to stage a state that a crash or
+    another server would leave), committed at once; the number of rows changed."""
+    conn = _connect(hs)
+    try:
+        cur = conn.cursor()
+        cur.execute(_query(hs, query), args)
+        conn.commit()
+        return int(cur.rowcount)
     finally:
         conn.close()
 

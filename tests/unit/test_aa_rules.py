@@ -267,6 +267,21 @@ def test_payment_rules(pay, sender, request_view, used, match):
         aa.check_payment(pay, sender, request_view, PROVIDERS, used)
 
 
+def test_the_state_independent_rules_hold_whatever_the_ledger_says():
+    """What the ledger re-checks when it applies a payment: the sender's authority and the
+    receipt, and nothing that depends on the ledger's state (a paid share, a closed bill)."""
+    settled = view(state=aa.CLOSED, paid=(ALICE, BOB, CAROL))
+    aa.check_payment_authority(payment(), BOB, settled, PROVIDERS)
+    aa.check_payment_authority(payment(method="cash", receipt=None), ALICE, settled, PROVIDERS)
+    with pytest.raises(Forbidden, match="payee only"):
+        aa.check_payment_authority(payment(method="cash", receipt=None), BOB, view(), PROVIDERS)
+    with pytest.raises(Forbidden, match="sender"):
+        aa.check_payment_authority(payment(), CAROL, view(), PROVIDERS)
+    with pytest.raises(InvalidParam, match="signature"):
+        aa.check_payment_authority(payment(receipt=receipt(key=OTHER_KEY)), BOB, view(),
+                                   PROVIDERS)  # fmt: skip
+
+
 def test_tampered_receipt_fails_even_with_matching_fields():
     tampered = receipt(amount=1)
     tampered["amount"] = 3333  # fields now match, the signature does not

@@ -19,10 +19,17 @@ def test_create_body_topic_rules():
     assert clusters.validate_create_body({"topic": "  Hiking  "}, A) == ("Hiking", [])
     with pytest.raises(MissingParam):
         clusters.validate_create_body({}, A)
-    for bad in ("", "   ", 5, None, ["x"], "x" * (clusters.MAX_TOPIC_LEN + 1)):
+    for bad, errcode in (
+        ("", "M_INVALID_PARAM"),
+        ("   ", "M_INVALID_PARAM"),
+        (5, "M_INVALID_PARAM"),
+        (None, "M_MISSING_PARAM"),
+        (["x"], "M_INVALID_PARAM"),
+        ("x" * (clusters.MAX_TOPIC_LEN + 1), "M_INVALID_PARAM"),
+    ):
         with pytest.raises(ValidationError) as e:
             clusters.validate_create_body({"topic": bad}, A)
-        assert e.value.errcode in ("M_INVALID_PARAM", "M_MISSING_PARAM")
+        assert (e.value.status, e.value.errcode) == (400, errcode)
     assert clusters.validate_create_body({"topic": "x" * clusters.MAX_TOPIC_LEN}, A)[0]
 
 

@@ -20,6 +20,10 @@ from rooms.errors import LaiwangError
         (b"[1, 2]", 400, "M_BAD_JSON"),
         (b'"text"', 400, "M_BAD_JSON"),
         (b"[" * 100000, 413, "M_TOO_LARGE"),
+        (b'{"a": 1, "a": 1}', 400, "M_BAD_JSON"),  # duplicate keys are ambiguous
+        (b'{"b": {"a": 1, "a": 2}}', 400, "M_BAD_JSON"),
+        (b'{"a": "\xff"}', 400, "M_NOT_JSON"),
+        (b'{"a": "\ud800"}', 400, "M_NOT_JSON"),
     ],
 )
 def test_bad_bodies_get_matrix_errors(raw, status, errcode):
@@ -32,7 +36,19 @@ def test_bad_bodies_get_matrix_errors(raw, status, errcode):
 def test_deeply_nested_json_is_not_json_not_a_crash():
     with pytest.raises(LaiwangError) as e:
         parse_json_object(b"[" * 5000 + b"]" * 5000, max_bytes=100000)
-    assert to_synapse_error(e.value).errcode in ("M_NOT_JSON", "M_BAD_JSON")
+    assert to_synapse_error(e.value).errcode == "M_NOT_JSON"
+
+
+def test_an_integer_over_4300_digits_is_not_json():
+    with pytest.raises(LaiwangError) as e:
+        parse_json_object(b'{"a": ' + b"9" * 5000 + b"}", max_bytes=100000)
+    assert to_synapse_error(e.value).errcode == "M_NOT_JSON"
+
+
+def test_deep_nesting_inside_an_object_is_not_json():
+    with pytest.raises(LaiwangError) as e:
+        parse_json_object(b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", max_bytes=100000)
+    assert to_synapse_error(e.value).errcode == "M_NOT_JSON"
 
 
 @pytest.mark.parametrize(
@@ -83,6 +99,23 @@ def test_router_decodes_params_and_rejects_other_methods():
     assert found is not None
     assert found[1] == {"room_id": "!r:hs", "event_id": "$e"}
     assert router.match("GET", "/aa/requests/x") is None
-    with pytest.raises(LaiwangError) as e:
+    router.add("POST", "/aa/requests/{room_id}/{event_id}", _cb)
+    with pytest.raises(errors.Unrecognized) as e:
         router.match("DELETE", "/aa/requests/a/b")
-    assert to_synapse_error(e.value).code == 405
+    assert (to_synapse_error(e.value).code, e.value.errcode) == (405, "M_UNRECOGNIZED")
+    assert e.value.allow == ("GET", "HEAD", "POST", "OPTIONS")
+
+
+def test_a_literal_path_wins_over_a_parameter():
+    router = Router()
+    router.add("DELETE", "/contacts/{user_id}", _cb)
+    router.add("POST", "/contacts/import", _cb)
+    assert router.match("DELETE", "/contacts/%40a%3Ahs") is not None
+    assert router.match("POST", "/contacts/import") is not None
+    with pytest.raises(errors.Unrecognized) as e:
+        router.match("DELETE", "/contacts/import")
+    assert (e.value.status, e.value.allow) == (405, ("POST", "OPTIONS"))
+
+
+def test_a_surrogate_pair_is_one_character_and_fine():
+    assert parse_json_object(b'{"a": "\\ud83d\\ude00"}', max_bytes=100) == {"a": "\U0001f600"}

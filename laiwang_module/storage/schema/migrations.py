@@ -443,6 +443,32 @@ COMMERCE = Schema(
 )
 
 
+# storage/events.py: the updates of the features' tables that failed, to be retried.
+EVENTS = Schema(
+    "events",
+    [
+        (
+            1,
+            [
+                # One row per (event, feature) whose `on_new_event` update failed; the retry
+                # job (callbacks/events.py) runs it again at `next_try` and deletes the row once
+                # it succeeds.
+                "CREATE TABLE IF NOT EXISTS laiwang_event_retries ("
+                " event_id TEXT NOT NULL,"
+                " feature TEXT NOT NULL,"
+                " room_id TEXT NOT NULL,"
+                " attempts INTEGER NOT NULL,"
+                " next_try BIGINT NOT NULL,"
+                " last_error TEXT,"
+                " PRIMARY KEY (event_id, feature))",
+                "CREATE INDEX IF NOT EXISTS laiwang_event_retries_next"
+                " ON laiwang_event_retries (next_try)",
+            ],
+        ),
+    ],
+)
+
+
 SCHEMAS: tuple[Schema, ...] = (
     SETTINGS,
     DISCOVERY,
@@ -452,4 +478,5 @@ SCHEMAS: tuple[Schema, ...] = (
     CLUSTERS,
     MSISDN,
     COMMERCE,
+    EVENTS,
 )
