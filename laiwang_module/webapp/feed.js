@@ -55,26 +55,27 @@ function composer(onPosted) {
         e.preventDefault();
         busy(submit, out, async () => {
           const roomId = await myTimeline();
+          let posted;
           if (kind.value === "text") {
             const body = text.value.trim();
             if (!body) throw new Error(t("feed.empty"));
-            await api.sendMessage(roomId, { msgtype: "m.text", body });
+            posted = await api.sendMessage(roomId, { msgtype: "m.text", body });
             text.value = "";
           } else if (kind.value === "music") {
             const v = track.value.trim();
             if (!v) throw new Error(t("feed.empty"));
-            await api.lw("POST", "/shares/music", { room_id: roomId, ...(ref(v) || { track_id: v }) });
+            posted = await api.lw("POST", "/shares/music", { room_id: roomId, ...(ref(v) || { track_id: v }) });
             track.value = "";
           } else {
             const v = item.value.trim();
             if (!v) throw new Error(t("feed.empty"));
             const body = { room_id: roomId, ...(ref(v) || { item_id: v }) };
             if (order.value.trim()) body.order_id = order.value.trim();
-            await api.lw("POST", "/shares/item", body);
+            posted = await api.lw("POST", "/shares/item", body);
             item.value = "";
             order.value = "";
           }
-          onPosted();
+          await onPosted(posted.event_id);
         }, t("feed.posted"));
       },
     },
@@ -295,6 +296,14 @@ export function feedPage(main) {
       if (entries.some((e) => e.isIntersecting) && next) loadPage();
     }).observe(sentinel);
   }
+  // The server indexes a post for the feed a moment after it is sent: reload until it is there.
+  async function showPosted(eventId) {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await loadPage(true);
+      if (!eventId || list.querySelector(`[data-event-id="${CSS.escape(eventId)}"]`)) return;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
   loadPage(true);
-  main.append(composer(() => loadPage(true)), out, list, progress, more, sentinel);
+  main.append(composer(showPosted), out, list, progress, more, sentinel);
 }
