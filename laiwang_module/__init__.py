@@ -24,6 +24,7 @@ from laiwang_module.rest.discovery import (
     build_identity_service_resource,
 )
 from laiwang_module.rest.msisdn import IDENTITY_PREFIX, build_identity_resource, set_up_delegate
+from laiwang_module.rest.web import WEB_PREFIX, build_web_resource
 from laiwang_module.server import LaiwangServer
 
 __all__ = ["LaiwangModule"]
@@ -46,6 +47,9 @@ class LaiwangModule:
         )
         if config.discovery.advertise_identity_server:
             advertise_identity_service(api)
+        if config.web.enabled:
+            # The web companion: static files only, it calls the endpoints above (docs/web.md).
+            api.register_web_resource(WEB_PREFIX, build_web_resource())
         register_all(self.server)
         # Bring the schema up to date now, so that a broken database shows in the log at start
         # rather than on the first request. Every process may do this: migrations are locked.

@@ -373,6 +373,13 @@ class ClustersConfig(ConfigBlock):
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)
+class WebConfig(ConfigBlock):
+    """The web companion: static files served at /_synapse/client/laiwang/web/ (rest/web.py)."""
+
+    enabled: bool = _option(_boolean, True)
+
+
+@attr.s(frozen=True, auto_attribs=True, slots=True)
 class UpkeepConfig(ConfigBlock):
     """How the module keeps its tables in step with the rooms (callbacks/events.py)."""
 
@@ -415,6 +422,7 @@ class LaiwangConfig(ConfigBlock):
     discovery: DiscoveryConfig = _nested(DiscoveryConfig)
     sms: SmsConfig = _nested(SmsConfig)
     clusters: ClustersConfig = _nested(ClustersConfig)
+    web: WebConfig = _nested(WebConfig)
     upkeep: UpkeepConfig = _nested(UpkeepConfig)
     testing: TestingConfig = _nested(TestingConfig)
 
