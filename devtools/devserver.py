@@ -127,6 +127,8 @@ class HomeserverSpec:
     # Worker mode: generic workers by name → client port; needs PostgreSQL and Redis.
     workers: dict[str, int] = attr.Factory(dict)
     replication_port: int | None = None
+    # The worker that runs the background tasks (`run_background_tasks_on`); None: the main one.
+    background_worker: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -229,6 +231,9 @@ class HomeserverSpec:
             )
             config["instance_map"] = {"main": {"host": "127.0.0.1", "port": self.replication_port}}
             config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+            if self.background_worker is not None:
+                assert self.background_worker in self.workers
+                config["run_background_tasks_on"] = self.background_worker
             for name, port in self.workers.items():
                 self._write_worker(name, port)
         if self.metrics:
