@@ -191,13 +191,15 @@ def worker_homeserver(test_root: Path) -> Iterator[tuple[TestHomeserver, Synapse
 @pytest.fixture(scope="session")
 def two_workers(test_root: Path) -> Iterator[WorkerDeployment]:
     """Main process + worker1 + worker2 (PostgreSQL + Redis), the module on all three; client
-    traffic alternates between the workers, worker2 runs the background tasks."""
+    traffic alternates between the workers, worker2 runs the background tasks, worker1 takes
+    inbound federation."""
     if not (postgres_available() and redis_available()):
         skip_or_fail("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
     # Fast jobs, so that a test sees them run on the background worker.
     deployment = WorkerDeployment(
         test_root / "hs-two-workers",
         module_config={"upkeep": {"retry_interval": "1s", "reconcile_interval": "5s"}},
+        federation=True,
     )
     try:
         yield deployment.start()

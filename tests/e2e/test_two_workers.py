@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_aa import ask, path
 from tests.e2e.test_clusters import join_by_asking, knock, shape, tree
 from tests.harness.client import MatrixClient, MatrixError, wait_until
-from tests.harness.servers import execute, sql
+from tests.harness.servers import TestHomeserver, execute, sql, start_all
 from tests.harness.social import make_acquainted
 from tests.harness.workers import WorkerDeployment
 
@@ -191,6 +193,46 @@ def test_retry_and_reconcile_run_on_the_background_worker_only(two_workers):
     assert sql(d.main, "SELECT COUNT(*) FROM laiwang_timeline_posts WHERE event_id = ?", post) == [
         (1,)
     ]
+
+
+@pytest.fixture(scope="module")
+def peer(test_root: Path) -> Iterator[TestHomeserver]:
+    """A single-process server federating with the worker deployment."""
+    server = start_all([TestHomeserver(test_root / "hs-worker-peer", federation=True)])[0]
+    yield server
+    server.stop()
+
+
+def test_inbound_federation_on_a_worker(two_workers, peer):
+    """The peer's events arrive at worker1's federation listener; what they change in the
+    module's tables changes once."""
+    d = two_workers
+    alice, zoe = d.new_user("alice"), peer.new_user("zoe")
+    contact_room = make_acquainted(zoe, alice)  # zoe's invite and alice's join cross over
+    assert sorted(
+        sql(d.main, "SELECT user_id, other_id FROM laiwang_acquaintances WHERE room_id = ?",
+            contact_room)
+    ) == sorted([(alice.user_id, zoe.user_id), (zoe.user_id, alice.user_id)])  # fmt: skip
+    room = zoe.create_room(preset="public_chat")
+    alice.join(room, via=[peer.server_name])
+    wait_until(lambda: zoe.joined_members(room) == {zoe.user_id, alice.user_id}, timeout=60)
+    request_id = ask(zoe, room, [zoe.user_id, alice.user_id], total=2000)["event_id"]
+    paid = zoe.laiwang(
+        "POST", path(room, request_id, "pay"), {"method": "cash", "payer": alice.user_id}
+    )["event_id"]
+    wait_until(
+        lambda: sql(d.main, "SELECT state FROM laiwang_aa_requests WHERE event_id = ?",
+                    request_id) == [("settled",)], timeout=60
+    )  # fmt: skip
+    assert sorted(
+        sql(d.main, "SELECT user_id, paid, payment_event_id FROM laiwang_aa_shares"
+            " WHERE request_event_id = ?", request_id)
+    ) == sorted([(zoe.user_id, 1, None), (alice.user_id, 1, paid)])  # fmt: skip
+    assert sql(d.main, "SELECT COUNT(*) FROM laiwang_aa_payments WHERE request_event_id = ?",
+               request_id) == [(1,)]  # fmt: skip
+    # worker1 received the transactions (its access log), the main process none.
+    assert '"PUT /_matrix/federation/v1/send/' in d.workers[0].log()
+    assert '"PUT /_matrix/federation/v1/send/' not in d.main.process.log()
 
 
 def test_every_process_runs_the_module(two_workers):

@@ -3,7 +3,8 @@ PostgreSQL and Redis, the module on each, as config/workers/ describes for produ
 
 Client traffic goes to the workers, alternating request by request between them as a load
 balancer in front of them would; worker2 runs the background tasks (`run_background_tasks_on`),
-so the main process does neither client work nor the module's periodic jobs."""
+so the main process does neither client work nor the module's periodic jobs. A federating
+deployment takes inbound federation on worker1; the main process sends it."""
 
 from __future__ import annotations
 
@@ -41,10 +42,17 @@ class AlternatingClient(MatrixClient):
 class WorkerDeployment:
     """main + worker1 + worker2 on one fresh PostgreSQL database."""
 
-    def __init__(self, directory: Path, module_config: dict[str, Any] | None = None):
+    def __init__(self, directory: Path, module_config: dict[str, Any] | None = None,
+                 federation: bool = False):  # fmt: skip
         self.database = create_postgres_database()
-        self.main = TestHomeserver(directory, database=self.database, module_config=module_config)
+        self.main = TestHomeserver(
+            directory, database=self.database, module_config=module_config, federation=federation
+        )
         spec = self.main.spec
+        if federation:
+            # Inbound federation goes to worker1 (its listener on the server's federation port).
+            spec.federation_worker = WORKERS[0]
+            spec.main_tls_port = free_port()
         spec.workers = {name: free_port() for name in WORKERS}
         spec.replication_port = free_port()
         spec.background_worker = BACKGROUND_WORKER
