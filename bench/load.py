@@ -119,7 +119,7 @@ class Ledger:
 
 
 async def client_loop(c: Client, stats: Stats, ledger: Ledger, urls: list[str],
-                      deadline: float, rng: random.Random) -> None:  # fmt: skip
+                      deadline: float, rng: random.Random, double_pay: float) -> None:  # fmt: skip
     ops = [op for op, w in WEIGHTS.items() for _ in range(w)]
     while time.monotonic() < deadline:
         op = rng.choice(ops)
@@ -143,7 +143,7 @@ async def client_loop(c: Client, stats: Stats, ledger: Ledger, urls: list[str],
                 continue
             pay_path = f"{LAIWANG}/aa/requests/{quote(c.room)}/{quote(request_id)}/pay"
             pay = {"method": "cash", "payer": other}
-            if rng.random() < 0.1:
+            if rng.random() < double_pay:
                 # The same payment through both workers at once: one payment, the same answer.
                 answers = await asyncio.gather(
                     *(c.call(stats, "aa_pay", "POST", pay_path, pay, url=u) for u in urls)
@@ -296,7 +296,7 @@ def report(stats: Stats, seconds: float, clients: int, ledger: Ledger, problems:
 
 
 async def drive(d: WorkerDeployment, prepared: list[tuple[MatrixClient, str, str, list[str]]],
-                seconds: float) -> tuple[Stats, Ledger, float]:  # fmt: skip
+                seconds: float, double_pay: float) -> tuple[Stats, Ledger, float]:  # fmt: skip
     stats, ledger = Stats(), Ledger()
     urls = d.worker_urls
     connector = aiohttp.TCPConnector(limit=0)
@@ -311,7 +311,7 @@ async def drive(d: WorkerDeployment, prepared: list[tuple[MatrixClient, str, str
         start = time.monotonic()
         deadline = start + seconds
         await asyncio.gather(
-            *(client_loop(c, stats, ledger, urls, deadline, random.Random(i))
+            *(client_loop(c, stats, ledger, urls, deadline, random.Random(i), double_pay)
               for i, c in enumerate(clients))
         )  # fmt: skip
         elapsed = time.monotonic() - start
@@ -322,6 +322,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--double-pay", type=float, default=0.1,
+        help="the part of the payments sent twice at once, through both workers",
+    )  # fmt: skip
     args = parser.parse_args()
     if not (postgres_available() and redis_available()):
         print("needs PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
@@ -333,7 +337,7 @@ def main() -> int:
         t0 = time.monotonic()
         prepared = setup(d, args.clients)
         print(f"set up {len(prepared)} users in {time.monotonic() - t0:.0f} s; driving…")
-        stats, ledger, elapsed = asyncio.run(drive(d, prepared, args.seconds))
+        stats, ledger, elapsed = asyncio.run(drive(d, prepared, args.seconds, args.double_pay))
         # Let the workers finish indexing what the last calls sent before comparing.
         time.sleep(3)
         users = {u.user_id: u for u, _, _, _ in prepared}
