@@ -127,6 +127,14 @@ class HomeserverSpec:
     # Worker mode: generic workers by name → client port; needs PostgreSQL and Redis.
     workers: dict[str, int] = attr.Factory(dict)
     replication_port: int | None = None
+    # The worker that runs the background tasks (`run_background_tasks_on`); None: the main one.
+    background_worker: str | None = None
+    # The worker whose listener takes inbound federation (on `federation_port`) instead of the
+    # main process; None: the main process.
+    federation_worker: str | None = None
+    # Synapse loads its TLS certificate only when the main config has a TLS listener, workers
+    # included: with a federation worker, the main process listens (unused) on this port.
+    main_tls_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -188,15 +196,11 @@ class HomeserverSpec:
         if self.federation_port is not None:
             if not (d / "tls.crt").exists():
                 write_self_signed_cert(d / "tls.crt", d / "tls.key")
-            listeners.append(
-                {
-                    "port": self.federation_port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": True,
-                    "resources": [{"names": ["federation"], "compress": False}],
-                }
-            )
+            if self.federation_worker is None:
+                listeners.append(self._federation_listener())
+            else:
+                assert self.main_tls_port is not None
+                listeners.append({**self._federation_listener(), "port": self.main_tls_port})
             config.update(
                 {
                     "tls_certificate_path": str(d / "tls.crt"),
@@ -229,6 +233,9 @@ class HomeserverSpec:
             )
             config["instance_map"] = {"main": {"host": "127.0.0.1", "port": self.replication_port}}
             config["redis"] = {"enabled": True, "host": "127.0.0.1", "port": 6379}
+            if self.background_worker is not None:
+                assert self.background_worker in self.workers
+                config["run_background_tasks_on"] = self.background_worker
             for name, port in self.workers.items():
                 self._write_worker(name, port)
         if self.metrics:
@@ -240,6 +247,15 @@ class HomeserverSpec:
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         (d / "log.config").write_text(_log_config(d / "homeserver.log"))
         return self.config_path
+
+    def _federation_listener(self) -> dict[str, Any]:
+        return {
+            "port": self.federation_port,
+            "bind_addresses": ["127.0.0.1"],
+            "type": "http",
+            "tls": True,
+            "resources": [{"names": ["federation"], "compress": False}],
+        }
 
     def worker_config_path(self, name: str) -> Path:
         return self.directory / f"{name}.yaml"
@@ -254,7 +270,8 @@ class HomeserverSpec:
                     "port": port,
                     "bind_addresses": ["127.0.0.1"],
                     "resources": [{"names": ["client"]}],
-                }
+                },
+                *([self._federation_listener()] if name == self.federation_worker else []),
             ],
             "worker_log_config": str(self.directory / f"{name}.log.config"),
         }

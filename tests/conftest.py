@@ -30,6 +30,7 @@ from tests.harness.servers import (
     remove_tree,
     start_all,
 )
+from tests.harness.workers import WorkerDeployment
 
 COMMERCE_API_KEY = "test-commerce-api-key-0123456789abcdef"
 
@@ -185,3 +186,22 @@ def worker_homeserver(test_root: Path) -> Iterator[tuple[TestHomeserver, Synapse
         worker.stop()
         server.stop()
         drop_postgres_database(db)
+
+
+@pytest.fixture(scope="session")
+def two_workers(test_root: Path) -> Iterator[WorkerDeployment]:
+    """Main process + worker1 + worker2 (PostgreSQL + Redis), the module on all three; client
+    traffic alternates between the workers, worker2 runs the background tasks, worker1 takes
+    inbound federation."""
+    if not (postgres_available() and redis_available()):
+        skip_or_fail("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
+    # Fast jobs, so that a test sees them run on the background worker.
+    deployment = WorkerDeployment(
+        test_root / "hs-two-workers",
+        module_config={"upkeep": {"retry_interval": "1s", "reconcile_interval": "5s"}},
+        federation=True,
+    )
+    try:
+        yield deployment.start()
+    finally:
+        deployment.stop()

@@ -251,6 +251,12 @@ class AAHandler:
                 retry_after_ms=1000,
             )
         try:
+            # Another `pay` of this share may have sent, applied and released between our read
+            # of the request and this claim (two workers): answer with its payment, as a
+            # retry does, rather than send a second one that the event check refuses.
+            first = await self._payment_of(event_id, payer)
+            if first is not None and payer != request.payee:
+                return first
             key = None
             if charge:
                 key, receipt = await commerce.charge(request, payer)
