@@ -126,7 +126,7 @@ def test_a_server_back_from_an_outage_matches_the_others(three):
         return diff
 
     try:
-        wait_until(lambda: not differences(), timeout=90, interval=1)
+        wait_until(lambda: not differences(), timeout=180, interval=1)
     finally:
         print(differences())
     assert differences() == {}
