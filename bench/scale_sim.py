@@ -37,9 +37,9 @@ from typing import Any
 # Measured with `python -m bench.scale_sim` (SQLite, Synapse 1.163); see docs/scaling.md. The
 # simulation uses these unless a fresh measurement is given (`--measured FILE`).
 MEASURED: dict[str, Any] = {
-    "acquaint": {"rows": 160, "events": 19, "bytes": 16000},
-    "post": {"rows_base": 20, "rows_per_reader": 2, "events": 1, "bytes": 900},
-    "cluster_join": {"rows": 20, "events": 1, "bytes": 900},
+    "acquaint": {"rows": 154, "events": 9, "bytes": 6580},
+    "post": {"rows_base": 9.9, "rows_per_reader": 1.07, "events": 1, "bytes": 625},
+    "cluster_join": {"rows": 40, "events": 2, "bytes": 2273},
 }
 
 
@@ -177,6 +177,12 @@ def simulate(users: int, servers: int, sample: int, measured: dict[str, Any]) ->
     contact_events = measured["acquaint"]["events"]
     contact_copies = pairs * contact_events * (2 - sum(p * p for p in shares))
     p50, p99 = degrees[len(degrees) // 2], degrees[int(len(degrees) * 0.99)]
+    median_share = sorted(shares)[len(shares) // 2]
+
+    def on_server(p: float, weight: Callable[[int], float]) -> float:
+        """Over all users: the expected `weight(k)` of the timelines server (share p) is in."""
+        return statistics.fmean((1 - (1 - p) ** k) * weight(k) for k in degrees) * users
+
     biggest = sizes[0]
     return {
         "users": users,
@@ -197,9 +203,23 @@ def simulate(users: int, servers: int, sample: int, measured: dict[str, Any]) ->
         "contact_rooms": pairs,
         "contact_event_copies": contact_copies,
         "timeline_member_event_copies": timeline_copies,
-        "timeline_rooms_on_largest_server": sum(1 - (1 - shares[0]) ** k for k in degrees)
-        / len(degrees)
+        "timeline_rooms_on_largest_server": on_server(shares[0], lambda k: 1),
+        "timeline_member_events_on_largest_server": on_server(shares[0], lambda k: k + 1),
+        "timeline_rooms_on_median_server": on_server(median_share, lambda k: 1),
+        "timeline_member_events_on_median_server": on_server(median_share, lambda k: k + 1),
+        "rooms_per_user_p99": 2 * p99,
+        # The change proposed in docs/scaling.md: one member per server in a timeline room.
+        "per_server_membership_event_copies": statistics.fmean(servers_for(k) ** 2 for k in degrees)
         * users,
+        # The alternative: one timeline room per (owner, reader server), holding the owner and
+        # that server's readers, kept on those two servers only.
+        "per_reader_server_rooms_member_event_copies": statistics.fmean(
+            2 * (k + servers_for(k)) for k in degrees
+        )
+        * users,
+        "per_reader_server_rooms_member_events_on_median_server": median_share
+        * users
+        * statistics.fmean(2 * k for k in degrees),
     }
 
 
