@@ -86,13 +86,11 @@ def _verdict(met: Any) -> str:
 
 def write_doc(
     info: dict[str, str],
-    command: str,
-    results: dict[str, list[dict[str, Any]]],
-    failures: dict[str, str],
-    durations: dict[str, float],
+    parts: dict[str, dict[str, Any]],
     plots: list[tuple[str, str]],
     plots_note: str,
 ) -> None:
+    commands = sorted({p["command"] for p in parts.values()})
     lines = [
         "# Benchmarks",
         "",
@@ -111,7 +109,7 @@ def write_doc(
         "## Commands",
         "",
         "```",
-        command,
+        *commands,
         "```",
         "",
         "Each part alone: `python -m bench.<name>_bench --help` (overhead, policy, aa, discovery,"
@@ -124,17 +122,23 @@ def write_doc(
         "",
     ]
     for name in MODULES:
-        if name not in results and name not in failures:
+        if name not in parts:
             continue
-        lines += [f"### {name} ({durations.get(name, 0):.0f} s)", ""]
-        if name in failures:
-            lines += ["Failed in this run:", "", "```", failures[name].strip()[-2000:], "```", ""]
+        part = parts[name]
+        lines += [
+            f"### {name}",
+            "",
+            f"`{part['command']}`, {part['date']}, {part['seconds']:.0f} s.",
+            "",
+        ]
+        if "failure" in part:
+            lines += ["Failed in this run:", "", "```", part["failure"].strip()[-2000:], "```", ""]
             continue
         lines += [
             "| metric | database | size | median | p95 | n | extra | target | verdict |",
             "|---|---|---:|---:|---:|---:|---|---|---|",
         ]
-        for row in results[name]:
+        for row in part["rows"]:
             known = {"bench", "metric", "backend", "size", "median_ms", "p95_ms", "target", "met"}
             extra = ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
@@ -205,31 +209,42 @@ def draw(results: dict[str, list[dict[str, Any]]]) -> tuple[list[tuple[str, str]
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, SQLite only")
-    parser.add_argument("--only", action="append", choices=MODULES, help="repeatable")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=MODULES,
+        help="run only these parts (repeatable); the others' results are kept from the last run",
+    )
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args(argv)
     command = os.environ.get("LAIWANG_BENCH_COMMAND") or " ".join(["python -m bench.runner", *argv])
     info = machine()
-    results: dict[str, list[dict[str, Any]]] = {}
-    failures: dict[str, str] = {}
-    durations: dict[str, float] = {}
+    saved = PLOTS / "results.json"
+    parts: dict[str, dict[str, Any]] = {}
+    if args.only and saved.exists():
+        parts = {k: v for k, v in json.loads(saved.read_text()).items() if k in MODULES}
+    status = 0
     for name in args.only or MODULES:
         print(f"== {name}", flush=True)
         start = time.monotonic()
+        part: dict[str, Any] = {"command": command, "date": info["date"]}
         try:
             module = importlib.import_module(f"bench.{name}_bench")
-            results[name] = module.collect(args.quick, args.sqlite_only or args.quick)
+            part["rows"] = module.collect(args.quick, args.sqlite_only or args.quick)
         except Exception:
-            failures[name] = traceback.format_exc()
-            print(failures[name], flush=True)
-        durations[name] = time.monotonic() - start
+            part["failure"] = traceback.format_exc()
+            print(part["failure"], flush=True)
+            status = 1
+        part["seconds"] = time.monotonic() - start
+        parts[name] = part
         # Written after every part, so that an interrupted run keeps what it measured.
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(parts, indent=1, default=str))
+        results = {k: v["rows"] for k, v in parts.items() if "rows" in v}
         plots, note = draw(results)
-        write_doc(info, command, results, failures, durations, plots, note)
-        (PLOTS / "results.json").parent.mkdir(parents=True, exist_ok=True)
-        (PLOTS / "results.json").write_text(json.dumps(results, indent=1, default=str))
+        write_doc(info, parts, plots, note)
     print(f"wrote {DOC.relative_to(ROOT)}")
-    return 1 if failures else 0
+    return status
 
 
 if __name__ == "__main__":

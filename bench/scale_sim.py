@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 # Measured with `python -m bench.scale_sim` (SQLite, Synapse 1.163); see docs/scaling.md. The
 # simulation uses these unless a fresh measurement is given (`--measured FILE`).
@@ -70,7 +71,7 @@ def _event_bytes(db: Path, since_rows: int) -> tuple[int, int]:
         conn.close()
 
 
-def delta(db: Path, action: Callable[[], None], settle: float = 2.0) -> dict[str, Any]:
+def delta(db: Path, action: Callable[[], Any], settle: float = 2.0) -> dict[str, Any]:
     """Rows written (all tables, net of deletes), events created and their bytes."""
     before = _counts(db)
     action()
@@ -127,9 +128,11 @@ def measure() -> dict[str, Any]:
             "owner_timeline_members": len(joined),
         }
         cluster = str(owner.laiwang("POST", "/clusters", {"topic": "scale"})["room_id"])
-        out["cluster_join"] = delta(
-            db, lambda: first.laiwang("POST", f"/clusters/{cluster}/join", {}) and None
-        )
+
+        def join() -> None:
+            first.laiwang("POST", f"/clusters/{quote(cluster)}/join", {})
+
+        out["cluster_join"] = delta(db, join)
     return out
 
 
