@@ -101,15 +101,19 @@ def seed_acquaintances(server: BenchServer, traffic: Traffic) -> None:
 
 
 def compare(
-    module: Traffic, plain: Traffic, rounds: int, warmup: int
+    module: Traffic,
+    plain: Traffic,
+    rounds: int,
+    warmup: int,
+    operations: tuple[str, ...] = OPERATIONS,
 ) -> dict[str, dict[str, list[float]]]:
     """Seconds of each operation on each server, interleaved, alternating which goes first."""
     times: dict[str, dict[str, list[float]]] = {
-        op: {"module": [], "plain": []} for op in OPERATIONS
+        op: {"module": [], "plain": []} for op in operations
     }
     sides = (("module", module), ("plain", plain))
     for r in range(warmup + rounds):
-        for op in OPERATIONS:
+        for op in operations:
             order = sides if r % 2 else sides[::-1]
             for side, traffic in order:
                 fn = traffic.op(op, r)
@@ -122,16 +126,18 @@ def compare(
     return times
 
 
-def run_backend(root: Path, backend: str, users: int, rounds: int) -> list[dict[str, Any]]:
+def run_backend(
+    root: Path, backend: str, users: int, rounds: int, operations: tuple[str, ...] = OPERATIONS
+) -> list[dict[str, Any]]:
     with (
         bench_server(root, backend) as with_module,
         bench_server(root, backend, extra={"modules": []}) as without,
     ):
         module, plain = Traffic(with_module, users), Traffic(without, users)
         seed_acquaintances(with_module, module)
-        times = compare(module, plain, rounds, warmup=min(10, rounds))
+        times = compare(module, plain, rounds, min(10, rounds), operations)
     rows = []
-    for op in OPERATIONS:
+    for op in operations:
         m, p = times[op]["module"], times[op]["plain"]
         ratio = statistics.median(m) / statistics.median(p)
         paired = statistics.median(a / b for a, b in zip(m, p, strict=True))
@@ -177,10 +183,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--op", action="append", choices=OPERATIONS, help="only these")
     args = parser.parse_args()
     with bench_root("laiwang-overhead-bench-") as root:
         for backend in backends(skip_postgres=args.sqlite_only):
-            run_backend(root, backend, args.users, args.rounds)
+            run_backend(root, backend, args.users, args.rounds, tuple(args.op or OPERATIONS))
 
 
 if __name__ == "__main__":
