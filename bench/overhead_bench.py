@@ -170,7 +170,7 @@ NAMES_BY_BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def collect(quick: bool, sqlite_only: bool = False) -> list[dict[str, Any]]:
-    rounds, users = (40, 12) if quick else (200, 50)
+    rounds, users = (100, 20) if quick else (300, 50)
     rows: list[dict[str, Any]] = []
     with bench_root("laiwang-overhead-bench-") as root:
         for backend in backends(skip_postgres=sqlite_only or quick):

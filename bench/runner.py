@@ -261,13 +261,17 @@ def main(argv: list[str]) -> int:
         help="run only these parts (repeatable); the others' results are kept from the last run",
     )
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument(
+        "--render", action="store_true", help="only write the document from the saved results"
+    )
     args = parser.parse_args(argv)
     command = os.environ.get("LAIWANG_BENCH_COMMAND") or " ".join(["python -m bench.runner", *argv])
     info = machine()
     saved = PLOTS / "results.json"
-    parts: dict[str, dict[str, Any]] = {}
-    if args.only and saved.exists():
-        parts = {k: v for k, v in json.loads(saved.read_text()).items() if k in MODULES}
+    if args.render:
+        render(info, json.loads(saved.read_text()))
+        return 0
+    ran: dict[str, dict[str, Any]] = {}
     status = 0
     for name in args.only or MODULES:
         print(f"== {name}", flush=True)
@@ -281,15 +285,24 @@ def main(argv: list[str]) -> int:
             print(part["failure"], flush=True)
             status = 1
         part["seconds"] = time.monotonic() - start
-        parts[name] = part
+        ran[name] = part
+        parts = dict(ran)
+        if args.only and saved.exists():
+            # The other parts as saved now (another run may have saved some meanwhile).
+            current = json.loads(saved.read_text())
+            parts = {**{k: v for k, v in current.items() if k in MODULES}, **ran}
         # Written after every part, so that an interrupted run keeps what it measured.
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(parts, indent=1, default=str))
-        results = {k: v["rows"] for k, v in parts.items() if "rows" in v}
-        plots, note = draw(results)
-        write_doc(info, parts, plots, note)
+        render(info, parts)
     print(f"wrote {DOC.relative_to(ROOT)}")
     return status
+
+
+def render(info: dict[str, str], parts: dict[str, dict[str, Any]]) -> None:
+    results = {k: v["rows"] for k, v in parts.items() if "rows" in v}
+    plots, note = draw(results)
+    write_doc(info, parts, plots, note)
 
 
 if __name__ == "__main__":
