@@ -6,7 +6,7 @@
     python3 run.py lint     # ruff and mypy
     python3 run.py bench    # every benchmark, written up in docs/benchmarks.md (--quick: smaller)
 
-The first run creates ./.venv and installs the project (with its test and lint extras) into it;
+The first run creates ./.venv and installs the project (with its test, lint and bench extras) into it;
 later runs reuse it and reinstall only when setup.cfg has changed. Set LAIWANG_VENV to use another
 virtual environment.
 """
