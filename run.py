@@ -4,9 +4,11 @@
     python3 run.py demo     # a homeserver with the module on http://localhost:8008
     python3 run.py test     # the whole test suite (SQLite, then again on PostgreSQL)
     python3 run.py lint     # ruff and mypy
+    python3 run.py bench    # every benchmark, written up in docs/benchmarks.md (--quick: smaller)
 
-The first run creates ./.venv and installs the project (with its test and lint extras) into it;
-later runs reuse it and reinstall only when setup.cfg has changed.
+The first run creates ./.venv and installs the project (with its test, lint and bench extras) into it;
+later runs reuse it and reinstall only when setup.cfg has changed. Set LAIWANG_VENV to use another
+virtual environment.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def ensure_venv() -> None:
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     print("Installing laiwang and its dependencies (first run takes a few minutes) …", flush=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test,lint]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test,lint,bench]"], check=True)
     stamp.write_text(want)
 
 
@@ -85,7 +87,7 @@ def run_tests(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint"):
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
         print(__doc__)
         return 2
     ensure_venv()
@@ -95,6 +97,9 @@ def main(argv: list[str]) -> int:
         return _run_forwarding_signals([str(PY), "-m", "devtools.demo", *rest])
     if command == "test":
         return run_tests(rest)
+    if command == "bench":
+        env = dict(os.environ, LAIWANG_BENCH_COMMAND=" ".join(["python3 run.py bench", *rest]))
+        return subprocess.call([str(PY), "-m", "bench.runner", *rest], env=env)
     status = subprocess.call([str(PY), "-m", "ruff", "check", "."])
     status |= subprocess.call([str(PY), "-m", "ruff", "format", "--check", "."])
     return status | subprocess.call([str(PY), "-m", "mypy"])

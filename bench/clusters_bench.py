@@ -29,6 +29,11 @@ On a real Synapse with the module (one per database), the module's tables are se
    after the decision; the stranger has 50 acquaintances per cluster, none inside) on a real cluster whose
    index holds 10 members and then 10,000; the ratio
    of the two medians shows whether the cluster's size costs anything.
+5. (`collect`, the runner's part) The same on a cluster whose members really joined the room in
+   Synapse (2,000 with `--quick`, 10,000 without; an admin invites them, which skips the
+   acquaintance policy, and they join): a stranger with 2,000 acquaintances, none inside, asks
+   to join it and a 2-member cluster, interleaved (403 each), and the decision's SQL for a
+   caller with 2,000 acquaintances, a tenth of them members. Target: under 5 ms.
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ from bench.common import (
     BenchDatabase,
     BenchServer,
     acquaintance_rows,
+    backends,
+    bench_root,
+    bench_server,
     for_each_backend,
     median_p95_ms,
+    result,
     timed,
 )
 from laiwang_module.storage.clusters import (
@@ -82,8 +91,10 @@ def analyze(db: BenchDatabase) -> None:
     db.maintain("VACUUM ANALYZE" if db.postgres else "ANALYZE")
 
 
-def seed_discovery(db: BenchDatabase, me: str, server: str, args: argparse.Namespace) -> None:
-    rng = random.Random(7)
+def seed_discovery(
+    db: BenchDatabase, me: str, server: str, args: argparse.Namespace, tag: str = ""
+) -> None:
+    rng = random.Random(7 + len(tag))
     people = [f"@p{i}:{server}" for i in range(args.people)]
     friends = rng.sample(people, args.acquaintances)
     pairs = ((me, other, "!contact:bench") for other in friends)
@@ -91,13 +102,13 @@ def seed_discovery(db: BenchDatabase, me: str, server: str, args: argparse.Names
     clusters: list[Row] = []
     members: list[Row] = []
     for c in range(args.clusters):
-        room_id = f"!c{c}:{server}"
+        room_id = f"!c{tag}{c}:{server}"
         chosen = rng.sample(people, args.members)
         ts = 1_700_000_000_000 + rng.randrange(10**9)
         clusters.append((room_id, f"Topic {c}", chosen[0], ts, args.members, ts, 1))
         for i, user_id in enumerate(chosen):
             inviter = None if i == 0 else chosen[rng.randrange(i)]
-            members.append((room_id, user_id, "join", inviter, ts + i, f"$m{c}_{i}"))
+            members.append((room_id, user_id, "join", inviter, ts + i, f"$m{tag}{c}_{i}"))
         if len(members) >= 200_000:
             db.insert("laiwang_cluster_members", MEMBER_COLUMNS, members)
             members = []
@@ -106,21 +117,21 @@ def seed_discovery(db: BenchDatabase, me: str, server: str, args: argparse.Names
 
 
 def bench_discover(
-    server: BenchServer, db: BenchDatabase, args: argparse.Namespace
-) -> dict[str, float]:
-    me = server.register("discoverer")
+    server: BenchServer, db: BenchDatabase, args: argparse.Namespace, tag: str = ""
+) -> dict[str, Any]:
+    me = server.register(f"discoverer{tag}")
     me.laiwang("GET", "/clusters/discover")  # the schema exists once the module has answered
     start = time.perf_counter()
-    seed_discovery(db, me.user_id, server.spec.server_name, args)
+    seed_discovery(db, me.user_id, server.spec.server_name, args, tag)
     analyze(db)
     seeded_s = time.perf_counter() - start
     found = me.laiwang("GET", "/clusters/discover", params={"limit": 20})["clusters"]
     for _ in range(5):
         me.laiwang("GET", "/clusters/discover")
-    median_ms, p95_ms = median_p95_ms(
-        [timed(lambda: me.laiwang("GET", "/clusters/discover")) for _ in range(args.requests)]
-    )
+    times = [timed(lambda: me.laiwang("GET", "/clusters/discover")) for _ in range(args.requests)]
+    median_ms, p95_ms = median_p95_ms(times)
     return {
+        "times": times,
         "seeded_s": seeded_s,
         "top_acquaintances": len(found[0]["acquaintances"]) if found else 0,
         "median_ms": median_ms,
@@ -145,9 +156,9 @@ def seed_cluster(
 
 def bench_decision(
     db: BenchDatabase, server: str, args: argparse.Namespace
-) -> list[dict[str, float]]:
-    out: list[dict[str, float]] = []
-    for size in (1000, 10000, 100000):
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for size in getattr(args, "sizes", (1000, 10000, 100000)):
         for friends in (10, 100, 500, 2000):
             room_id = f"!size{size}_{friends}_{secrets.token_hex(2)}:{server}"
             caller = f"@caller{size}_{friends}_{secrets.token_hex(2)}:{server}"
@@ -163,7 +174,8 @@ def bench_decision(
                 timed(lambda: get_acquainted_members_txn(txn, room_id, caller))  # noqa: B023
                 for _ in range(args.decisions)
             ]
-            out.append({"size": size, "friends": friends, "ms": statistics.median(times) * 1000})
+            out.append({"size": size, "friends": friends, "ms": statistics.median(times) * 1000,
+                        "times": times})  # fmt: skip
     return out
 
 
@@ -215,6 +227,103 @@ def run(server: BenchServer, args: argparse.Namespace) -> None:
             f"{j['small_ms']:.1f} ms, 10,000 members {j['big_ms']:.1f} ms median -> "
             f"ratio {j['ratio']:.2f} (1.0: the cluster's size costs nothing)"
         )
+
+
+def bench_real_cluster(
+    server: BenchServer, db: BenchDatabase, members: int, acquaintances: int, requests: int
+) -> dict[str, Any]:
+    """The join decision on clusters whose members really joined the room in Synapse: a
+    stranger with `acquaintances` acquaintances (none inside) asks to join a 2-member cluster
+    and a `members`-member one (a 403 each; interleaved), and the decision's SQL for a caller
+    with `acquaintances` acquaintances, a tenth of them members."""
+    owner = server.register("realowner", admin=True)  # an admin's invites skip the policy
+    small = owner.laiwang("POST", "/clusters", {"topic": "two members"})["room_id"]
+    big = owner.laiwang("POST", "/clusters", {"topic": f"{members} members"})["room_id"]
+    users = [server.register(f"member{i}") for i in range(members)]
+    start = time.perf_counter()
+    for user in users:
+        owner.invite(big, user.user_id)
+        user.join(big)
+    filled_s = time.perf_counter() - start
+    owner.invite(small, users[0].user_id)
+    users[0].join(small)
+    stranger = server.register("realstranger")
+    knows = server.register("realfriend")
+    tag = secrets.token_hex(3)
+    outside = [f"@out{i}_{tag}:{server.spec.server_name}" for i in range(acquaintances)]
+    inside = [u.user_id for u in users[: acquaintances // 10]]
+    rows = [(stranger.user_id, o, "!contact:bench", "request", 1) for o in outside]
+    rows += [(knows.user_id, o, "!contact:bench", "request", 1)
+             for o in inside + outside[len(inside):]]  # fmt: skip
+    db.insert("laiwang_acquaintances", ACQUAINTANCE_COLUMNS, rows)
+    analyze(db)
+    paths = {2: f"/clusters/{quote(small)}/join", members: f"/clusters/{quote(big)}/join"}
+
+    def ask(size: int) -> None:
+        r = stranger.laiwang_raw("POST", paths[size], {})
+        assert r.status_code == 403, r.text
+
+    for _ in range(5):
+        ask(2)
+        ask(members)
+    times: dict[int, list[float]] = {2: [], members: []}
+    for i in range(requests):  # interleaved, so that drift hits both alike
+        for size in (2, members) if i % 2 else (members, 2):
+            times[size].append(timed(lambda size=size: ask(size)))  # type: ignore[misc]
+    txn = db.txn()
+    found = get_acquainted_members_txn(txn, big, knows.user_id)
+    assert len(found) == len(inside), (len(found), len(inside))
+    sql = [timed(lambda: get_acquainted_members_txn(txn, big, knows.user_id))
+           for _ in range(max(50, requests))]  # fmt: skip
+    return {"filled_s": filled_s, "small": times[2], "big": times[members], "sql": sql}
+
+
+def collect(quick: bool, sqlite_only: bool = False) -> list[dict[str, Any]]:
+    args = argparse.Namespace(
+        clusters=10_000 if quick else 100_000,
+        members=8,
+        people=5_000 if quick else 50_000,
+        acquaintances=500,
+        requests=20 if quick else 100,
+        decisions=50 if quick else 200,
+        sizes=(1000, 10000) if quick else (1000, 10000, 100000),
+    )
+    real_members = 2000 if quick else 10_000
+    out: list[dict[str, Any]] = []
+    with bench_root("laiwang-clusters-bench-") as root:
+        for backend in backends(skip_postgres=sqlite_only):
+            with bench_server(root, backend) as server, server.database() as db:
+                name = server.name
+                total = 0
+                for tag, count in (("a", args.clusters // 10), ("b", args.clusters * 9 // 10)):
+                    args.clusters = count
+                    d = bench_discover(server, db, args, tag)
+                    total += count
+                    out.append(result("clusters", "GET /clusters/discover", name, d["times"],
+                                      size=total, target="median < 100 ms",
+                                      met=d["median_ms"] < 100,
+                                      acquaintances=args.acquaintances,
+                                      top_acquaintances=d["top_acquaintances"]))  # fmt: skip
+                for row in bench_decision(db, server.spec.server_name, args):
+                    decided = row["size"] == 10000 and row["friends"] == 2000
+                    out.append(result("clusters", "join decision (SQL), index-only cluster of "
+                                      f"{row['size']:,}", name, row["times"], size=row["friends"],
+                                      series=f"{row['size']:,} members (index only)",
+                                      target="< 5 ms" if decided else "",
+                                      met=row["ms"] < 5 if decided else None))  # fmt: skip
+                r = bench_real_cluster(server, db, real_members, 2000, args.requests)
+                sql_ms = median_p95_ms(r["sql"])[0]
+                out.append(result("clusters", f"join decision (SQL), real cluster of "
+                                  f"{real_members:,} joined members", name, r["sql"], size=2000,
+                                  series=f"{real_members:,} real members", target="< 5 ms",
+                                  met=sql_ms < 5, filled_s=r["filled_s"]))  # fmt: skip
+                small = median_p95_ms(r["small"])[0]
+                for key, size in (("small", 2), ("big", real_members)):
+                    out.append(result("clusters", f"POST /clusters/{{id}}/join by a stranger"
+                                      f" with 2,000 acquaintances (403), {size:,} real members",
+                                      name, r[key], size=size,
+                                      ratio=median_p95_ms(r[key])[0] / small))  # fmt: skip
+    return out
 
 
 # --- 3. the membership index under a flood of joins ---

@@ -140,6 +140,13 @@ def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
         yield chunk
 
 
+class BenchClient(MatrixClient):
+    """A client whose round trips are the server's and the network's: it does not check the
+    answers against openapi.json (the tests do), which would dwarf large ones."""
+
+    validate_responses = False
+
+
 class BenchServer:
     """One Synapse with the module on `backend` ("sqlite", or a fresh PostgreSQL database)."""
 
@@ -149,6 +156,7 @@ class BenchServer:
         backend: str,
         module_config: dict[str, Any] | None = None,
         federation: bool = False,
+        extra: dict[str, Any] | None = None,
     ):
         self.backend = backend
         self.name = NAMES[backend]
@@ -164,6 +172,7 @@ class BenchServer:
             database=self.db,
             relaxed_ratelimits=True,
             module_config=module_config or {},
+            extra=extra or {},
         )
         self.process = SynapseProcess(self.spec)
 
@@ -190,7 +199,7 @@ class BenchServer:
             secrets.token_hex(8),
             admin,
         )
-        return MatrixClient(self.spec.base_url, reply["user_id"], reply["access_token"])
+        return BenchClient(self.spec.base_url, reply["user_id"], reply["access_token"])
 
     @contextmanager
     def database(self) -> Iterator[BenchDatabase]:
@@ -250,9 +259,11 @@ def bench_server(
     backend: str,
     module_config: dict[str, Any] | None = None,
     keep_database: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Iterator[BenchServer]:
-    """A started server, stopped (and its PostgreSQL database dropped) on the way out."""
-    server = BenchServer(root, backend, module_config)
+    """A started server, stopped (and its PostgreSQL database dropped) on the way out. `extra`
+    overrides homeserver settings: `{"modules": []}` is plain Synapse, the baseline."""
+    server = BenchServer(root, backend, module_config, extra)
     try:
         server.start()
         yield server
@@ -289,7 +300,38 @@ def timed(fn: Callable[[], Any]) -> float:
 
 def median_p95_ms(seconds: list[float]) -> tuple[float, float]:
     ordered = sorted(seconds)
-    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.95) - 1] * 1000
+    return statistics.median(ordered) * 1000, ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000
+
+
+def result(
+    bench: str,
+    metric: str,
+    backend: str,
+    seconds: list[float] | None = None,
+    *,
+    size: int | None = None,
+    median_ms: float | None = None,
+    p95_ms: float | None = None,
+    target: str = "",
+    met: bool | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One row of docs/benchmarks.md: a metric's median and p95 (from `seconds`, or given), its
+    target and whether it was met (None: no target, or not decidable from this row)."""
+    if seconds:
+        median_ms, p95_ms = median_p95_ms(seconds)
+        extra.setdefault("n", len(seconds))
+    return {
+        "bench": bench,
+        "metric": metric,
+        "backend": backend,
+        "size": size,
+        "median_ms": median_ms,
+        "p95_ms": p95_ms,
+        "target": target,
+        "met": met,
+        **extra,
+    }
 
 
 def summary(values: list[float]) -> str:

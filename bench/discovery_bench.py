@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import BenchServer, backends, bench_root, bench_server
+from bench.common import BenchServer, backends, bench_root, bench_server, median_p95_ms, result
 from rooms.discovery import lookup_hash
 
 SIZES = (100, 1000, 5000)
@@ -115,6 +115,7 @@ def run_one(server: BenchServer, n: int, reps: int) -> list[tuple[Any, ...]]:
                 statistics.median(lookups),
                 statistics.median(client_ms),
                 len(lookups),
+                median_p95_ms([ms / 1000 for ms in client_ms])[1],
             )
         )
         print(
@@ -123,6 +124,32 @@ def run_one(server: BenchServer, n: int, reps: int) -> list[tuple[Any, ...]]:
             flush=True,
         )
     return rows
+
+
+def collect(quick: bool, sqlite_only: bool = False) -> list[dict[str, Any]]:
+    populations, reps = ([10_000, 100_000], 10) if quick else ([10_000, 1_000_000], 25)
+    out: list[dict[str, Any]] = []
+    with bench_root("laiwang-discovery-bench-") as root:
+        for backend in backends(skip_postgres=sqlite_only):
+            for n in populations:
+                with bench_server(root, backend, MODULE_CONFIG) as server:
+                    for _, _, size, srv, cli, count, p95 in run_one(server, n, reps):
+                        out.append(
+                            result(
+                                "discovery",
+                                f"POST /discovery/lookup, {n:,} users",
+                                server.name,
+                                size=size,
+                                median_ms=cli,
+                                p95_ms=p95,
+                                n=count,
+                                server_median_ms=srv,
+                                series=f"{n:,} users",
+                                target="server median < 50 ms" if size == 1000 else "",
+                                met=srv < 50 if size == 1000 else None,
+                            )
+                        )
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -146,14 +173,14 @@ def main(argv: list[str]) -> int:
     print()
     print("POST /discovery/lookup, every address a registered discoverable user")
     print(f"{'database':<9} {'users':>10} {'addresses':>9} {'server ms':>10} {'client ms':>10}")
-    for backend, n, size, server, client, _count in rows:
+    for backend, n, size, server, client, _count, _p95 in rows:
         print(f"{backend:<9} {n:>10,} {size:>9,} {server:>10.1f} {client:>10.1f}")
     print()
     if len(populations) > 1:
         small, large = min(populations), max(populations)
         print(f"growth from {small:,} to {large:,} users (server median ratio), per request size:")
         for backend in chosen:
-            at = {(n, size): server for b, n, size, server, _, _ in rows if b == backend}
+            at = {(n, size): server for b, n, size, server, *_ in rows if b == backend}
             ratios = [
                 f"{size:,}: x{at[(large, size)] / max(at[(small, size)], 0.5):.2f}"
                 for size in SIZES
@@ -162,7 +189,7 @@ def main(argv: list[str]) -> int:
             print(f"  {backend}: {', '.join(ratios)}")
         print()
     for backend in chosen:
-        at = {(n, size): server for b, n, size, server, _, _ in rows if b == backend}
+        at = {(n, size): server for b, n, size, server, *_ in rows if b == backend}
         thousand = [at[(n, 1000)] for n in populations if (n, 1000) in at]
         if thousand:
             verdict = "meets" if max(thousand) < 50 else "MISSES"

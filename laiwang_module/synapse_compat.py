@@ -106,6 +106,13 @@ async def is_joined(api: ModuleApi, user_id: str, room_id: str) -> bool:
     return bool(await store.check_local_user_in_room(user_id=user_id, room_id=room_id))
 
 
+async def joined_users(api: ModuleApi, room_id: str) -> frozenset[str]:
+    """The users (local and remote) joined to a room as this server sees it now: Synapse's
+    cached list, no state events read."""
+    store: Any = api._store
+    return frozenset(await store.get_users_in_room(room_id))
+
+
 async def recent_room_events(
     api: ModuleApi, user_id: str, room_id: str, limit: int, pages: int
 ) -> list[Any]:

@@ -502,6 +502,16 @@ class ContactsHandler:
         if ("m.room.create", "") not in state:
             await self._out_of_band(event)
             return
+        if (
+            (ACQUAINTANCE_STATE, "") not in state
+            and event.type == "m.room.member"
+            and not (event.membership == "join" and self._is_mine(event.state_key))
+        ):
+            # An ordinary room (most member events): no database read. Only a contact room's
+            # state has the acquaintance key, and nobody removes a key from a room's state. A
+            # request recorded from a forged invite's stripped state into such a room is
+            # pruned when its local invitee joins (and by the reconcile pass).
+            return
         known = await self._store.get_contact_room(event.room_id)
         if known is None:
             if (ACQUAINTANCE_STATE, "") not in state:

@@ -61,6 +61,10 @@ class MatrixClient:
 
     # --- raw requests ---
 
+    # The benchmarks turn the check off: validating a large answer (10,000 balances) takes the
+    # client far longer than the server took to make it.
+    validate_responses = True
+
     def raw(
         self,
         method: str,
@@ -84,7 +88,8 @@ class MatrixClient:
             timeout=60,
         )
         # Every laiwang response must be one openapi.json declares (tests/harness/openapi.py).
-        check_response(method, path.split("?", 1)[0], response)
+        if self.validate_responses:
+            check_response(method, path.split("?", 1)[0], response)
         return response
 
     def call(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
