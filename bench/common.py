@@ -263,7 +263,7 @@ def bench_server(
 ) -> Iterator[BenchServer]:
     """A started server, stopped (and its PostgreSQL database dropped) on the way out. `extra`
     overrides homeserver settings: `{"modules": []}` is plain Synapse, the baseline."""
-    server = BenchServer(root, backend, module_config, extra)
+    server = BenchServer(root, backend, module_config, extra=extra)
     try:
         server.start()
         yield server
