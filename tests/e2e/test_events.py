@@ -78,7 +78,7 @@ def test_failed_updates_are_retried_until_the_tables_are_right(steady_and_flaky)
     # from the join's update, which fails once.
     contact_room = make_acquainted(alice, bob)
     join = membership_event(flaky, contact_room, bob.user_id)
-    wait_until(lambda: repaired_by_retry(flaky, "contacts", join), timeout=30)
+    wait_until(lambda: repaired_by_retry(flaky, "contacts", join), timeout=90)
     assert sorted(
         sql(
             flaky,
@@ -97,8 +97,8 @@ def test_failed_updates_are_retried_until_the_tables_are_right(steady_and_flaky)
     paid = alice.laiwang(
         "POST", path(room, request_id, "pay"), {"method": "cash", "payer": bob.user_id}
     )["event_id"]
-    wait_until(lambda: repaired_by_retry(flaky, "aa", request_id), timeout=30)
-    wait_until(lambda: repaired_by_retry(flaky, "aa", paid), timeout=30)
+    wait_until(lambda: repaired_by_retry(flaky, "aa", request_id), timeout=90)
+    wait_until(lambda: repaired_by_retry(flaky, "aa", paid), timeout=90)
     assert sql(
         flaky, "SELECT state, payee FROM laiwang_aa_requests WHERE event_id = ?", request_id
     ) == [("settled", alice.user_id)]
@@ -118,7 +118,7 @@ def test_failed_updates_are_retried_until_the_tables_are_right(steady_and_flaky)
     ]
     bob.join_invited(cluster, via=[steady.server_name])
     cluster_join = membership_event(flaky, cluster, bob.user_id)
-    wait_until(lambda: repaired_by_retry(flaky, "clusters", cluster_join), timeout=30)
+    wait_until(lambda: repaired_by_retry(flaky, "clusters", cluster_join), timeout=90)
     assert sorted(
         sql(
             flaky,
@@ -131,7 +131,7 @@ def test_failed_updates_are_retried_until_the_tables_are_right(steady_and_flaky)
     timeline = alice.laiwang("GET", "/timeline")["room_id"]
     wait_until(lambda: bob.membership(timeline, bob.user_id) == "join", timeout=60)
     post = alice.send_text(timeline, "a post for the feed")
-    wait_until(lambda: repaired_by_retry(flaky, "shares", post), timeout=30)
+    wait_until(lambda: repaired_by_retry(flaky, "shares", post), timeout=90)
     assert sql(
         flaky, "SELECT room_id, owner FROM laiwang_timeline_posts WHERE event_id = ?", post
     ) == [(timeline, alice.user_id)]
