@@ -18,7 +18,7 @@ from rooms.discovery import lookup_hash
 from tests.harness.client import MatrixClient, wait_until
 from tests.harness.discovery import lookup, pepper
 from tests.harness.msisdn import admin_set_msisdns, bind_phone, new_number, threepids
-from tests.harness.servers import TestHomeserver, sql, start_all
+from tests.harness.servers import TestHomeserver, module_tables, sql, start_all
 
 
 def address_book(hs: TestHomeserver, owner_id: str) -> list[str]:
@@ -49,12 +49,7 @@ def test_no_phone_number_in_the_clear_in_module_tables(hs1):
     msisdn = bind_phone(hs1, user)
     other = hs1.new_user()
     lookup(other, [msisdn])
-    tables = [
-        r[0]
-        for r in sql(
-            hs1, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'laiwang_%'"
-        )
-    ]
+    tables = module_tables(hs1)
     assert {"laiwang_msisdn_sessions", "laiwang_discovery_hashes", "laiwang_address_book"} <= set(
         tables
     )

@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 import requests
 
@@ -21,7 +18,7 @@ from tests.harness.discovery import (
     pepper,
 )
 from tests.harness.msisdn import admin_set_msisdns, new_number
-from tests.harness.servers import TestHomeserver, sql
+from tests.harness.servers import TestHomeserver, execute, sql
 
 
 def usage(hs: TestHomeserver, user_id: str) -> int:
@@ -161,13 +158,11 @@ def test_bad_expired_and_foreign_openid_tokens(hs1, hs2):
     assert error(anon.raw("POST", register, data=b"[")) == (400, "M_NOT_JSON")
 
     expired = openid_token(user)
-    db = sqlite3.connect(Path(hs1.spec.directory) / "homeserver.db", timeout=30)
-    with db:
-        db.execute(
-            "UPDATE open_id_tokens SET ts_valid_until_ms = 1 WHERE token = ?",
-            (expired["access_token"],),
-        )
-    db.close()
+    execute(
+        hs1,
+        "UPDATE open_id_tokens SET ts_valid_until_ms = 1 WHERE token = ?",
+        expired["access_token"],
+    )
     assert error(anon.raw("POST", register, expired)) == (401, "M_UNAUTHORIZED")
     # The good one still works.
     assert anon.call("POST", register, good)["token"]

@@ -16,7 +16,7 @@ from rooms.discovery import lookup_hash
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.discovery import identity_client, identity_lookup, pepper
 from tests.harness.msisdn import admin_set_msisdns, new_number
-from tests.harness.servers import TestHomeserver, sql, start_all
+from tests.harness.servers import TestHomeserver, module_tables, sql, start_all
 
 pytestmark = pytest.mark.federation
 
@@ -126,9 +126,7 @@ def test_a_user_finds_discoverable_users_of_a_peer_and_not_hidden_ones(peers):
     assert book == [(bob.user_id,)]
     # B charged Alice and her server for what it evaluated; it holds no number of A's.
     assert usage(b, alice.user_id) >= 3 and usage(b, a.server_name) >= 3
-    for (table,) in sql(
-        b, "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'laiwang_%'"
-    ):
+    for table in module_tables(b):
         for row in sql(b, f"SELECT * FROM {table}"):
             assert all(m_nobody[2:] not in str(v) for v in row), (table, row)
 

@@ -202,7 +202,7 @@ def test_the_reconcile_at_start_up_repairs_updates_that_left_no_trace(steady_and
          (bob.user_id, contact_room)),
         ("DELETE FROM laiwang_aa_events WHERE event_id = ?", (paid,)),
         ("DELETE FROM laiwang_aa_payments WHERE event_id = ?", (paid,)),
-        ("UPDATE laiwang_aa_shares SET paid = 0, payment_event_id = NULL"
+        ("UPDATE laiwang_aa_shares SET paid = FALSE, payment_event_id = NULL"
          " WHERE request_event_id = ? AND user_id = ?", (request_id, bob.user_id)),
         ("UPDATE laiwang_aa_requests SET state = 'open' WHERE event_id = ?", (request_id,)),
         ("UPDATE laiwang_aa_balances SET net = net + 1000 WHERE user_id = ? AND counterparty = ?",

@@ -235,10 +235,23 @@ def sql(hs: TestHomeserver, query: str, *args: Any) -> list[tuple]:
     conn = _connect(hs)
     try:
         cur = conn.cursor()
-        cur.execute(_query(hs, query), args)
+        # Without arguments psycopg2 must not read `%` as a placeholder (`LIKE 'x%'`).
+        cur.execute(_query(hs, query), args) if args else cur.execute(query)
         return [tuple(row) for row in cur.fetchall()]
     finally:
         conn.close()
+
+
+def module_tables(hs: TestHomeserver) -> list[str]:
+    """The names of the module's tables (`laiwang_*`) in the server's database, either backend."""
+    if hs.spec.database is not None:
+        query = (
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_name LIKE 'laiwang_%'"
+        )
+    else:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'laiwang_%'"
+    return [str(name) for (name,) in sql(hs, query)]
 
 
 def execute(hs: TestHomeserver, query: str, *args: Any) -> int:
@@ -247,7 +260,8 @@ def execute(hs: TestHomeserver, query: str, *args: Any) -> int:
     conn = _connect(hs)
     try:
         cur = conn.cursor()
-        cur.execute(_query(hs, query), args)
+        # Without arguments psycopg2 must not read `%` as a placeholder (`LIKE 'x%'`).
+        cur.execute(_query(hs, query), args) if args else cur.execute(query)
         conn.commit()
         return int(cur.rowcount)
     finally:
