@@ -19,7 +19,7 @@ import attr
 from canonicaljson import encode_canonical_json
 
 from rooms.errors import BadGateway, InvalidParam, MissingParam, ValidationError
-from rooms.shares import Item, Music, parse_item, parse_music
+from rooms.shares import MAX_URL, Item, Music, is_http_url, parse_item, parse_music
 from rooms.validation import is_room_id, reject_unknown_keys
 
 # Errcodes of the commerce endpoints (docs/api/commerce.md).
@@ -97,12 +97,10 @@ def _card_request(
     url, catalogue_id = body.get("url"), body.get(id_key)
     if (url is None) == (catalogue_id is None):
         raise InvalidParam("url", f"give exactly one of 'url' and '{id_key}'")
-    if url is not None and (
-        not isinstance(url, str) or not re.match(r"^https?://", url, re.IGNORECASE)
-    ):
-        raise InvalidParam("url", "must be an http:// or https:// URL")
-    if url is not None and len(url) > 2048:
-        raise InvalidParam("url", "must be at most 2048 characters")
+    if url is not None and not is_http_url(url):
+        raise InvalidParam(
+            "url", f"must be an http:// or https:// URL of at most {MAX_URL} characters"
+        )
     if catalogue_id is not None and not is_catalogue_id(catalogue_id):
         raise InvalidParam(id_key, "must be an id of the commerce service's catalogue")
     order_id = body.get("order_id")
