@@ -205,6 +205,19 @@ class CommerceService:
             raise BadGateway("The commerce service answered a payment without a receipt")
         return receipt
 
+    async def payment(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The receipt of the charge made under this key, or None if none was made."""
+        try:
+            answer = await self._call("GET", f"/v1/payments/{quote(idempotency_key, safe='')}")
+        except ServiceAnswer as e:
+            if e.status == 404:
+                return None
+            raise e.as_error() from None
+        receipt = answer.get("receipt") if isinstance(answer, dict) else None
+        if not isinstance(receipt, dict):
+            raise BadGateway("The commerce service answered a payment without a receipt")
+        return receipt
+
     # --- public files (images of cards) ---
 
     async def fetch_image(self, url: str) -> tuple[bytes, str]:

@@ -387,6 +387,9 @@ class UpkeepConfig(ConfigBlock):
     retry_interval_ms: int = _option(_duration, "5s", key="retry_interval")
     # How often the whole index is re-derived from the rooms (also once at start-up).
     reconcile_interval_ms: int = _option(_duration, "1h", key="reconcile_interval")
+    # A multi-step operation (timeline creation, knock approval, provider payment) not finished
+    # this long after it started is taken for one whose process died, and finished by the job.
+    unfinished_after_ms: int = _option(_duration, "1m", key="unfinished_after")
 
 
 # The features whose `on_new_event` updates `testing.fail_updates` can break.
@@ -403,12 +406,38 @@ def _fail_updates(value: Any, path: Path) -> dict[str, int]:
     return out
 
 
+# The places in multi-step operations where `testing.crash_at` can kill the process
+# (laiwang_module/crash_points.py).
+CRASH_POINTS = (
+    "timeline_created",
+    "timeline_recorded",
+    "knock_claimed",
+    "payment_answered",
+    "payment_charged",
+)
+
+
+def _crash_at(value: Any, path: Path) -> dict[str, str]:
+    raw = _mapping(value, path)
+    out = {}
+    for point, subject in raw.items():
+        if point not in CRASH_POINTS:
+            raise ConfigError(f"expected one of {', '.join(CRASH_POINTS)}", path + (point,))
+        if not isinstance(subject, str) or not subject:
+            raise ConfigError("expected a non-empty string", path + (point,))
+        out[point] = subject
+    return out
+
+
 @attr.s(frozen=True, auto_attribs=True, slots=True)
 class TestingConfig(ConfigBlock):
     """Failure injection for the end-to-end tests. Never set it on a real server."""
 
     # {feature: n}: every n-th `on_new_event` update of the feature fails (its retries do not).
     fail_updates: Mapping[str, int] = _option(_fail_updates, {})
+    # {point: text}: the process dies at that point of an operation for a user whose id
+    # contains the text, as `kill -9` would.
+    crash_at: Mapping[str, str] = _option(_crash_at, {})
 
 
 @attr.s(frozen=True, auto_attribs=True, slots=True)

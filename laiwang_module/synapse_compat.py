@@ -452,3 +452,9 @@ async def tag_room_unless_tagged(
         return False
     await api._hs.get_account_data_handler().add_tag_to_room(user_id, room_id, tag, content)
     return True
+
+
+async def joined_room_ids(api: ModuleApi, user_id: str) -> frozenset[str]:
+    """The rooms a local user is joined to (cached by Synapse); ModuleApi has no accessor."""
+    store: Any = api._store
+    return frozenset(await store.get_rooms_for_user(user_id))

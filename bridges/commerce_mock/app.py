@@ -422,6 +422,14 @@ class CommerceMock:
 
     # --- payments ---------------------------------------------------------------------------
 
+    async def get_payment(self, request: web.Request) -> web.Response:
+        """Whether a payment was made under a key, for a caller that lost the answer (its
+        process died between the charge and storing the receipt)."""
+        receipt = self.store.receipt_of(request.match_info["key"])
+        if receipt is None:
+            raise NotFound("No payment under this key")
+        return web.json_response({"receipt": receipt})
+
     async def pay(self, request: web.Request) -> web.Response:
         key = request.headers.get("Idempotency-Key")
         if key is None:
@@ -588,6 +596,7 @@ def make_app(store: Store, config: MockConfig) -> web.Application:
             web.post("/v1/orders/{order_id}/pay", mock.pay_order),
             web.post("/v1/orders/{order_id}/deliver", mock.deliver_order),
             web.post("/v1/payments", mock.pay),
+            web.get("/v1/payments/{key}", mock.get_payment),
             web.get("/v1/events", mock.events),
             web.get("/health", mock.health),
             web.get("/images/{kind}/{name}", mock.image),

@@ -535,6 +535,16 @@ class Store:
         receipt: dict[str, Any] = json.loads(stored)
         return receipt
 
+    def receipt_of(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The receipt of the payment made under this key, whatever its request (None: none)."""
+        row = self.conn.execute(
+            "SELECT receipt FROM payments WHERE idempotency_key = ?", (idempotency_key,)
+        ).fetchone()
+        if row is None:
+            return None
+        receipt: dict[str, Any] = json.loads(row[0])
+        return receipt
+
     # --- events -----------------------------------------------------------------------------
 
     def events_after(self, after: int, limit: int) -> list[Event]:

@@ -10,6 +10,7 @@
 - The unsigned callback runs for every event served to a client: it returns at once for
   anything but a remote sender's forward, whose verification is cached per event.
 - The acquaintance listener keeps timeline membership in step (see the handler).
+- The background-tasks process finishes timeline creations whose process died mid-way.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ class SharesCallbacks:
         )
         self._api.register_cached_function(self._handler.owner_cache.get_timeline_owner)
         self._server.contacts_handler.add_listener(self._handler.on_acquaintance)
+        if self._api.should_run_background_tasks():
+            self._api.looping_background_call(
+                self._handler.finish_creations,
+                self._server.config.upkeep.retry_interval_ms,
+                desc="laiwang_finish_timelines",
+            )
 
     async def check_event_for_spam(self, event: EventBase) -> Decision:
         refusal = await self._handler.check_event(event)

@@ -28,6 +28,7 @@ from synapse.api.errors import SynapseError
 from synapse.events import EventBase
 from synapse.types import StateMap
 
+from laiwang_module.crash_points import crash_point
 from laiwang_module.handlers.contacts import known_request
 from laiwang_module.storage.clusters import ClusterRow, MemberRecord, MemberUpdate
 from laiwang_module.synapse_compat import (
@@ -495,21 +496,31 @@ class ClustersHandler:
     async def on_knock(self, room_id: str, knocker: str, event_id: str) -> None:
         """Approve a knock by inviting in the name of a local member who is an acquaintance of
         the knocker. Once per knock across workers; a stranger's knock is left alone."""
-        friends = await self._store.get_acquainted_members(room_id, knocker)
-        if not friends:
-            friends = await self._acquainted_members_from_rooms(room_id, knocker)
-        friends = [f for f in friends if self._is_mine(f)]
+        friends = await self._local_friends(room_id, knocker)
         if not friends:
             return
         if not await self._store.claim_knock(event_id, room_id, knocker, self._now()):
             return
+        crash_point(self._server.config.testing, "knock_claimed", knocker)
+        await self._approve(room_id, knocker, event_id, friends)
+
+    async def _local_friends(self, room_id: str, knocker: str) -> list[str]:
+        friends = await self._store.get_acquainted_members(room_id, knocker)
+        if not friends:
+            friends = await self._acquainted_members_from_rooms(room_id, knocker)
+        return [f for f in friends if self._is_mine(f)]
+
+    async def _approve(self, room_id: str, knocker: str, event_id: str, friends: list[str]) -> None:
+        """Invite the knocker in the name of the first friend who is joined, while the knock is
+        still theirs; then mark the claim decided, whoever (if anyone) let them in."""
+        approver = None
         for member in friends:
             state = await self._api.get_room_state(
                 room_id, [("m.room.member", knocker), ("m.room.member", member)]
             )
             knock = state.get(("m.room.member", knocker))
             if knock is None or knock.membership != "knock":
-                return  # already let in, or withdrawn
+                break  # already let in (a dead process's invite went out), or withdrawn
             own = state.get(("m.room.member", member))
             if own is None or own.membership != "join":
                 continue
@@ -518,5 +529,19 @@ class ClustersHandler:
             except SynapseError as e:
                 logger.info("cluster %s: %s could not let %s in: %s", room_id, member, knocker, e)
                 continue
-            await self._store.record_knock_approver(event_id, member)
-            return
+            approver = member
+            break
+        await self._store.decide_knock(event_id, approver, self._now())
+
+    async def finish_knocks(self) -> None:
+        """The background job: carry out the knock claims whose process died between the claim
+        and the invite (`upkeep.unfinished_after`), once across workers."""
+        stale = self._now() - self._server.config.upkeep.unfinished_after_ms
+        for event_id, room_id, knocker in await self._store.get_undecided_knocks(stale):
+            if not await self._store.retake_knock(event_id, stale, self._now()):
+                continue  # another process took it
+            try:
+                friends = await self._local_friends(room_id, knocker)
+                await self._approve(room_id, knocker, event_id, friends)
+            except Exception:
+                logger.exception("cluster %s: could not finish the knock %s", room_id, event_id)

@@ -5,8 +5,9 @@ orders and the money; this handler maps them onto Matrix. A subscription is memb
 shop's room, which the commerce bridge keeps under `#shop_<shop_id>:<this server>`. A card's
 image is copied into the media repository once per image URL and reused. A provider charge is
 keyed by (room, request, payer), so every retry, on any worker, charges at most once; it is
-recorded before the charge and given its receipt after, and a charge whose payment event was not
-sent (a crash in between) is finished by the background job.
+recorded before the charge and given its receipt after; the background job finishes a payment whose
+process died in between (a receipt without its event, or a charge whose receipt was never stored,
+looked up at the service by its key).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attr
 from synapse.api.errors import SynapseError
 
 from laiwang_module.commerce_service import CommerceService
+from laiwang_module.crash_points import crash_point
 from laiwang_module.storage.commerce import PendingPayment
 from laiwang_module.synapse_compat import is_joined, upload_media
 from rooms import commerce
@@ -29,11 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# A charged payment whose event is still unsent after this is finished by the job.
-UNSENT_AFTER_MS = 60 * 1000
-# An attempt that never got a receipt is forgotten after this (the payer's retry starts anew,
-# with the same idempotency key, so a late charge is still found).
-UNCHARGED_TTL_MS = 24 * 3600 * 1000
 JOB_INTERVAL_MS = 10 * 1000
 
 
@@ -225,22 +223,39 @@ class CommerceHandler:
             request.currency,
         )
         receipt = await service.pay(key, body)
+        crash_point(self._server.config.testing, "payment_answered", payer)
         await self._store.set_commerce_receipt(key, receipt)
+        crash_point(self._server.config.testing, "payment_charged", payer)
         return key, receipt
 
     async def payment_sent(self, key: str, payment_event_id: str) -> None:
         await self._store.finish_commerce_payment(key, payment_event_id)
 
     async def finish_payments(self) -> None:
-        """The background job: send the payment event of every charge that has none (the
-        process died between the charge and the event), and forget stale uncharged attempts."""
+        """The background job: finish every provider payment whose `pay` died mid-way
+        (`upkeep.unfinished_after`). A charge with a receipt and no event gets its event; an
+        attempt without a receipt is looked up at the service by its key: charged (the process
+        died before storing the receipt) it is finished the same way, never charged it is
+        forgotten (the payer was answered an error, or nothing)."""
         now = int(self._api.get_current_time_msec())
-        for pending in await self._store.get_charged_unsent_payments(now - UNSENT_AFTER_MS):
+        unfinished_before = now - self._server.config.upkeep.unfinished_after_ms
+        for pending in await self._store.get_uncharged_payments(unfinished_before):
+            try:
+                receipt = await self.service().payment(pending.idempotency_key)
+                if receipt is None:
+                    await self._store.forget_uncharged_payment(
+                        pending.idempotency_key, unfinished_before
+                    )
+                else:
+                    await self._store.set_commerce_receipt(pending.idempotency_key, receipt)
+                    await self._finish(attr.evolve(pending, receipt=receipt))
+            except Exception:
+                logger.exception("laiwang commerce: could not look up an unfinished payment")
+        for pending in await self._store.get_charged_unsent_payments(unfinished_before):
             try:
                 await self._finish(pending)
             except Exception:
                 logger.exception("laiwang commerce: could not finish a provider payment")
-        await self._store.purge_uncharged_payments(now - UNCHARGED_TTL_MS)
 
     async def _finish(self, pending: PendingPayment) -> None:
         assert pending.receipt is not None

@@ -32,6 +32,7 @@ from synapse.util.caches.descriptors import cached
 from synapse.util.frozenutils import unfreeze
 
 from laiwang_module.caches import ModuleCache
+from laiwang_module.crash_points import crash_point
 from laiwang_module.synapse_compat import (
     events_visible_to,
     fake_event_id,
@@ -39,6 +40,7 @@ from laiwang_module.synapse_compat import (
     is_host_in_room,
     is_joined,
     is_shadow_banned,
+    joined_room_ids,
     latest_room_events,
     module_clock,
     ratelimit_message,
@@ -162,26 +164,83 @@ class SharesHandler:
             return await self._create(owner)
 
     async def _create(self, owner: str) -> str:
+        """Journalled, so that a process dying at any step leaves nothing half-done: the
+        journal row goes in before the room is made and out once its members are added; a row
+        left behind is finished by the next call or by the job (`finish_creations`)."""
         room_id = await self._store.get_timeline(owner)
         if room_id is not None:
             return room_id  # made while this call waited its turn
+        if await self._store.is_creating_timeline(owner):
+            # An earlier creation died (or runs on another worker): its room is the timeline.
+            adopted = await self._adopt(owner)
+            if adopted is not None:
+                self._in_background("laiwang_timeline_populate", self._populate, owner, adopted)
+                return adopted
+        await self._store.start_timeline_creation(owner, self._now())
         profile = await self._api.get_profile_for_user(UserID.from_string(owner).localpart)
         name = profile.display_name or UserID.from_string(owner).localpart
         created, _ = await self._api.create_room(
             owner, shares.timeline_room_config(owner, f"{name}'s timeline"), ratelimit=False
         )
+        crash_point(self._server.config.testing, "timeline_created", owner)
         room_id = await self._record(owner, created)
         if room_id != created:
             # Another request (or worker) made the first timeline at the same time: keep theirs.
             logger.info("laiwang: %s already has timeline %s; removing %s", owner, room_id, created)
             await self._discard(owner, created)
             return room_id
-        self._in_background(
-            "laiwang_space_add", self._server.spaces_handler.add_timeline, owner, room_id, owner
-        )
-        for other in await self._store.get_acquaintance_ids(owner):
-            self._in_background("laiwang_timeline_add", self._add_member, owner, other)
+        crash_point(self._server.config.testing, "timeline_recorded", owner)
+        self._in_background("laiwang_timeline_populate", self._populate, owner, room_id)
         return room_id
+
+    async def _adopt(self, owner: str) -> str | None:
+        """Record the timeline room that a dead creation made but never recorded; None if it
+        made none. Should several dead attempts have made one each, the others are removed."""
+        made = sorted(
+            [
+                room_id
+                for room_id in await joined_room_ids(self._api, owner)
+                if await self.owner_of(room_id) is None
+                and await self._is_real_timeline(owner, room_id)
+            ]
+        )
+        if not made:
+            return None
+        room_id = await self._record(owner, made[0])
+        for extra in made:
+            if extra != room_id:
+                logger.info("laiwang: removing %s, a second timeline of %s", extra, owner)
+                await self._discard(owner, extra)
+        logger.info(
+            "laiwang: adopted %s, the timeline of %s from a creation that died", room_id, owner
+        )
+        return room_id
+
+    async def _populate(self, owner: str, room_id: str) -> None:
+        """A new timeline's second half: in the owner's space, every acquaintance added; then
+        the creation is finished (idempotent: the job may run it again after a crash)."""
+        await self._server.spaces_handler.add_timeline(owner, room_id, owner)
+        for other in await self._store.get_acquaintance_ids(owner):
+            await self._add_member(owner, other)
+        await self._store.finish_timeline_creation(owner)
+
+    async def finish_creations(self) -> None:
+        """The background job: finish the timeline creations whose process died mid-way
+        (`upkeep.unfinished_after`), once across workers: adopt the room if one was made, then
+        add the members. A creation that made no room is forgotten: the next call makes it."""
+        stale = self._now() - self._server.config.upkeep.unfinished_after_ms
+        for owner in await self._store.get_unfinished_timeline_creations(stale):
+            if not await self._store.retake_timeline_creation(owner, stale, self._now()):
+                continue  # another process took it
+            try:
+                async with self._creating.queue(owner):
+                    room_id = await self._store.get_timeline(owner) or await self._adopt(owner)
+                if room_id is None:
+                    await self._store.finish_timeline_creation(owner)
+                else:
+                    await self._populate(owner, room_id)
+            except Exception:
+                logger.exception("laiwang: could not finish the timeline of %s", owner)
 
     async def _discard(self, owner: str, room_id: str) -> None:
         try:

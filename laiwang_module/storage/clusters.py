@@ -454,11 +454,41 @@ class ClustersStore(StoreMixin):
 
         return await self.run("claim_knock", claim_knock_txn)
 
-    async def record_knock_approver(self, event_id: str, approver: str) -> None:
-        def record_knock_approver_txn(txn: LoggingTransaction) -> None:
+    async def decide_knock(self, event_id: str, approver: str | None, now: int) -> None:
+        """The knock's decision is carried out: `approver` invited the knocker, or nobody
+        could (None)."""
+
+        def decide_knock_txn(txn: LoggingTransaction) -> None:
             txn.execute(
-                "UPDATE laiwang_cluster_knocks SET approver = ? WHERE event_id = ?",
-                (approver, event_id),
+                "UPDATE laiwang_cluster_knocks SET approver = ?, decided_ts = ? WHERE event_id = ?",
+                (approver, now, event_id),
             )
 
-        await self.run("record_knock_approver", record_knock_approver_txn)
+        await self.run("decide_knock", decide_knock_txn)
+
+    async def get_undecided_knocks(self, claimed_before: int) -> list[tuple[str, str, str]]:
+        """(event_id, room_id, knocker) of claims not carried out since `claimed_before`: their
+        process died between the claim and the invite."""
+
+        def get_undecided_knocks_txn(txn: LoggingTransaction) -> list[tuple[str, str, str]]:
+            txn.execute(
+                "SELECT event_id, room_id, knocker FROM laiwang_cluster_knocks"
+                " WHERE decided_ts IS NULL AND ts < ? ORDER BY ts LIMIT 100",
+                (claimed_before,),
+            )
+            return [(str(e), str(r), str(k)) for e, r, k in txn.fetchall()]
+
+        return await self.run("get_undecided_knocks", get_undecided_knocks_txn)
+
+    async def retake_knock(self, event_id: str, claimed_before: int, now: int) -> bool:
+        """Take over an undecided claim older than `claimed_before`: True for one process."""
+
+        def retake_knock_txn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "UPDATE laiwang_cluster_knocks SET ts = ?"
+                " WHERE event_id = ? AND decided_ts IS NULL AND ts < ?",
+                (now, event_id, claimed_before),
+            )
+            return txn.rowcount > 0
+
+        return await self.run("retake_knock", retake_knock_txn)

@@ -61,7 +61,8 @@ class CommerceStore(StoreMixin):
             txn.execute(
                 "INSERT INTO laiwang_commerce_payments (idempotency_key, room_id,"
                 " request_event_id, payer, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (idempotency_key) DO NOTHING",
+                # A retry touches the attempt, so that the job leaves a live one alone.
+                " ON CONFLICT (idempotency_key) DO UPDATE SET updated_ts = excluded.updated_ts",
                 (key, room_id, request_event_id, payer, now, now),
             )
             pending = _get_payment_txn(txn, key)
@@ -109,17 +110,32 @@ class CommerceStore(StoreMixin):
 
         return await self.run("get_charged_unsent_payments", get_charged_unsent_payments_txn)
 
-    async def purge_uncharged_payments(self, before_ts: int) -> int:
-        """Attempts that never got a receipt (the service was down; the payer gave up)."""
+    async def get_uncharged_payments(self, older_than_ts: int) -> list[PendingPayment]:
+        """Attempts without a receipt, last touched before `older_than_ts`: the service may
+        have charged them after all (the process died before storing the receipt)."""
 
-        def purge_uncharged_payments_txn(txn: LoggingTransaction) -> int:
+        def get_uncharged_payments_txn(txn: LoggingTransaction) -> list[PendingPayment]:
             txn.execute(
-                "DELETE FROM laiwang_commerce_payments WHERE receipt IS NULL AND updated_ts < ?",
-                (before_ts,),
+                "SELECT idempotency_key FROM laiwang_commerce_payments"
+                " WHERE receipt IS NULL AND updated_ts < ? ORDER BY updated_ts LIMIT 100",
+                (older_than_ts,),
             )
-            return int(txn.rowcount)
+            keys = [key for (key,) in txn.fetchall()]
+            return [p for p in (_get_payment_txn(txn, k) for k in keys) if p is not None]
 
-        return await self.run("purge_uncharged_payments", purge_uncharged_payments_txn)
+        return await self.run("get_uncharged_payments", get_uncharged_payments_txn)
+
+    async def forget_uncharged_payment(self, key: str, older_than_ts: int) -> None:
+        """Drop an attempt the service never charged (unless a retry touched it since)."""
+
+        def forget_uncharged_payment_txn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "DELETE FROM laiwang_commerce_payments"
+                " WHERE idempotency_key = ? AND receipt IS NULL AND updated_ts < ?",
+                (key, older_than_ts),
+            )
+
+        await self.run("forget_uncharged_payment", forget_uncharged_payment_txn)
 
 
 def _get_payment_txn(txn: LoggingTransaction, key: str) -> PendingPayment | None:

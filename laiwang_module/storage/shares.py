@@ -10,6 +10,9 @@
   sent in: a relation counts only in its post's own room.
 - `laiwang_timeline_accepts`: the joins to remote timelines this server made for its users on
   its own in the last window, one row each (the rate bound, shared by all workers).
+- `laiwang_timeline_creations`: the journal of timelines being made (owner, started), from
+  before the room exists until its members are added, so that a creation whose process died is
+  finished by the job and never leaves a second room.
 
 All of it is derived from events: every write is idempotent.
 """
@@ -166,6 +169,55 @@ class SharesStore(StoreMixin):
             return None if owner is None else str(owner)
 
         return await self.run("get_timeline_owner", get_timeline_owner_txn)
+
+    async def start_timeline_creation(self, owner: str, now: int) -> None:
+        def start_timeline_creation_txn(txn: LoggingTransaction) -> None:
+            txn.execute(
+                "INSERT INTO laiwang_timeline_creations (owner, started_ts) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET started_ts = excluded.started_ts",
+                (owner, now),
+            )
+
+        await self.run("start_timeline_creation", start_timeline_creation_txn)
+
+    async def is_creating_timeline(self, owner: str) -> bool:
+        def is_creating_timeline_txn(txn: LoggingTransaction) -> bool:
+            txn.execute("SELECT 1 FROM laiwang_timeline_creations WHERE owner = ?", (owner,))
+            return txn.fetchone() is not None
+
+        return await self.run("is_creating_timeline", is_creating_timeline_txn)
+
+    async def get_unfinished_timeline_creations(self, started_before: int) -> list[str]:
+        def get_unfinished_timeline_creations_txn(txn: LoggingTransaction) -> list[str]:
+            txn.execute(
+                "SELECT owner FROM laiwang_timeline_creations WHERE started_ts < ?"
+                " ORDER BY started_ts LIMIT 100",
+                (started_before,),
+            )
+            return [str(owner) for (owner,) in txn.fetchall()]
+
+        return await self.run(
+            "get_unfinished_timeline_creations", get_unfinished_timeline_creations_txn
+        )
+
+    async def retake_timeline_creation(self, owner: str, started_before: int, now: int) -> bool:
+        """Take over a creation started before `started_before`: True for one process."""
+
+        def retake_timeline_creation_txn(txn: LoggingTransaction) -> bool:
+            txn.execute(
+                "UPDATE laiwang_timeline_creations SET started_ts = ?"
+                " WHERE owner = ? AND started_ts < ?",
+                (now, owner, started_before),
+            )
+            return txn.rowcount > 0
+
+        return await self.run("retake_timeline_creation", retake_timeline_creation_txn)
+
+    async def finish_timeline_creation(self, owner: str) -> None:
+        def finish_timeline_creation_txn(txn: LoggingTransaction) -> None:
+            txn.execute("DELETE FROM laiwang_timeline_creations WHERE owner = ?", (owner,))
+
+        await self.run("finish_timeline_creation", finish_timeline_creation_txn)
 
     async def claim_timeline(self, owner: str, room_id: str, now: int) -> str:
         """Record room_id as owner's timeline unless one is recorded already; returns the

@@ -363,6 +363,17 @@ SHARES = Schema(
                 " ON laiwang_timeline_accepts (invitee, ts)",
             ],
         ),
+        (
+            3,
+            [
+                # A timeline being made: written before the room is created, removed once it is
+                # recorded and its members added. A row left behind names a creation whose
+                # process died; the job finishes it (adopting the room if one was created).
+                "CREATE TABLE IF NOT EXISTS laiwang_timeline_creations ("
+                " owner TEXT NOT NULL PRIMARY KEY,"
+                " started_ts BIGINT NOT NULL)",
+            ],
+        ),
     ],
 )
 
@@ -420,6 +431,18 @@ CLUSTERS = Schema(
                 # When a process claimed the member sync: a claim whose process died (or
                 # stalled) for 10 minutes can be taken over.
                 "ALTER TABLE laiwang_clusters ADD COLUMN sync_claimed_ts BIGINT",
+            ],
+        ),
+        (
+            3,
+            [
+                # When the knock's decision was carried out (the invite sent, or nobody could).
+                # A claim without it whose process died is taken over by the job; `ts` is
+                # when the claim was (last) taken.
+                "ALTER TABLE laiwang_cluster_knocks ADD COLUMN decided_ts BIGINT",
+                "UPDATE laiwang_cluster_knocks SET decided_ts = ts",
+                "CREATE INDEX IF NOT EXISTS laiwang_cluster_knocks_undecided"
+                " ON laiwang_cluster_knocks (ts) WHERE decided_ts IS NULL",
             ],
         ),
     ],
