@@ -12,6 +12,7 @@ alone would not (`get_aa_request`, not `get_request`).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -38,6 +39,19 @@ from laiwang_module.storage.schema.migrations import SCHEMAS
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# PostgreSQL's "could not serialize access" and "deadlock detected": the transaction lost a race
+# under Synapse's repeatable-read isolation and must be run again from the start.
+RETRYABLE_PGCODES = ("40001", "40P01")
+# Synapse runs a transaction up to 5 times back to back; on a row that many processes write at
+# once (a busy cluster's activity, the AA ledger of a room under load) all 5 can lose. The store
+# then runs it again, after a random pause that grows, so that the racers spread out.
+CONTENDED_RUNS = 4
+CONTENDED_PAUSE_S = 0.02
+
+
+def is_contended(e: BaseException) -> bool:
+    return getattr(e, "pgcode", None) in RETRYABLE_PGCODES
 
 
 class LaiwangStore(
@@ -86,6 +100,14 @@ class LaiwangStore(
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run `func(txn, *args, **kwargs)` in a transaction, once the schema is up to date."""
+        """Run `func(txn, *args, **kwargs)` in a transaction, once the schema is up to date
+        (again, after a pause, should it keep losing races on PostgreSQL: `CONTENDED_RUNS`)."""
         await self.ensure_schema()
-        return await self._api.run_db_interaction(f"laiwang_{desc}", func, *args, **kwargs)
+        for run in range(1, CONTENDED_RUNS + 1):
+            try:
+                return await self._api.run_db_interaction(f"laiwang_{desc}", func, *args, **kwargs)
+            except Exception as e:
+                if run == CONTENDED_RUNS or not is_contended(e):
+                    raise
+                await self._api.sleep(random.uniform(1, 2) * CONTENDED_PAUSE_S * 2**run)
+        raise AssertionError("unreachable")
