@@ -62,6 +62,8 @@ logger = logging.getLogger(__name__)
 # Seconds between attempts of a membership change another server must let through (it may not
 # have seen the acquaintance yet) or that waits for an invite to land.
 RETRY_DELAYS_S = (1, 2, 5, 10, 30, 60)
+# A new timeline's creation is marked alive again after adding this many members.
+POPULATE_HEARTBEAT = 20
 # Acquaintances older than this with no membership in the timeline are added by `_repair`.
 REPAIR_AFTER_MS = 10 * 60 * 1000
 # How much history of a remote timeline to index when this server joins it.
@@ -220,8 +222,11 @@ class SharesHandler:
         """A new timeline's second half: in the owner's space, every acquaintance added; then
         the creation is finished (idempotent: the job may run it again after a crash)."""
         await self._server.spaces_handler.add_timeline(owner, room_id, owner)
-        for other in await self._store.get_acquaintance_ids(owner):
+        for i, other in enumerate(await self._store.get_acquaintance_ids(owner), 1):
             await self._add_member(owner, other)
+            if i % POPULATE_HEARTBEAT == 0:
+                # Still alive: the job leaves a long list to this process.
+                await self._store.start_timeline_creation(owner, self._now())
         await self._store.finish_timeline_creation(owner)
 
     async def finish_creations(self) -> None:
