@@ -68,12 +68,12 @@ class RoutingProxy:
     over the workers (the next one when one refuses connections, as nginx's default
     `proxy_next_upstream error` does), everything else to the main process."""
 
-    def __init__(self, main_url: str, worker_urls: list[str]):
+    def __init__(self, deployment: WorkerDeployment):
         self.port = free_port()
-        self.main_url = main_url
-        self.worker_urls = worker_urls
+        # Read at each request: a start on a port clash moves the processes to new ports.
+        self.deployment = deployment
         self.routes = worker_routes()
-        self._next = itertools.cycle(range(len(worker_urls)))
+        self._next = itertools.cycle(range(len(deployment.workers)))
         self._lock = threading.Lock()
         self.served: Counter[str] = Counter()  # requests answered, by upstream
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -87,11 +87,11 @@ class RoutingProxy:
     def upstreams(self, path: str) -> list[str]:
         """Where a request for `path` goes, in the order to try."""
         if not any(r.search(path) for r in self.routes):
-            return [self.main_url]
+            return [self.deployment.main.base_url]
         with self._lock:
             first = next(self._next)
-        n = len(self.worker_urls)
-        return [self.worker_urls[(first + i) % n] for i in range(n)]
+        urls = self.deployment.worker_urls
+        return [urls[(first + i) % len(urls)] for i in range(len(urls))]
 
     def forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -184,27 +184,31 @@ def deployment(test_root: Path) -> Iterator[Deployment]:
         skip_or_fail("workers need PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379")
     root = test_root / "commerce-bridge-workers"
     mock = MockProcess(root / "mock").start()
-    module_config = {
-        "commerce": {"base_url": mock.base_url, "api_key": mock.api_key},
-        "payment_providers": {"laiwang-pay": {"verify_key": mock.print_("--print-verify-key")}},
-    }
-    d = WorkerDeployment(root / "hs", module_config=module_config)
-    proxy = RoutingProxy(d.main.base_url, d.worker_urls).start()
+    d: WorkerDeployment | None = None
+    proxy: RoutingProxy | None = None
     bridge = BridgeProcess(root / "bridge")
-    registration = bridge.configure(proxy.base_url, d.main.server_name, mock)
-    # The shared homeserver.yaml: every process loads the registration; worker1, not the main
-    # process, sends the transactions (Synapse's docs/workers.md).
-    d.main.spec.extra["app_service_config_files"] = [str(registration)]
-    d.main.spec.extra["notify_appservices_from_worker"] = APPSERVICE_WORKER
     try:
+        module_config = {
+            "commerce": {"base_url": mock.base_url, "api_key": mock.api_key},
+            "payment_providers": {"laiwang-pay": {"verify_key": mock.print_("--print-verify-key")}},
+        }
+        d = WorkerDeployment(root / "hs", module_config=module_config)
+        proxy = RoutingProxy(d).start()
+        registration = bridge.configure(proxy.base_url, d.main.server_name, mock)
+        # The shared homeserver.yaml: every process loads the registration; worker1, not the
+        # main process, sends the transactions (Synapse's docs/workers.md).
+        d.main.spec.extra["app_service_config_files"] = [str(registration)]
+        d.main.spec.extra["notify_appservices_from_worker"] = APPSERVICE_WORKER
         d.start()
         assert d.main.server_name in registration.read_text(), "server renamed on a port clash"
         bridge.start()
         yield Deployment(d, mock, bridge, proxy)
     finally:
         bridge.stop()
-        proxy.stop()
-        d.stop()
+        if proxy is not None:
+            proxy.stop()
+        if d is not None:
+            d.stop()
         mock.stop()
 
 
