@@ -2,18 +2,25 @@
 service's event stream.
 
 Nothing is lost or doubled across restarts: the cursor and the set of handled events live in the
-bridge's database, an event is recorded as handled in the same transaction that moves the
-cursor past it, and each post is sent with a transaction id derived from the event, so a retry
-after a crash between posting and recording is deduplicated by the homeserver.
+bridge's database, and an event is recorded as handled in the same transaction that moves the
+cursor past it. A post may still reach the homeserver without being recorded (a crash, or an
+error answer after the homeserver saved it); the homeserver's deduplication of transaction ids
+does not cover that everywhere (Synapse keeps them in memory, per process: not across its
+restart, nor across workers). So each attempt is recorded before sending, each post names its
+event (`SOURCE_KEY`), and a retry first looks in the room for a post already made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
+import time
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+from mautrix.api import Method, Path
 from mautrix.appservice import AppService, IntentAPI
 from mautrix.errors import MatrixRequestError, MRoomInUse
 from mautrix.types import (
@@ -37,6 +44,11 @@ logger = logging.getLogger(__name__)
 # Shop ids become localparts of ghosts and aliases: only what Matrix allows there.
 _SHOP_ID_RE = re.compile(r"^[a-z0-9._=-]{1,100}$")
 RETRY_DELAYS_S = (1, 2, 5, 10, 30)
+# Top-level key of every post: the mock event it was made for, so that a retry recognises it.
+# Clients and the module's share check ignore unknown top-level keys.
+SOURCE_KEY = "org.laiwang.commerce.source"
+# How many of its own latest messages in the room a retry reads in search of an earlier post.
+LOOKBACK = 100
 SHARE_HINT = (
     "Share it with your acquaintances: forward this message to your timeline, or post it with"
     ' POST /_synapse/client/laiwang/v1/shares/item {{"room_id": …, "item_id": "{item_id}",'
@@ -57,6 +69,29 @@ def item_card(item: dict[str, Any], image: str | None, order_id: str | None = No
         image=image,
         order_id=order_id,
     )
+
+
+def with_source(content: Mapping[str, Any], event_id: str) -> dict[str, Any]:
+    """The content of the post for mock event `event_id`, marked with it."""
+    return {**content, SOURCE_KEY: event_id}
+
+
+def find_post(events: Iterable[Any], sender: str, event_id: str) -> str | None:
+    """The Matrix event id of the post `sender` made for mock event `event_id` among `events`
+    (a `/messages` chunk), or None."""
+    for event in events:
+        if not isinstance(event, Mapping):
+            continue
+        content = event.get("content")
+        if (
+            event.get("type") == "m.room.message"
+            and event.get("sender") == sender
+            and isinstance(content, Mapping)
+            and content.get(SOURCE_KEY) == event_id
+            and isinstance(event.get("event_id"), str)
+        ):
+            return str(event["event_id"])
+    return None
 
 
 class CommerceBridge:
@@ -217,9 +252,7 @@ class CommerceBridge:
             return ""
         room = await self.shop_room(shop)
         card = item_card(item, await self.upload(item.get("image_url")))
-        sent = await self.ghost(shop_id).send_message_event(
-            room, EventType.ROOM_MESSAGE, cast(Any, card.content()), txn_id=f"commerce-{event_id}"
-        )
+        sent = await self.send_post(self.ghost(shop_id), room, event_id, card.content())
         logger.info("Posted item %s in %s as %s", item["item_id"], room, sent)
         return str(sent)
 
@@ -234,11 +267,51 @@ class CommerceBridge:
         content["body"] = f"Delivered: {card.body()}\n" + SHARE_HINT.format(
             item_id=card.item_id, order_id=order["order_id"]
         )
-        sent = await self.bot.send_message_event(
-            room, EventType.ROOM_MESSAGE, cast(Any, content), txn_id=f"commerce-{event_id}"
-        )
+        sent = await self.send_post(self.bot, room, event_id, content)
         logger.info("Told %s of order %s in %s", owner, order["order_id"], room)
+        return sent
+
+    async def send_post(
+        self, intent: IntentAPI, room: RoomID, event_id: str, content: Mapping[str, Any]
+    ) -> str:
+        """Post `content` for mock event `event_id` once: a retry returns the post an earlier
+        attempt made, if the room has it."""
+        if await self.db.attempted(event_id):
+            earlier = await self.earlier_post(intent, room, event_id)
+            if earlier is not None:
+                logger.info("Event %s was already posted in %s as %s", event_id, room, earlier)
+                return earlier
+        # Committed before the send: whatever happens next, a retry knows to look first.
+        await self.db.record_attempt(event_id, room, int(time.time() * 1000))
+        sent = await intent.send_message_event(
+            room,
+            EventType.ROOM_MESSAGE,
+            cast(Any, with_source(content, event_id)),
+            txn_id=f"commerce-{event_id}",
+        )
         return str(sent)
+
+    async def earlier_post(self, intent: IntentAPI, room: RoomID, event_id: str) -> str | None:
+        """The post `intent` already made in `room` for mock event `event_id`, among its latest
+        `LOOKBACK` messages there."""
+        query = {
+            "dir": "b",
+            "limit": str(LOOKBACK),
+            "filter": json.dumps({"senders": [intent.mxid], "types": ["m.room.message"]}),
+        }
+        try:
+            # Raw JSON rather than mautrix's parsed events: the marker is a key it knows nothing
+            # of, and one event it cannot parse must not block the stream.
+            page = await intent.api.request(
+                Method.GET, Path.v3.rooms[room].messages, query_params=query
+            )
+        except MatrixRequestError as e:
+            if not 400 <= e.http_status < 500 or e.http_status == 429:
+                raise
+            # Unreadable for good (no longer a member, say): the send decides what happens.
+            logger.warning("Cannot read %s for an earlier post of %s: %s", room, event_id, e)
+            return None
+        return find_post(page.get("chunk") or [], intent.mxid, event_id)
 
     async def on_matrix_event(self, event: Any) -> None:
         """An owner who leaves (or rejects) their direct chat with the bot gets a new one at the

@@ -1,6 +1,6 @@
 """The bridge's own database (mautrix's async_db: SQLite through aiosqlite, or PostgreSQL
-through asyncpg): the event-stream cursor, which mock events were handled, the shop rooms, the
-owners' direct chats and the uploaded images."""
+through asyncpg): the event-stream cursor, which mock events were handled or are being sent, the
+shop rooms, the owners' direct chats and the uploaded images."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ async def upgrade_v1(conn: Any) -> None:
 upgrade_table.register(upgrade_v1, description="Initial schema")
 
 
+async def upgrade_v2(conn: Any) -> None:
+    # Mock events whose post was sent (or is being sent) but not yet recorded as handled: a
+    # retry of one of these looks in the room for the post first, since the homeserver's
+    # transaction-id deduplication does not survive its restart nor span workers.
+    await conn.execute(
+        "CREATE TABLE sending (event_id TEXT PRIMARY KEY, room_id TEXT NOT NULL,"
+        " started_ts BIGINT NOT NULL)"
+    )
+
+
+upgrade_table.register(upgrade_v2, description="Record attempts to post before sending")
+
+
 class BridgeDB:
     def __init__(self, url: str):
         self.db = Database.create(url, upgrade_table=upgrade_table)
@@ -48,8 +61,24 @@ class BridgeDB:
         found = await self.db.fetchval("SELECT 1 FROM handled WHERE event_id = $1", event_id)
         return found is not None
 
+    async def attempted(self, event_id: str) -> bool:
+        """Whether a post for this event may already have been sent (an attempt recorded)."""
+        found = await self.db.fetchval("SELECT 1 FROM sending WHERE event_id = $1", event_id)
+        return found is not None
+
+    async def record_attempt(self, event_id: str, room_id: str, now_ms: int) -> None:
+        """Record, committed before the send, that a post for this event goes to `room_id`."""
+        await self.db.execute(
+            "INSERT INTO sending (event_id, room_id, started_ts) VALUES ($1, $2, $3)"
+            " ON CONFLICT (event_id) DO UPDATE SET room_id = excluded.room_id,"
+            " started_ts = excluded.started_ts",
+            event_id,
+            room_id,
+            now_ms,
+        )
+
     async def mark_handled(self, event_id: str, matrix_event_id: str, next_cursor: str) -> None:
-        """Record a posted event and move the cursor past it, together."""
+        """Record a posted event and move the cursor past it, together; its attempt is over."""
         async with self._acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO handled (event_id, matrix_event_id) VALUES ($1, $2)"
@@ -57,6 +86,7 @@ class BridgeDB:
                 event_id,
                 matrix_event_id,
             )
+            await conn.execute("DELETE FROM sending WHERE event_id = $1", event_id)
             await self._set_cursor(conn, next_cursor)
 
     async def set_cursor(self, next_cursor: str) -> None:

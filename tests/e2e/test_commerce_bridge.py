@@ -3,13 +3,18 @@ subscribers, delivery notices to owners, and a restart that loses and doubles no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import yaml
 
+from bridges.commerce_bridge.bridge import item_card, with_source
 from devtools.commerce import BridgeProcess, CommerceClient, MockProcess
 from tests.harness.client import MatrixClient, MatrixError, wait_until
 from tests.harness.servers import TestHomeserver, start_all
@@ -236,6 +241,76 @@ def test_a_restart_delivers_what_came_meanwhile_once(setup: Setup) -> None:
         other = watcher.join(setup.shop_room(watcher, shop_id))
         posted = [e["content"][ITEM]["item_id"] for e in item_shares(watcher, other)]
         assert len(posted) == len(set(posted))
+
+
+def stream_event(api: CommerceClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first event of the commerce service's stream that is `wanted`."""
+    after = "0"
+    while True:
+        page = api.get("/v1/events", params={"after": after, "timeout": "0"})
+        found = [e for e in page["events"] if wanted(e)]
+        if found:
+            return dict(found[0])
+        assert page["events"], "no such event in the stream"
+        after = page["next"]
+
+
+def test_a_post_the_bridge_did_not_record_is_not_made_again(setup: Setup) -> None:
+    """The bridge dies after the homeserver saved a post and before recording it handled, and
+    the homeserver has forgotten the post's transaction id (Synapse restarted, or the retry
+    reaches another worker): on retry the bridge finds the post in the room instead of posting
+    a second copy."""
+    watcher = setup.hs.new_user("dedup-watcher")
+    room = watcher.join(setup.shop_room(watcher, "teahouse"))
+    setup.bridge.stop()
+    db_path = setup.bridge.directory / "bridge.db"
+    item = setup.api.post(
+        "/v1/shops/teahouse/items",
+        {"title": "Tieguanyin", "price": {"amount": 21000, "currency": "CNY"}},
+    )
+    event = stream_event(
+        setup.api,
+        lambda e: e["type"] == "item.created" and e["item"]["item_id"] == item["item_id"],
+    )
+    source = str(event["id"])
+    # What the dead bridge had done: its attempt recorded, then the post made as the shop's
+    # ghost with the application service's token, under a transaction id that the homeserver
+    # does not hold for `commerce-<id>`.
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO sending (event_id, room_id, started_ts) VALUES (?, ?, ?)",
+            (source, room, int(time.time() * 1000)),
+        )
+    as_token = yaml.safe_load(setup.bridge.registration_path.read_text())["as_token"]
+    ghost_id = setup.ghost("teahouse")
+    ghost = MatrixClient(setup.hs.base_url, ghost_id, as_token, params={"user_id": ghost_id})
+    content = with_source(item_card(event["item"], None).content(), source)
+    txn = f"lost-{source}-{time.time_ns()}"
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/{txn}"
+    made = ghost.call("PUT", path, content)["event_id"]
+
+    setup.bridge.start()
+    # A later item proves the bridge has gone past the one it had posted.
+    later = setup.api.post(
+        "/v1/shops/teahouse/items",
+        {"title": "Da Hong Pao", "price": {"amount": 45000, "currency": "CNY"}},
+    )
+
+    def shared(item_id: str) -> list[str]:
+        return [
+            e["event_id"]
+            for e in item_shares(watcher, room)
+            if e["content"][ITEM]["item_id"] == item_id
+        ]
+
+    wait_until(lambda: shared(later["item_id"]) or None, timeout=60)
+    assert shared(item["item_id"]) == [made]
+    with closing(sqlite3.connect(db_path)) as conn:
+        handled = conn.execute(
+            "SELECT matrix_event_id FROM handled WHERE event_id = ?", (source,)
+        ).fetchall()
+        attempts = conn.execute("SELECT * FROM sending WHERE event_id = ?", (source,)).fetchall()
+    assert (handled, attempts) == ([(made,)], [])
 
 
 def test_the_bridge_outlives_a_restart_of_the_commerce_service(setup: Setup) -> None:

@@ -1,14 +1,28 @@
-"""The commerce bridge's config, registration and cards (no homeserver)."""
+"""The commerce bridge's config, registration, cards, database and retries (no homeserver)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
+from mautrix.types import RoomID
 
-from bridges.commerce_bridge.bridge import SHARE_HINT, item_card
+from bridges.commerce_bridge.bridge import (
+    LOOKBACK,
+    SHARE_HINT,
+    SOURCE_KEY,
+    CommerceBridge,
+    find_post,
+    item_card,
+    with_source,
+)
 from bridges.commerce_bridge.cli import main
 from bridges.commerce_bridge.config import (
     EXAMPLE_CONFIG,
@@ -17,6 +31,7 @@ from bridges.commerce_bridge.config import (
     database_url,
     generate_registration,
 )
+from bridges.commerce_bridge.db import BridgeDB
 from rooms.shares import check_share_content
 
 ITEM = {
@@ -120,3 +135,135 @@ def test_cards_are_valid_item_shares() -> None:
 def test_the_sample_config_is_the_example() -> None:
     sample = Path(__file__).parents[2] / "config" / "commerce-bridge.yaml"
     assert sample.read_text() == EXAMPLE_CONFIG
+
+
+def test_posts_carry_their_source_and_stay_valid_shares() -> None:
+    content = with_source(item_card(ITEM, "mxc://hs/abc").content(), "42")
+    assert content[SOURCE_KEY] == "42"
+    # The module's share check (run on every event) accepts the extra top-level key.
+    check_share_content(content)
+    check_share_content(with_source(item_card(ITEM, None, "ord_1").content(), "43"))
+
+
+def test_find_post_matches_the_source_and_the_sender_only() -> None:
+    bot, other = "@commerce:hs", "@shop_x:hs"
+
+    def message(event_id: str, sender: str, source: Any, kind: str = "m.room.message") -> Any:
+        return {
+            "type": kind,
+            "event_id": event_id,
+            "sender": sender,
+            "content": {"msgtype": "m.text", "body": "x", SOURCE_KEY: source},
+        }
+
+    chunk = [
+        message("$a", other, "7"),  # someone else's (a forward, say)
+        message("$b", bot, "8"),
+        message("$c", bot, "7", kind="m.reaction"),
+        {"type": "m.room.message", "event_id": "$d", "sender": bot, "content": {}},  # redacted
+        "junk",
+        message("$e", bot, "7"),
+    ]
+    assert find_post(chunk, bot, "7") == "$e"
+    assert find_post(chunk, bot, "8") == "$b"
+    assert find_post(chunk, bot, "9") is None
+    assert find_post([], bot, "7") is None
+
+
+class FakeAPI:
+    def __init__(self, room: list[dict[str, Any]]):
+        self.room = room
+        self.queries: list[dict[str, Any]] = []
+
+    async def request(self, method: Any, path: Any, query_params: dict[str, Any]) -> Any:
+        self.queries.append(query_params)
+        limit = int(query_params["limit"])
+        return {"chunk": list(reversed(self.room))[:limit]}
+
+
+class FakeIntent:
+    """An intent whose room is a list: sends append (no transaction-id memory at all)."""
+
+    mxid = "@shop_teahouse:hs"
+
+    def __init__(self) -> None:
+        self.room: list[dict[str, Any]] = []
+        self.api = FakeAPI(self.room)
+
+    async def send_message_event(
+        self, room: str, event_type: Any, content: dict[str, Any], txn_id: str
+    ) -> str:
+        event_id = f"${len(self.room)}"
+        self.room.append(
+            {"type": str(event_type), "event_id": event_id, "sender": self.mxid, "content": content}
+        )
+        return event_id
+
+
+def test_a_retry_after_an_unrecorded_post_finds_it_instead_of_posting_again(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        db = BridgeDB(f"sqlite:///{tmp_path / 'bridge.db'}")
+        await db.start()
+        try:
+            bridge = CommerceBridge(cast(Any, None), cast(Any, None), db, cast(Any, None))
+            intent = FakeIntent()
+            content = item_card(ITEM, None).content()
+            room = RoomID("!shop:hs")
+            # A first attempt sends without looking (nothing recorded) and records itself.
+            first = await bridge.send_post(cast(Any, intent), room, "5", content)
+            assert intent.api.queries == [] and await db.attempted("5")
+            # The bridge dies before `handled`; the retry finds the post.
+            assert await bridge.send_post(cast(Any, intent), room, "5", content) == first
+            assert len(intent.room) == 1
+            query = intent.api.queries[0]
+            assert (query["dir"], query["limit"]) == ("b", "100")
+            assert json.loads(query["filter"])["senders"] == [intent.mxid]
+            # Recording it handled ends the attempt, with the cursor.
+            await db.mark_handled("5", first, "5")
+            assert not await db.attempted("5") and await db.cursor() == "5"
+            # An attempt whose send never reached the room is sent again on retry.
+            await db.record_attempt("6", room, 0)
+            second = await bridge.send_post(cast(Any, intent), room, "6", content)
+            assert second != first and len(intent.room) == 2
+            assert intent.room[-1]["content"][SOURCE_KEY] == "6"
+            # Beyond the look-back, a post is not found (the bound is what it costs).
+            for n in range(LOOKBACK):
+                await intent.send_message_event(room, "m.room.message", {"n": n}, f"x{n}")
+            await db.record_attempt("6", room, 0)
+            assert await bridge.earlier_post(cast(Any, intent), room, "6") is None
+        finally:
+            await db.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE version (version INTEGER)")
+        conn.execute("INSERT INTO version VALUES (1)")
+        conn.execute("CREATE TABLE cursor (id INTEGER PRIMARY KEY, next TEXT NOT NULL)")
+        conn.execute("INSERT INTO cursor VALUES (1, '17')")
+        conn.execute(
+            "CREATE TABLE handled (event_id TEXT PRIMARY KEY, matrix_event_id TEXT NOT NULL)"
+        )
+        for table, key, value in (
+            ("shop_rooms", "shop_id", "room_id"),
+            ("dm_rooms", "user_id", "room_id"),
+            ("images", "url", "mxc"),
+        ):
+            conn.execute(f"CREATE TABLE {table} ({key} TEXT PRIMARY KEY, {value} TEXT NOT NULL)")
+
+    async def scenario() -> None:
+        db = BridgeDB(f"sqlite:///{path}")
+        await db.start()
+        try:
+            assert await db.cursor() == "17"
+            await db.record_attempt("18", "!r:hs", 1)
+            assert await db.attempted("18")
+        finally:
+            await db.stop()
+
+    asyncio.run(scenario())
