@@ -313,6 +313,52 @@ def test_a_post_the_bridge_did_not_record_is_not_made_again(setup: Setup) -> Non
     assert (handled, attempts) == ([(made,)], [])
 
 
+def test_a_delivery_sent_before_a_homeserver_restart_is_not_announced_twice(
+    setup: Setup,
+) -> None:
+    """The same for a delivery card, with the bridge's own transaction id: the card reached the
+    homeserver, the bridge died before recording it, and the homeserver restarted (forgetting
+    the transaction id) before the bridge came back."""
+    owner = setup.hs.new_user("twice-shy")
+    account = setup.api.linked_account("Twice Shy", owner.user_id)
+    setup.api.delivered_order(account, "item1")
+    room = dm_of(owner, set())
+    wait_until(lambda: item_shares(owner, room), timeout=60)
+
+    setup.bridge.stop()
+    order = setup.api.delivered_order(account, "item2")
+    event = stream_event(
+        setup.api,
+        lambda e: e["type"] == "order.delivered" and e["order"]["order_id"] == order["order_id"],
+    )
+    source = str(event["id"])
+    db_path = setup.bridge.directory / "bridge.db"
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO sending (event_id, room_id, started_ts) VALUES (?, ?, ?)",
+            (source, room, int(time.time() * 1000)),
+        )
+    as_token = yaml.safe_load(setup.bridge.registration_path.read_text())["as_token"]
+    bot = MatrixClient(setup.hs.base_url, f"@commerce:{setup.hs.server_name}", as_token)
+    card = item_card(event["order"]["item"], None, order["order_id"]).content()
+    path = f"/_matrix/client/v3/rooms/{quote(room)}/send/m.room.message/commerce-{source}"
+    made = bot.call("PUT", path, with_source(card, source))["event_id"]
+    setup.hs.restart()
+
+    setup.bridge.start()
+    later = setup.api.delivered_order(account, "item3")
+
+    def cards(order_id: str) -> list[str]:
+        return [
+            e["event_id"]
+            for e in item_shares(owner, room)
+            if e["content"][ITEM]["order_id"] == order_id
+        ]
+
+    wait_until(lambda: cards(later["order_id"]) or None, timeout=90)
+    assert cards(order["order_id"]) == [made]
+
+
 def test_the_bridge_outlives_a_restart_of_the_commerce_service(setup: Setup) -> None:
     watcher = setup.hs.new_user("patient-watcher")
     room = watcher.join(setup.shop_room(watcher, "bookworm"))
