@@ -3,6 +3,13 @@
     python3 run.py bench                  # full sizes (an hour or more on 2 cores)
     python3 run.py bench --quick          # smaller sizes and fewer rounds (SQLite only)
     python3 run.py bench --only overhead --only aa
+    python3 run.py bench --quick --postgres --only clusters   # quick sizes, SQLite and PostgreSQL
+    python3 run.py bench --backend postgres --only clusters   # PostgreSQL only, SQLite rows kept
+
+`--quick` alone runs on SQLite only; `--postgres` adds PostgreSQL to it (for a part whose full
+sizes take too long on this machine, such as clusters' 10,000 really joined members). `--backend`
+runs only on that engine (repeatable) and keeps the part's saved rows of the other engine, whose
+command is then named in the document too.
 
 Each bench module's `collect(quick, sqlite_only)` returns rows made by `bench.common.result`;
 a module that fails is reported as failed in the document and the others still run. Plots are
@@ -23,6 +30,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from bench.common import NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -122,6 +131,43 @@ def _verdict(met: Any) -> str:
     return "–" if met is None else "met" if met else "**missed**"
 
 
+def _overhead_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The three servers side by side: laiwang, Synapse with no-op hooks, plain Synapse."""
+    lines = [
+        "Medians in ms (p95). Ratios of medians, then the median of the per-round ratios in"
+        " brackets. *noop hooks*: Synapse with bench/noop_module.py, the callbacks laiwang"
+        " registers doing nothing; laiwang / noop hooks is the module's own work.",
+        "",
+        "| operation | database | laiwang | noop hooks | plain | laiwang / plain"
+        " | noop hooks / plain | laiwang / noop hooks | laiwang / plain per repeat"
+        " | laiwang / noop per repeat | n | target | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['metric'].split(':')[0]} | {r['backend']}"
+            f" | {_ms(r['median_ms'])} ({_ms(r['p95_ms'])})"
+            f" | {_ms(r['noop_median_ms'])} ({_ms(r['noop_p95_ms'])})"
+            f" | {_ms(r['plain_median_ms'])} ({_ms(r['plain_p95_ms'])})"
+            f" | **{r['ratio']:.3f}** ({r['paired_ratio']:.3f})"
+            f" | {r['noop_hooks_ratio']:.3f} ({r['noop_hooks_paired_ratio']:.3f})"
+            f" | {r['module_own_ratio']:.3f} ({r['module_own_paired_ratio']:.3f})"
+            f" | {r.get('laiwang/plain per repeat', '')} | {r.get('laiwang/noop per repeat', '')}"
+            f" | {r.get('n', '')} | {r['target']} | {_verdict(r.get('met'))} |"
+        )
+
+    def values(key: str) -> str:
+        return ", ".join(sorted({str(r.get(key, 1)) for r in rows}))
+
+    lines += [
+        "",
+        f"Users per server: {values('users')}; measured rounds per repeat: {values('rounds')};"
+        f" repeats (fresh servers each): {values('repeats')}.",
+        "",
+    ]
+    return lines
+
+
 def write_doc(
     info: dict[str, str],
     parts: dict[str, dict[str, Any]],
@@ -168,11 +214,15 @@ def write_doc(
         lines += [
             f"### {name}",
             "",
-            f"`{part['command']}`, {part['date']}, {part['seconds']:.0f} s.",
+            f"`{part['command']}`, {part['date']}, {part['seconds']:.0f} s."
+            + (f" {part['kept']}." if part.get("kept") else ""),
             "",
         ]
         if "failure" in part:
             lines += ["Failed in this run:", "", "```", part["failure"].strip()[-2000:], "```", ""]
+            continue
+        if name == "overhead" and all("noop_hooks_ratio" in r for r in part["rows"]):
+            lines += _overhead_table(part["rows"])
             continue
         lines += [
             "| metric | database | size | median | p95 | n | extra | target | verdict |",
@@ -268,6 +318,15 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--sqlite-only", action="store_true")
     parser.add_argument(
+        "--postgres", action="store_true", help="with --quick: on PostgreSQL too (quick sizes)"
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=sorted(NAMES),
+        help="only on this database engine (repeatable); the part's other rows are kept",
+    )
+    parser.add_argument(
         "--render", action="store_true", help="only write the document from the saved results"
     )
     args = parser.parse_args(argv)
@@ -277,6 +336,12 @@ def main(argv: list[str]) -> int:
     if args.render:
         render(info, json.loads(saved.read_text()))
         return 0
+    sqlite_only = args.sqlite_only or (args.quick and not args.postgres)
+    chosen = {NAMES[b] for b in args.backend or ()}
+    if args.backend:
+        # Read by bench.common.backends(), in this process.
+        os.environ["LAIWANG_BENCH_BACKENDS"] = ",".join(args.backend)
+        sqlite_only = sqlite_only and "postgres" not in args.backend
     ran: dict[str, dict[str, Any]] = {}
     status = 0
     for name in args.only or MODULES:
@@ -285,12 +350,22 @@ def main(argv: list[str]) -> int:
         part: dict[str, Any] = {"command": command, "date": info["document written"]}
         try:
             module = importlib.import_module(f"bench.{name}_bench")
-            part["rows"] = module.collect(args.quick, args.sqlite_only or args.quick)
+            part["rows"] = module.collect(args.quick, sqlite_only)
         except Exception:
             part["failure"] = traceback.format_exc()
             print(part["failure"], flush=True)
             status = 1
         part["seconds"] = time.monotonic() - start
+        old = json.loads(saved.read_text()).get(name, {}) if saved.exists() else {}
+        if chosen and "rows" in part and old.get("rows"):
+            # The other engines' rows of the last run of this part, and how they were made.
+            kept = [r for r in old["rows"] if r["backend"] not in chosen]
+            if kept:
+                part["rows"] = kept + part["rows"]
+                part["kept"] = (
+                    f"{', '.join(sorted({r['backend'] for r in kept}))} rows: `{old['command']}`,"
+                    f" {old['date']}, {old['seconds']:.0f} s"
+                )
         ran[name] = part
         parts = dict(ran)
         if args.only and saved.exists():
