@@ -233,7 +233,7 @@ NAMES_BY_BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def collect(quick: bool, sqlite_only: bool = False) -> list[dict[str, Any]]:
-    rounds, users, repeats = (100, 20, 1) if quick else (300, 50, 3)
+    rounds, users, repeats = (100, 20, 1) if quick else (300, 50, 2)
     rows: list[dict[str, Any]] = []
     with bench_root("laiwang-overhead-bench-") as root:
         for backend in backends(skip_postgres=sqlite_only):
