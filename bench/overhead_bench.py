@@ -22,9 +22,9 @@ three in turn so that drift and the others' background work hit all alike:
 Reported: each operation's median and p95 client round trip on the three servers and the ratios
 of the medians (laiwang / plain, noop hooks / plain, laiwang / noop hooks). Target: laiwang at
 most 1.02 times plain Synapse. On a shared 2-core machine a single run's ratios move by a few
-percent either way: the median of the per-round ratios is given too, and a full run repeats the
-whole comparison (`--repeats`, fresh servers each time) and lists each repeat's ratio; the
-headline figures pool the repeats' requests.
+percent either way: the median of the per-round ratios is given too, and the ratios of each
+third of the rounds in turn (or, with `--repeats`, of each whole comparison on fresh servers;
+the headline figures then pool the repeats' requests).
 """
 
 from __future__ import annotations
@@ -153,6 +153,12 @@ def measure_once(
         return compare(servers, rounds, min(10, rounds), operations)
 
 
+def _thirds(times: dict[str, list[float]]) -> list[dict[str, list[float]]]:
+    """The rounds in three consecutive blocks (the same rounds on every server)."""
+    k = len(next(iter(times.values()))) // 3
+    return [{side: t[i * k : (i + 1) * k] for side, t in times.items()} for i in range(3)]
+
+
 def _ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(a) / statistics.median(b)
 
@@ -187,13 +193,16 @@ def run_backend(
         # Pooled over the repeats; ratios are of medians, paired ones per round.
         m, n, p = ([x for run in runs for x in run[op][side]] for side in SIDES)
         ratio, noop_ratio, own = _ratio(m, p), _ratio(n, p), _ratio(m, n)
-        each = [(_ratio(r[op]["module"], r[op]["plain"]), _ratio(r[op]["module"], r[op]["noop"]))
-                for r in runs]  # fmt: skip
+        # The spread: each repeat's ratios, or (one repeat) each third of its rounds in turn.
+        blocks = [run[op] for run in runs] if repeats > 1 else _thirds(runs[0][op])
+        each = [(_ratio(b["module"], b["plain"]), _ratio(b["noop"], b["plain"]),
+                 _ratio(b["module"], b["noop"])) for b in blocks]  # fmt: skip
         pm, pn, pp = median_p95_ms(m), median_p95_ms(n), median_p95_ms(p)
-        extra: dict[str, Any] = {}
-        if repeats > 1:
-            extra["laiwang/plain per repeat"] = " ".join(f"{a:.3f}" for a, _ in each)
-            extra["laiwang/noop per repeat"] = " ".join(f"{b:.3f}" for _, b in each)
+        extra: dict[str, Any] = {
+            "block": "repeat" if repeats > 1 else "third of the rounds",
+            **{f"{k} per block": " ".join(f"{e[i]:.3f}" for e in each)
+               for i, k in enumerate(("laiwang/plain", "noop/plain", "laiwang/noop"))},
+        }  # fmt: skip
         rows.append(
             result(
                 "overhead",
@@ -233,7 +242,7 @@ NAMES_BY_BACKEND = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 
 def collect(quick: bool, sqlite_only: bool = False) -> list[dict[str, Any]]:
-    rounds, users, repeats = (100, 20, 1) if quick else (300, 50, 2)
+    rounds, users, repeats = (100, 20, 1) if quick else (300, 50, 1)
     rows: list[dict[str, Any]] = []
     with bench_root("laiwang-overhead-bench-") as root:
         for backend in backends(skip_postgres=sqlite_only):
