@@ -127,6 +127,17 @@ def _ms(value: Any) -> str:
     return "–" if value is None else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
+def _figure(row: dict[str, Any]) -> str:
+    """The figure a row's target is about, as the target names it."""
+    if isinstance(row.get("ratio"), float):
+        return f"ratio {row['ratio']:.3f} ({_ms(row.get('median_ms'))} ms median)"
+    if row.get("policy_check_ms") is not None:
+        return f"policy check {_ms(row['policy_check_ms'])} ms median"
+    if "server" in row["target"] and row.get("server_median_ms") is not None:
+        return f"server median {_ms(row['server_median_ms'])} ms"
+    return f"{_ms(row.get('median_ms'))} ms median"
+
+
 def _verdict(met: Any) -> str:
     return "–" if met is None else "met" if met else "**missed**"
 
@@ -217,7 +228,9 @@ def write_doc(
         lines += [
             f"### {name}",
             "",
-            f"`{part['command']}`, {part['date']}, {part['seconds']:.0f} s."
+            f"`{part['command']}`, {part['date']}, {part['seconds']:.0f} s"
+            + (f", 1-minute load average {part['load']}" if part.get("load") else "")
+            + "."
             + (f" {part['kept']}." if part.get("kept") else ""),
             "",
         ]
@@ -245,16 +258,27 @@ def write_doc(
                 f" | {extra} | {row.get('target', '')} | {_verdict(row.get('met'))} |"
             )
         lines.append("")
-    missed = [
-        f"- {name}: {row['metric']} ({row['backend']}"
-        + (f", size {row['size']:,}" if row.get("size") else "")
-        + f"): {_ms(row.get('median_ms'))} ms median, target {row['target']}"
-        + (f", ratio {row['ratio']:.3f}" if isinstance(row.get("ratio"), float) else "")
-        for name, part in parts.items()
-        for row in part.get("rows", [])
-        if row.get("met") is False
+    targets = [
+        (row.get("met"), f"{name}: {row['metric']} ({row['backend']}"
+         + (f", size {row['size']:,}" if row.get("size") else "")
+         + f"): {_figure(row)}, target {row['target']}")
+        for name in MODULES if name in parts
+        for row in parts[name].get("rows", [])
+        if row.get("target")
+    ]  # fmt: skip
+    lines += [
+        "## Every target in these runs",
+        "",
+        f"{sum(met is True for met, _ in targets)} met, {sum(met is False for met, _ in targets)}"
+        " missed (the reasons are under *Reading the results*).",
+        "",
+        *(f"- {_verdict(met)}: {text}" for met, text in targets),
+        "",
+        "## Targets missed in these runs",
+        "",
+        *([f"- {text}" for met, text in targets if met is False] or ["None."]),
+        "",
     ]
-    lines += ["## Targets missed in these runs", "", *(missed or ["None."]), ""]
     lines += [READING, ""]
     lines += ["## Plots", ""]
     if plots:
@@ -351,6 +375,7 @@ def main(argv: list[str]) -> int:
         print(f"== {name}", flush=True)
         start = time.monotonic()
         part: dict[str, Any] = {"command": command, "date": info["document written"]}
+        load_before = os.getloadavg()[0]
         try:
             module = importlib.import_module(f"bench.{name}_bench")
             part["rows"] = module.collect(args.quick, sqlite_only)
@@ -359,6 +384,8 @@ def main(argv: list[str]) -> int:
             print(part["failure"], flush=True)
             status = 1
         part["seconds"] = time.monotonic() - start
+        # The machine is shared: how busy it was is part of the figures.
+        part["load"] = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
         old = json.loads(saved.read_text()).get(name, {}) if saved.exists() else {}
         if chosen and "rows" in part and old.get("rows"):
             # The other engines' rows of the last run of this part, and how they were made.
