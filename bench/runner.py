@@ -93,14 +93,22 @@ READING = """## Reading the results
   laiwang registers (check_event_for_spam x2, user_may_invite, federated_user_may_invite x2,
   user_may_create_room, check_username_for_spam, on_new_event x5, the three 3PID/deactivation
   third-party rules, add_extra_fields_to_unsigned_client_event x2, is_3pid_allowed), each
-  answering at once. Full run on SQLite (300 rounds, 13:31-13:49 UTC, load average 5-12 on the
-  2 cores): laiwang / plain 1.024-1.061 (missed on all four operations), noop hooks / plain
-  1.00-1.05 and laiwang / noop hooks 1.005-1.031 by medians, 0.97-1.01 by per-round ratios.
-  For sync, join and invite the module's own work (laiwang / noop hooks 1.005-1.013, per round
-  0.99-1.01) is within noise of 1.00 and nearly all of the gap is there with callbacks that do
-  nothing; for send the two measures disagree (1.031 by medians, 0.967 per round), so this run
-  cannot tell the module's share of send from zero either way. The gap that no-op callbacks
-  already pay is Synapse's per-event hook cost: `Notifier.notify_new_room_events`
+  answering at once. Full runs, 300 rounds each: SQLite 13:31-13:49 UTC at load 5-12,
+  PostgreSQL 13:48-14:06 at load 1-5. The two engines do not tell the same story, so the
+  belief that the whole gap is Synapse's hook machinery is **not proven**:
+  - SQLite: laiwang / plain 1.024-1.061 (missed on all four), noop hooks / plain 1.00-1.05,
+    laiwang / noop hooks 1.005-1.031 by medians and 0.97-1.01 per round. For sync, join and
+    invite nearly all of the gap is there with callbacks that do nothing (the module's own
+    share 1.005-1.013, within noise of 1.00); for send the two measures disagree.
+  - PostgreSQL (the quieter run): laiwang / plain 0.984-1.039 (send 1.018 and invite 0.984
+    met, sync 1.039 and join 1.022 missed), noop hooks / plain 0.975-0.990, and laiwang / noop
+    hooks 1.008-1.050 (per round 1.019-1.048; sync above 1.03 in every third of the run). Here the
+    no-op callbacks cost nothing measurable and the gap is the module's own work, largest on
+    sync: candidates to profile are its per-event `add_field_to_unsigned` callbacks (aa and
+    shares, run for every event /sync serializes) and its `on_new_event` work, which delays
+    the notifier.
+  What no-op callbacks pay (the SQLite run's gap) is Synapse's per-event hook cost:
+  `Notifier.notify_new_room_events`
   (synapse/notifier.py) awaits `ThirdPartyEventRulesModuleApiCallbacks.on_new_event`
   (synapse/module_api/callbacks/third_party_event_rules_callbacks.py) for every event before
   it wakes any listener, and that loads the event (`store.get_event`) and the room's whole
@@ -113,11 +121,11 @@ READING = """## Reading the results
   is following Synapse's event stream from the background-tasks worker with a cursor persisted
   in the database, as Synapse's own `StatsHandler` and `UserDirectoryHandler` do (current
   state deltas from a saved stream position), instead of `on_new_event`. How far to read
-  these figures: at this load one run's ratio moves by 5-10 % from one third of its rounds to
-  the next (the *per block* columns: laiwang / plain 0.92-1.10), more than the 2 % target, so
-  a single run can neither meet nor miss 1.02 convincingly; the three-way split holds because
-  all three servers share the same rounds. The earlier quick run (20 users, 100 rounds,
-  two servers) gave 0.99-1.035.
+  these figures: one run's ratio moves by several percent from one third of its rounds to
+  the next (the *per block* columns: laiwang / plain 0.92-1.10 on SQLite, 0.93-1.05 on
+  PostgreSQL), more than the 2 % target, so one run can neither meet nor miss 1.02
+  convincingly; the three-way split holds better because all three servers share the same
+  rounds. The earlier quick run (20 users, 100 rounds, two servers) gave 0.99-1.035.
 - **policy** is what a user waits for: the `POST /invite` round trip. The policy's own share is
   the `policy_check_ms` column (the module's DEBUG line per decision); the target of 1 ms is for
   that check, the round trip is compared with plain Synapse's in *overhead*. On SQLite (quick
