@@ -10,6 +10,7 @@ or running, and measures: round trips on the client side, and what the server it
 from __future__ import annotations
 
 import io
+import os
 import re
 import secrets
 import shutil
@@ -40,8 +41,12 @@ NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 def backends(
     skip_postgres: bool = False, skip_sqlite: bool = False, say_if_missing: bool = False
 ) -> list[str]:
-    """The databases to run on: SQLite, then PostgreSQL when one answers."""
-    chosen = [] if skip_sqlite else ["sqlite"]
+    """The databases to run on: SQLite, then PostgreSQL when one answers; only those named in
+    LAIWANG_BENCH_BACKENDS (comma-separated, set by the runner's `--backend`) when it is set."""
+    only = {b for b in os.environ.get("LAIWANG_BENCH_BACKENDS", "").split(",") if b}
+    chosen = [] if skip_sqlite or (only and "sqlite" not in only) else ["sqlite"]
+    if only and "postgres" not in only:
+        skip_postgres = True
     if not skip_postgres and postgres_available():
         chosen.append("postgres")
     elif not skip_postgres and say_if_missing:
