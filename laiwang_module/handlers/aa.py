@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REMIND_INTERVAL_MS = 3600 * 1000  # at most one reminder an hour per request
-PAY_CLAIM_STALE_MS = 60 * 1000  # a `pay` still "under way" after this has died
 RECONCILE_WINDOW = 1000  # the latest messages of an AA room the reconcile re-reads
 
 
@@ -72,6 +71,8 @@ class AAHandler:
         self._api = server.api
         self._store = server.store
         self._providers = server.config.payment_providers
+        # A `pay` still "under way" after this has died: its slot is taken over.
+        self._unfinished_after_ms = server.config.upkeep.unfinished_after_ms
         self.status_cache = AAStatusCache(server)
 
     # --- room facts -------------------------------------------------------------------------
@@ -245,7 +246,7 @@ class AAHandler:
         # One `pay` at a time per share (a double click, two devices, two workers): the event
         # check cannot see a payment that is sent but not yet in the ledger.
         now = self._api.get_current_time_msec()
-        if not await self._store.claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
+        if not await self._store.claim_payment(event_id, payer, now, self._unfinished_after_ms):
             raise LimitExceeded(
                 "A payment for this share is under way; retry to get its result",
                 retry_after_ms=1000,
@@ -301,7 +302,7 @@ class AAHandler:
             self._name(members, payer), self._name(members, request.payee), payment, request.title
         )
         now = self._api.get_current_time_msec()
-        if not await self._store.claim_payment(event_id, payer, now, PAY_CLAIM_STALE_MS):
+        if not await self._store.claim_payment(event_id, payer, now, self._unfinished_after_ms):
             raise LimitExceeded("A payment for this share is under way", retry_after_ms=1000)
         try:
             event = await self._send(room_id, payer, payment.content(text))

@@ -156,7 +156,8 @@ def test_a_provider_payment_killed_after_the_charge_posts_its_event_once(
     pay = path(room, request, "pay")
     dies(crashy, lambda: payer.laiwang("POST", pay, {"method": "provider"}))
     assert payments_of(shop, account) == 1
-    [event] = wait_until(lambda: payment_events(payer, room) or None, timeout=60)
+    # The dead `pay` left its slot taken: the job takes it over after `unfinished_after`.
+    [event] = wait_until(lambda: payment_events(payer, room) or None, timeout=90)
     assert event["sender"] == payer.user_id
     assert payer.laiwang("POST", pay, {"method": "provider"})["event_id"] == event["event_id"]
     assert payments_of(shop, account) == 1 and len(payment_events(payer, room)) == 1
