@@ -2,7 +2,7 @@
 """Bootstrap and run Laiwang with nothing but Python 3.10+ and pip.
 
     python3 run.py demo     # a homeserver with the module on http://localhost:8008
-    python3 run.py test     # the whole test suite (on SQLite and, side by side, on PostgreSQL)
+    python3 run.py test     # the whole test suite (SQLite, then again on PostgreSQL)
     python3 run.py lint     # ruff and mypy
     python3 run.py bench    # every benchmark, written up in docs/benchmarks.md (--quick: smaller)
 
@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import venv
 from pathlib import Path
 
@@ -66,41 +65,28 @@ def _postgres_listening() -> bool:
 
 
 def run_tests(args: list[str]) -> int:
-    """The whole suite on SQLite and, at the same time, its end-to-end tests again with every
-    homeserver on PostgreSQL (when one answers at 127.0.0.1:5432; with CI=true it must).
-    Arguments select tests and run one pass, on SQLite (or on PostgreSQL with
-    LAIWANG_TEST_DATABASE=postgres)."""
+    """The whole suite on SQLite, then its end-to-end tests again with every homeserver on
+    PostgreSQL (when one answers at 127.0.0.1:5432; with CI=true it must). Arguments select
+    tests and run one pass, on SQLite (or on PostgreSQL with LAIWANG_TEST_DATABASE=postgres)."""
     pytest = [str(PY), "-m", "pytest"]
     if args:
         return subprocess.call([*pytest, *args])
+    status = subprocess.call(pytest)
     if not _postgres_listening() and not os.environ.get("CI"):
         print("No PostgreSQL at 127.0.0.1:5432: the PostgreSQL pass is skipped.", flush=True)
-        return subprocess.call(pytest)
+        return status
+    print("\nThe end-to-end tests again, every homeserver on PostgreSQL:", flush=True)
     env = dict(os.environ, LAIWANG_TEST_DATABASE="postgres")
-    # Tests that start their own PostgreSQL servers run in the SQLite pass, and so do those
-    # with no homeserver database to change: the commerce mock alone (its own SQLite), and
-    # start-up (a bad config stops Synapse before it opens a database; the README's demo runs
-    # on SQLite by design). The fuzzer runs on both: it found a PostgreSQL-only 500.
-    same_either_way = ("test_commerce_mock", "test_foundation")
+    # Tests that start their own PostgreSQL servers ran in the first pass, and so did those
+    # with no homeserver database to change: the commerce mock alone (its own SQLite), the
+    # browser tests (the web companion's pages, over endpoints the other tests cover on both),
+    # and start-up (a bad config stops Synapse before it opens a database; the README's demo
+    # runs on SQLite by design). The fuzzer runs on both: it found a PostgreSQL-only 500.
+    # (Run side by side, the two passes took longer than one after the other: two cores.)
+    same_either_way = ("test_commerce_mock", "test_web", "test_foundation")
     deselect = [f"--ignore=tests/e2e/{name}.py" for name in same_either_way]
     pg_pass = [*pytest, "tests/e2e", "-m", "not postgres", *deselect]
-    # The passes run side by side: the tests mostly wait on their homeservers (a pass keeps
-    # about a third of two cores busy), so together they take little longer than one. The
-    # PostgreSQL pass's output is shown when both are done.
-    with tempfile.TemporaryFile("w+") as pg_output:
-        pg = subprocess.Popen(pg_pass, env=env, stdout=pg_output, stderr=subprocess.STDOUT)
-        try:
-            status = subprocess.call(pytest)
-            pg_status = pg.wait()
-        finally:
-            if pg.poll() is None:
-                pg.terminate()
-                pg.wait()
-        pg_output.seek(0)
-        print("\nThe end-to-end tests again, every homeserver on PostgreSQL:", flush=True)
-        sys.stdout.write(pg_output.read())
-        sys.stdout.flush()
-    return status | pg_status
+    return status | subprocess.call(pg_pass, env=env)
 
 
 def main(argv: list[str]) -> int:
