@@ -138,13 +138,17 @@ class CommerceService:
         return str(answer["account_id"])
 
     async def linked_account(self, user_id: str) -> str | None:
+        answer = await self._get_unless_missing(f"/v1/links/{quote(user_id, safe='')}")
+        return None if answer is None else str(answer["account_id"])
+
+    async def _get_unless_missing(self, path: str) -> Any:
+        """The service's answer to a GET, or None when it answers 404 (no such thing)."""
         try:
-            answer = await self._call("GET", f"/v1/links/{quote(user_id, safe='')}")
+            return await self._call("GET", path)
         except ServiceAnswer as e:
             if e.status == 404:
                 return None
             raise e.as_error() from None
-        return str(answer["account_id"])
 
     async def unlink(self, user_id: str) -> bool:
         try:
@@ -183,12 +187,8 @@ class CommerceService:
         return await self._card(f"/v1/tracks/{quote(track_id, safe='')}")
 
     async def order(self, order_id: str) -> dict[str, Any] | None:
-        try:
-            return dict(await self._call("GET", f"/v1/orders/{quote(order_id, safe='')}"))
-        except ServiceAnswer as e:
-            if e.status == 404:
-                return None
-            raise e.as_error() from None
+        answer = await self._get_unless_missing(f"/v1/orders/{quote(order_id, safe='')}")
+        return None if answer is None else dict(answer)
 
     # --- payments ---
 
@@ -200,23 +200,12 @@ class CommerceService:
             )
         except ServiceAnswer as e:
             raise e.as_error() from None
-        receipt = answer.get("receipt") if isinstance(answer, dict) else None
-        if not isinstance(receipt, dict):
-            raise BadGateway("The commerce service answered a payment without a receipt")
-        return receipt
+        return _receipt_of(answer)
 
     async def payment(self, idempotency_key: str) -> dict[str, Any] | None:
         """The receipt of the charge made under this key, or None if none was made."""
-        try:
-            answer = await self._call("GET", f"/v1/payments/{quote(idempotency_key, safe='')}")
-        except ServiceAnswer as e:
-            if e.status == 404:
-                return None
-            raise e.as_error() from None
-        receipt = answer.get("receipt") if isinstance(answer, dict) else None
-        if not isinstance(receipt, dict):
-            raise BadGateway("The commerce service answered a payment without a receipt")
-        return receipt
+        answer = await self._get_unless_missing(f"/v1/payments/{quote(idempotency_key, safe='')}")
+        return None if answer is None else _receipt_of(answer)
 
     # --- public files (images of cards) ---
 
@@ -237,3 +226,11 @@ class CommerceService:
         if status != 200 or content_type not in IMAGE_TYPES or not body:
             raise BadGateway("The commerce service's card names an image it does not serve")
         return body, content_type
+
+
+def _receipt_of(answer: Any) -> dict[str, Any]:
+    """The receipt in the service's answer about a payment (502 if it has none)."""
+    receipt = answer.get("receipt") if isinstance(answer, dict) else None
+    if not isinstance(receipt, dict):
+        raise BadGateway("The commerce service answered a payment without a receipt")
+    return receipt
